@@ -1,0 +1,7 @@
+//! What every Waypost server shares, so that operators see the same behaviour
+//! from each binary: config files whose errors name the file and the field,
+//! JSON logs on stderr, and Prometheus text exposition.
+
+pub mod config_file;
+pub mod logging;
+pub mod metrics_text;
