@@ -1,0 +1,19 @@
+//! Waypost origin: the store edges pull assets from.
+//!
+//! One region for now: assets live in an `object_store` under the data
+//! directory as content-addressed blobs plus per-asset metadata, served
+//! over HTTP/1.1 and h2c with ETag/Last-Modified validation and byte
+//! ranges. Start it in-process with [`Server::start`]; `main.rs` is a thin
+//! CLI around the same call.
+
+pub mod asset_path;
+pub mod config;
+pub mod http_cond;
+pub mod metrics;
+mod response;
+mod routes;
+mod server;
+pub mod store;
+
+pub use config::{CacheRule, Config};
+pub use server::{RunningServer, Server, StartError};

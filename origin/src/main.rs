@@ -1,1 +1,92 @@
-fn main() {}
+//! `origin` binary: parse flags, load config, serve until SIGTERM/ctrl-c.
+//! All behaviour lives in the library; this file only decides exit codes.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use origin::{Config, Server};
+
+/// Waypost origin: serves and stores assets for the edges.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// TOML config file; without it, --data-dir and --token are required.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Listen address (overrides the file's `listen`).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Data directory (overrides the file's `data_dir`).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Bearer token for writes (overrides the file's `token`).
+    #[arg(long, value_name = "T", env = "ORIGIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let config = build_config(args)?;
+    service_base::logging::init_json();
+    tokio::runtime::Runtime::new()
+        .context("cannot start the async runtime")?
+        .block_on(run(config))
+}
+
+/// Applies flag overrides on top of the file (or the defaults), and checks
+/// the result before anything binds.
+fn build_config(args: Args) -> anyhow::Result<Config> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => {
+            let (Some(data_dir), Some(token)) = (&args.data_dir, &args.token) else {
+                bail!("give --config FILE, or both --data-dir DIR and --token T");
+            };
+            Config::for_data_dir(data_dir, token)
+        }
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(data_dir) = args.data_dir {
+        config.data_dir = data_dir;
+    }
+    if let Some(token) = args.token {
+        config.token = token;
+    }
+    config.validate().context("invalid command-line override")?;
+    Ok(config)
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let server = Server::start(config).await?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "origin listening on http://{}", server.local_addr())?;
+    stdout.flush()?;
+    drop(stdout);
+    tracing::info!(addr = %server.local_addr(), "origin started");
+    shutdown_signal().await?;
+    tracing::info!("shutting down: draining in-flight requests");
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        tokio::select! {
+            _ = term.recv() => {}
+            r = tokio::signal::ctrl_c() => r.context("cannot listen for ctrl-c")?,
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot listen for ctrl-c")?;
+    Ok(())
+}

@@ -1,0 +1,255 @@
+//! The origin's configuration: a raw TOML shape that mirrors the file, and
+//! the validated [`Config`] the server runs with.
+//!
+//! Parsing and validation are separate steps (as in ripgrep) so every
+//! problem is reported through [`ConfigError`] with the file and the field.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use service_base::config_file::{self, ConfigError, FieldError};
+
+/// The listen address used when the file does not name one.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
+/// The `Cache-Control` sent for assets no rule or upload header covers.
+pub const DEFAULT_CACHE_CONTROL: &str = "public, max-age=60";
+
+/// A validated origin configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the HTTP API listens; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Root of the local object store (blobs and metadata).
+    pub data_dir: PathBuf,
+    /// Bearer token that authorises writes.
+    pub token: String,
+    /// `Cache-Control` for assets that match no rule.
+    pub default_cache_control: String,
+    /// Per-prefix `Cache-Control`; the longest matching prefix wins.
+    pub cache_rules: Vec<CacheRule>,
+}
+
+/// One `[[cache_rules]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheRule {
+    /// URL path prefix under `/assets`, e.g. `/static/`.
+    pub prefix: String,
+    /// The `Cache-Control` value for assets under `prefix`.
+    pub cache_control: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    token: Option<String>,
+    default_cache_control: Option<String>,
+    #[serde(default)]
+    cache_rules: Vec<RawCacheRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCacheRule {
+    prefix: String,
+    cache_control: String,
+}
+
+impl Config {
+    /// A configuration with every default, for embedding and tests.
+    pub fn for_data_dir(data_dir: impl Into<PathBuf>, token: impl Into<String>) -> Self {
+        Self {
+            listen: DEFAULT_LISTEN
+                .parse()
+                .expect("default listen address is valid"),
+            data_dir: data_dir.into(),
+            token: token.into(),
+            default_cache_control: DEFAULT_CACHE_CONTROL.to_string(),
+            cache_rules: Vec::new(),
+        }
+    }
+
+    /// Reads and validates the TOML file at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        config_file::load(path, validate)
+    }
+
+    /// Parses `text` as if it had been read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        config_file::parse(path, text, validate)
+    }
+
+    /// The `Cache-Control` for an asset at URL path `asset_path` (the part
+    /// after `/assets`, starting with `/`) when its upload set none.
+    pub fn cache_control_for(&self, asset_path: &str) -> &str {
+        self.cache_rules
+            .iter()
+            .filter(|rule| asset_path.starts_with(&rule.prefix))
+            .max_by_key(|rule| rule.prefix.len())
+            .map_or(&self.default_cache_control, |rule| &rule.cache_control)
+    }
+
+    /// Checks the invariants [`Config::load`] enforces, for configurations
+    /// built in code (flag overrides, tests).
+    pub fn validate(&self) -> Result<(), FieldError> {
+        check_token(&self.token)?;
+        check_header_value("default_cache_control", &self.default_cache_control)?;
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(FieldError::new("data_dir", "must not be empty"));
+        }
+        for (i, rule) in self.cache_rules.iter().enumerate() {
+            check_rule(i, rule)?;
+        }
+        Ok(())
+    }
+}
+
+fn validate(raw: RawConfig) -> Result<Config, FieldError> {
+    let listen = match raw.listen {
+        None => DEFAULT_LISTEN
+            .parse()
+            .expect("default listen address is valid"),
+        Some(text) => text.parse().map_err(|e| {
+            FieldError::new(
+                "listen",
+                format!("`{text}` is not an address like 127.0.0.1:7070 ({e})"),
+            )
+        })?,
+    };
+    let data_dir = raw.data_dir.ok_or_else(|| {
+        FieldError::new(
+            "data_dir",
+            "is required: the directory that holds blobs and metadata",
+        )
+    })?;
+    let token = raw.token.ok_or_else(|| {
+        FieldError::new(
+            "token",
+            "is required: the bearer token that authorises writes",
+        )
+    })?;
+    let config = Config {
+        listen,
+        data_dir,
+        token,
+        default_cache_control: raw
+            .default_cache_control
+            .unwrap_or_else(|| DEFAULT_CACHE_CONTROL.to_string()),
+        cache_rules: raw
+            .cache_rules
+            .into_iter()
+            .map(|r| CacheRule {
+                prefix: r.prefix,
+                cache_control: r.cache_control,
+            })
+            .collect(),
+    };
+    config.validate()?;
+    Ok(config)
+}
+
+fn check_token(token: &str) -> Result<(), FieldError> {
+    if token.trim().is_empty() {
+        return Err(FieldError::new("token", "must not be empty"));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(FieldError::new(
+            "token",
+            "must be printable ASCII without spaces, so it fits an Authorization header",
+        ));
+    }
+    Ok(())
+}
+
+fn check_rule(index: usize, rule: &CacheRule) -> Result<(), FieldError> {
+    if !rule.prefix.starts_with('/') {
+        return Err(FieldError::new(
+            format!("cache_rules[{index}].prefix"),
+            format!(
+                "`{}` must start with `/` (it matches the path after /assets)",
+                rule.prefix
+            ),
+        ));
+    }
+    check_header_value(
+        &format!("cache_rules[{index}].cache_control"),
+        &rule.cache_control,
+    )
+}
+
+fn check_header_value(field: &str, value: &str) -> Result<(), FieldError> {
+    if value.trim().is_empty() {
+        return Err(FieldError::new(field, "must not be empty"));
+    }
+    if http::HeaderValue::from_str(value).is_err() {
+        return Err(FieldError::new(field, "is not a valid HTTP header value"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("origin.toml"), text)
+    }
+
+    #[test]
+    fn defaults_fill_in() {
+        let c = parse("data_dir = \"/tmp/x\"\ntoken = \"t\"").unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.default_cache_control, DEFAULT_CACHE_CONTROL);
+        assert!(c.cache_rules.is_empty());
+    }
+
+    #[test]
+    fn empty_token_names_field() {
+        let msg = parse("data_dir = \"/tmp/x\"\ntoken = \"\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("origin.toml") && msg.contains("`token`"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn missing_data_dir_names_field() {
+        let msg = parse("token = \"t\"").unwrap_err().to_string();
+        assert!(msg.contains("`data_dir`"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_field_is_refused() {
+        let msg = parse("data_dir = \"/x\"\ntoken = \"t\"\ntokn = 1")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("tokn"), "{msg}");
+    }
+
+    #[test]
+    fn bad_rule_names_index() {
+        let text = "data_dir = \"/x\"\ntoken = \"t\"\n[[cache_rules]]\nprefix = \"static\"\ncache_control = \"x\"";
+        let msg = parse(text).unwrap_err().to_string();
+        assert!(msg.contains("cache_rules[0].prefix"), "{msg}");
+    }
+
+    #[test]
+    fn longest_prefix_wins() {
+        let mut c = Config::for_data_dir("/x", "t");
+        for (prefix, cc) in [("/static/", "a"), ("/static/img/", "b"), ("/", "c")] {
+            c.cache_rules.push(CacheRule {
+                prefix: prefix.into(),
+                cache_control: cc.into(),
+            });
+        }
+        assert_eq!(c.cache_control_for("/static/img/x.png"), "b");
+        assert_eq!(c.cache_control_for("/static/x.css"), "a");
+        assert_eq!(c.cache_control_for("/other"), "c");
+        c.cache_rules.clear();
+        assert_eq!(c.cache_control_for("/other"), DEFAULT_CACHE_CONTROL);
+    }
+}

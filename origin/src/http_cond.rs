@@ -1,0 +1,322 @@
+//! Conditional requests and byte ranges (RFC 9110 §13 and §14), as pure
+//! functions of request headers and the asset's validators so they can be
+//! tested without sockets.
+//!
+//! Header values are parsed by the `headers` crate; only the single
+//! `bytes=` range spec is read here, because `headers` rejects suffix ranges
+//! longer than the representation, which RFC 9110 says to clamp.
+
+use std::time::SystemTime;
+
+use headers::{
+    ETag, HeaderMapExt, IfMatch, IfModifiedSince, IfNoneMatch, IfRange, IfUnmodifiedSince,
+    LastModified,
+};
+use http::{HeaderMap, Method};
+
+/// The validators of the current representation of an asset.
+#[derive(Debug, Clone)]
+pub struct Validators {
+    pub etag: ETag,
+    pub last_modified: SystemTime,
+}
+
+impl Validators {
+    /// Validators for content hash `sha256` last modified at unix second
+    /// `last_modified`; the ETag is the strong `"<sha256 hex>"`.
+    pub fn new(sha256: &str, last_modified: u64) -> Self {
+        Self {
+            etag: format!("\"{sha256}\"")
+                .parse()
+                .expect("hex is a valid entity tag"),
+            last_modified: SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(last_modified),
+        }
+    }
+}
+
+/// What the precondition headers decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precondition {
+    /// Carry on with the method.
+    Proceed,
+    /// 304: the client's copy is current (GET/HEAD only).
+    NotModified,
+    /// 412: a precondition the client set is false.
+    Failed,
+}
+
+/// Evaluates If-Match, If-Unmodified-Since, If-None-Match and
+/// If-Modified-Since in the order of RFC 9110 §13.2.2. `current` is `None`
+/// when the asset does not exist (relevant for PUT with `If-None-Match: *`).
+pub fn evaluate(
+    headers: &HeaderMap,
+    method: &Method,
+    current: Option<&Validators>,
+) -> Precondition {
+    let safe = method == Method::GET || method == Method::HEAD;
+    if let Some(if_match) = headers.typed_get::<IfMatch>() {
+        let passes = current.is_some_and(|v| if_match.precondition_passes(&v.etag));
+        if !passes {
+            return Precondition::Failed;
+        }
+    } else if let Some(since) = headers.typed_get::<IfUnmodifiedSince>()
+        && let Some(v) = current
+        && !since.precondition_passes(v.last_modified)
+    {
+        return Precondition::Failed;
+    }
+    if let Some(if_none_match) = headers.typed_get::<IfNoneMatch>() {
+        let passes = current.is_none_or(|v| if_none_match.precondition_passes(&v.etag));
+        if !passes {
+            return if safe {
+                Precondition::NotModified
+            } else {
+                Precondition::Failed
+            };
+        }
+    } else if safe
+        && let Some(since) = headers.typed_get::<IfModifiedSince>()
+        && let Some(v) = current
+        && !since.is_modified(v.last_modified)
+    {
+        return Precondition::NotModified;
+    }
+    Precondition::Proceed
+}
+
+/// Which part of the representation to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeOutcome {
+    /// 200 with the whole body (no Range, ignored Range, or multi-range).
+    Full,
+    /// 206 with bytes `start..=end`.
+    Partial { start: u64, end: u64 },
+    /// 416 with `Content-Range: bytes */len`.
+    Unsatisfiable,
+}
+
+impl RangeOutcome {
+    /// `Content-Range` value for a partial response of a `len`-byte body.
+    pub fn content_range(start: u64, end: u64, len: u64) -> String {
+        format!("bytes {start}-{end}/{len}")
+    }
+}
+
+/// Decides the byte range for a GET of a `len`-byte representation.
+/// If-Range must match the strong ETag (or the date must not be older than
+/// Last-Modified) for the Range to apply. Several ranges are answered with
+/// the whole body, which RFC 9110 §14.2 allows.
+pub fn select_range(
+    headers: &HeaderMap,
+    method: &Method,
+    current: &Validators,
+    len: u64,
+) -> RangeOutcome {
+    if method != Method::GET {
+        return RangeOutcome::Full;
+    }
+    let Some(value) = headers
+        .get(http::header::RANGE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return RangeOutcome::Full;
+    };
+    if let Some(if_range) = headers.typed_get::<IfRange>() {
+        let last_modified = LastModified::from(current.last_modified);
+        if if_range.is_modified(Some(&current.etag), Some(&last_modified)) {
+            return RangeOutcome::Full;
+        }
+    }
+    parse_single_range(value, len)
+}
+
+/// Interprets one `bytes=` range spec against `len`; anything malformed is
+/// ignored (full body), as RFC 9110 §14.2 permits.
+fn parse_single_range(value: &str, len: u64) -> RangeOutcome {
+    let Some((unit, spec)) = value.split_once('=') else {
+        return RangeOutcome::Full;
+    };
+    if !unit.trim().eq_ignore_ascii_case("bytes") || spec.contains(',') {
+        return RangeOutcome::Full;
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return RangeOutcome::Full;
+    };
+    let (first, last) = (first.trim(), last.trim());
+    match (number(first), number(last)) {
+        (Some(start), Some(end)) if start <= end => clamp(start, end, len),
+        (Some(start), None) if last.is_empty() => clamp(start, u64::MAX, len),
+        (None, Some(suffix)) if first.is_empty() => {
+            if suffix == 0 || len == 0 {
+                RangeOutcome::Unsatisfiable
+            } else {
+                RangeOutcome::Partial {
+                    start: len - suffix.min(len),
+                    end: len - 1,
+                }
+            }
+        }
+        _ => RangeOutcome::Full,
+    }
+}
+
+fn clamp(start: u64, end: u64, len: u64) -> RangeOutcome {
+    if start >= len {
+        RangeOutcome::Unsatisfiable
+    } else {
+        RangeOutcome::Partial {
+            start,
+            end: end.min(len - 1),
+        }
+    }
+}
+
+/// A decimal number of digits only (`u64::from_str` would accept `+5`).
+fn number(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    const T0: u64 = 1_700_000_000;
+
+    fn v() -> Validators {
+        Validators::new("abc", T0)
+    }
+
+    fn h(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    fn date(secs: u64) -> String {
+        httpdate::fmt_http_date(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+    }
+
+    #[test]
+    fn if_none_match_variants() {
+        let get = Method::GET;
+        for value in ["\"abc\"", "W/\"abc\"", "\"x\", \"abc\"", "*"] {
+            let got = evaluate(&h(&[("if-none-match", value)]), &get, Some(&v()));
+            assert_eq!(got, Precondition::NotModified, "{value}");
+        }
+        assert_eq!(
+            evaluate(&h(&[("if-none-match", "\"x\"")]), &get, Some(&v())),
+            Precondition::Proceed
+        );
+        assert_eq!(
+            evaluate(&h(&[("if-none-match", "*")]), &Method::PUT, Some(&v())),
+            Precondition::Failed
+        );
+        assert_eq!(
+            evaluate(&h(&[("if-none-match", "*")]), &Method::PUT, None),
+            Precondition::Proceed
+        );
+    }
+
+    #[test]
+    fn if_modified_since() {
+        let get = Method::GET;
+        let same = h(&[("if-modified-since", &date(T0))]);
+        assert_eq!(evaluate(&same, &get, Some(&v())), Precondition::NotModified);
+        let older = h(&[("if-modified-since", &date(T0 - 10))]);
+        assert_eq!(evaluate(&older, &get, Some(&v())), Precondition::Proceed);
+        assert_eq!(
+            evaluate(&same, &Method::PUT, Some(&v())),
+            Precondition::Proceed
+        );
+    }
+
+    #[test]
+    fn if_none_match_takes_precedence_over_if_modified_since() {
+        let headers = h(&[
+            ("if-none-match", "\"other\""),
+            ("if-modified-since", &date(T0)),
+        ]);
+        assert_eq!(
+            evaluate(&headers, &Method::GET, Some(&v())),
+            Precondition::Proceed
+        );
+    }
+
+    #[test]
+    fn if_match_and_if_unmodified_since() {
+        let get = Method::GET;
+        assert_eq!(
+            evaluate(&h(&[("if-match", "\"abc\"")]), &get, Some(&v())),
+            Precondition::Proceed
+        );
+        assert_eq!(
+            evaluate(&h(&[("if-match", "W/\"abc\"")]), &get, Some(&v())),
+            Precondition::Failed
+        );
+        assert_eq!(
+            evaluate(&h(&[("if-match", "*")]), &get, None),
+            Precondition::Failed
+        );
+        let old = h(&[("if-unmodified-since", &date(T0 - 1))]);
+        assert_eq!(evaluate(&old, &get, Some(&v())), Precondition::Failed);
+        let ok = h(&[("if-unmodified-since", &date(T0))]);
+        assert_eq!(evaluate(&ok, &get, Some(&v())), Precondition::Proceed);
+    }
+
+    #[test]
+    fn range_forms() {
+        use RangeOutcome::*;
+        let cases = [
+            ("bytes=0-9", Partial { start: 0, end: 9 }),
+            ("bytes=90-200", Partial { start: 90, end: 99 }),
+            ("bytes=95-", Partial { start: 95, end: 99 }),
+            ("bytes=-10", Partial { start: 90, end: 99 }),
+            ("bytes=-1000", Partial { start: 0, end: 99 }),
+            ("bytes=100-", Unsatisfiable),
+            ("bytes=100-200", Unsatisfiable),
+            ("bytes=-0", Unsatisfiable),
+            ("bytes=5-1", Full),
+            ("bytes=0-1,5-6", Full),
+            ("items=0-1", Full),
+            ("bytes=+1-2", Full),
+            ("bytes=x", Full),
+        ];
+        for (value, want) in cases {
+            let got = select_range(&h(&[("range", value)]), &Method::GET, &v(), 100);
+            assert_eq!(got, want, "{value}");
+        }
+        assert_eq!(
+            select_range(&h(&[("range", "bytes=0-1")]), &Method::HEAD, &v(), 100),
+            Full
+        );
+        assert_eq!(
+            select_range(&h(&[("range", "bytes=0-1")]), &Method::GET, &v(), 0),
+            Unsatisfiable
+        );
+    }
+
+    #[test]
+    fn if_range_needs_current_validator() {
+        let ok = h(&[("range", "bytes=0-1"), ("if-range", "\"abc\"")]);
+        assert_eq!(
+            select_range(&ok, &Method::GET, &v(), 10),
+            RangeOutcome::Partial { start: 0, end: 1 }
+        );
+        let stale = h(&[("range", "bytes=0-1"), ("if-range", "\"old\"")]);
+        assert_eq!(
+            select_range(&stale, &Method::GET, &v(), 10),
+            RangeOutcome::Full
+        );
+        let weak = h(&[("range", "bytes=0-1"), ("if-range", "W/\"abc\"")]);
+        assert_eq!(
+            select_range(&weak, &Method::GET, &v(), 10),
+            RangeOutcome::Full
+        );
+    }
+}

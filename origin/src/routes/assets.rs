@@ -1,0 +1,307 @@
+//! `/assets/{name}`: upload, download (with conditional and range requests)
+//! and delete.
+//!
+//! Deleting or replacing an asset drops only its metadata; the blob stays
+//! until blob GC exists (see [`crate::store::blobs`]).
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures::TryStreamExt;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Frame, Incoming};
+
+use super::AppState;
+use super::auth::require_token;
+use crate::asset_path::AssetPath;
+use crate::http_cond::{self, Precondition, RangeOutcome, Validators};
+use crate::response::{self, ResBody};
+use crate::store::{AssetMeta, BlobWriteError, meta};
+
+/// The header that lists an asset's surrogate keys, for purge by key.
+const SURROGATE_KEY: &str = "surrogate-key";
+
+/// GET and HEAD.
+pub async fn get(
+    state: &Arc<AppState>,
+    raw_name: &str,
+    req: &Request<Incoming>,
+) -> Response<ResBody> {
+    let path = match AssetPath::from_url_path(raw_name) {
+        Ok(p) => p,
+        Err(e) => return response::text(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let meta = match state.store.meta.get(&path).await {
+        Ok(Some(meta)) => meta,
+        Ok(None) => return not_found(&path),
+        Err(e) => return response::internal("reading asset metadata failed", &e),
+    };
+    let validators = Validators::new(&meta.sha256, meta.last_modified);
+    let headers = req.headers();
+    let method = req.method();
+    match http_cond::evaluate(headers, method, Some(&validators)) {
+        Precondition::Proceed => {}
+        Precondition::NotModified => return not_modified(state, &path, &meta),
+        Precondition::Failed => return precondition_failed(),
+    }
+    let mut response = Response::new(response::empty());
+    set_representation_headers(state, &path, &meta, response.headers_mut());
+    let range = match http_cond::select_range(headers, method, &validators, meta.size) {
+        RangeOutcome::Full => {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_LENGTH, meta.size.into());
+            None
+        }
+        RangeOutcome::Partial { start, end } => {
+            *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+            let content_range = RangeOutcome::content_range(start, end, meta.size);
+            let h = response.headers_mut();
+            h.insert(header::CONTENT_LENGTH, (end - start + 1).into());
+            h.insert(header::CONTENT_RANGE, header_value(&content_range));
+            Some(start..end + 1)
+        }
+        RangeOutcome::Unsatisfiable => {
+            let mut response = response::text(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                format!("range not satisfiable: the asset is {} bytes", meta.size),
+            );
+            let content_range = format!("bytes */{}", meta.size);
+            response
+                .headers_mut()
+                .insert(header::CONTENT_RANGE, header_value(&content_range));
+            return response;
+        }
+    };
+    if method == Method::HEAD || meta.size == 0 {
+        return response;
+    }
+    match state.store.blobs.get_stream(&meta.sha256, range).await {
+        Ok(stream) => {
+            let body = StreamBody::new(stream.map_ok(Frame::data).map_err(Into::into));
+            *response.body_mut() = body.boxed_unsync();
+            response
+        }
+        Err(e) => response::internal("reading the asset's blob failed", &e),
+    }
+}
+
+/// PUT: stream the body into a blob, then point the metadata at it.
+pub async fn put(
+    state: &Arc<AppState>,
+    raw_name: &str,
+    req: Request<Incoming>,
+) -> Response<ResBody> {
+    if let Err(denied) = require_token(req.headers(), &state.config.token) {
+        return denied;
+    }
+    let path = match AssetPath::from_url_path(raw_name) {
+        Ok(p) => p,
+        Err(e) => return response::text(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let upload = match UploadHeaders::read(req.headers(), &path) {
+        Ok(u) => u,
+        Err(message) => return response::text(StatusCode::BAD_REQUEST, message),
+    };
+    let previous = match state.store.meta.get(&path).await {
+        Ok(previous) => previous,
+        Err(e) => return response::internal("reading asset metadata failed", &e),
+    };
+    let validators = previous
+        .as_ref()
+        .map(|m| Validators::new(&m.sha256, m.last_modified));
+    if http_cond::evaluate(req.headers(), req.method(), validators.as_ref())
+        != Precondition::Proceed
+    {
+        return precondition_failed();
+    }
+
+    let received = state.metrics.bytes_received.clone();
+    let body = req.into_body().into_data_stream();
+    let blob = match state
+        .store
+        .blobs
+        .put_stream(body, |n| {
+            received.inc_by(n as u64);
+        })
+        .await
+    {
+        Ok(blob) => blob,
+        Err(BlobWriteError::Body(e)) => {
+            return response::text(
+                StatusCode::BAD_REQUEST,
+                format!("the upload body ended early ({e}); nothing was stored, retry the upload"),
+            );
+        }
+        Err(e) => return response::internal("storing the upload failed", &e),
+    };
+
+    // Same bytes as before: keep Last-Modified so caches holding the old
+    // copy still validate with If-Modified-Since.
+    let last_modified = match &previous {
+        Some(p) if p.sha256 == blob.sha256 => p.last_modified,
+        _ => unix_now(),
+    };
+    let meta = AssetMeta {
+        format: meta::FORMAT,
+        sha256: blob.sha256,
+        size: blob.size,
+        content_type: upload.content_type,
+        cache_control: upload.cache_control,
+        surrogate_keys: upload.surrogate_keys,
+        last_modified,
+    };
+    if let Err(e) = state.store.meta.put(&path, &meta).await {
+        return response::internal("writing asset metadata failed", &e);
+    }
+    let etag = header_value(&format!("\"{}\"", meta.sha256));
+    let mut response = Response::new(response::empty());
+    if previous.is_none() {
+        state.metrics.assets.inc();
+        *response.status_mut() = StatusCode::CREATED;
+        let location = format!("/assets/{raw_name}");
+        response
+            .headers_mut()
+            .insert(header::LOCATION, header_value(&location));
+    } else {
+        *response.status_mut() = StatusCode::NO_CONTENT;
+    }
+    response.headers_mut().insert(header::ETAG, etag);
+    response
+}
+
+/// DELETE: drop the asset's metadata.
+pub async fn delete(
+    state: &Arc<AppState>,
+    raw_name: &str,
+    req: &Request<Incoming>,
+) -> Response<ResBody> {
+    if let Err(denied) = require_token(req.headers(), &state.config.token) {
+        return denied;
+    }
+    let path = match AssetPath::from_url_path(raw_name) {
+        Ok(p) => p,
+        Err(e) => return response::text(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    match state.store.meta.delete(&path).await {
+        Ok(true) => {
+            state.metrics.assets.dec();
+            let mut response = Response::new(response::empty());
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            response
+        }
+        Ok(false) => not_found(&path),
+        Err(e) => response::internal("deleting asset metadata failed", &e),
+    }
+}
+
+/// What the uploader said about the asset, validated before the body is read.
+struct UploadHeaders {
+    content_type: String,
+    cache_control: Option<String>,
+    surrogate_keys: Vec<String>,
+}
+
+impl UploadHeaders {
+    fn read(headers: &HeaderMap, path: &AssetPath) -> Result<Self, String> {
+        let text = |name: header::HeaderName| -> Result<Option<String>, String> {
+            headers
+                .get(&name)
+                .map(|v| {
+                    v.to_str()
+                        .map(|s| s.trim().to_string())
+                        .map_err(|_| format!("the {name} header must be visible ASCII"))
+                })
+                .transpose()
+        };
+        let content_type = match text(header::CONTENT_TYPE)? {
+            Some(ct) if !ct.is_empty() => ct,
+            _ => mime_guess::from_path(path.as_str())
+                .first_raw()
+                .unwrap_or("application/octet-stream")
+                .to_string(),
+        };
+        let cache_control = text(header::CACHE_CONTROL)?.filter(|cc| !cc.is_empty());
+        let surrogate_keys = text(header::HeaderName::from_static(SURROGATE_KEY))?
+            .map(|keys| keys.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default();
+        Ok(Self {
+            content_type,
+            cache_control,
+            surrogate_keys,
+        })
+    }
+}
+
+/// Headers that describe the stored representation (200, 206, HEAD).
+fn set_representation_headers(
+    state: &AppState,
+    path: &AssetPath,
+    meta: &AssetMeta,
+    h: &mut HeaderMap,
+) {
+    set_validator_headers(state, path, meta, h);
+    h.insert(header::CONTENT_TYPE, header_value(&meta.content_type));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if !meta.surrogate_keys.is_empty() {
+        h.insert(SURROGATE_KEY, header_value(&meta.surrogate_keys.join(" ")));
+    }
+}
+
+/// Headers a 304 must repeat (RFC 9110 §15.4.5): ETag, Cache-Control,
+/// Last-Modified, Date.
+fn set_validator_headers(state: &AppState, path: &AssetPath, meta: &AssetMeta, h: &mut HeaderMap) {
+    h.insert(header::ETAG, header_value(&format!("\"{}\"", meta.sha256)));
+    h.insert(
+        header::LAST_MODIFIED,
+        header_value(&http_date(meta.last_modified)),
+    );
+    let cache_control = meta
+        .cache_control
+        .as_deref()
+        .unwrap_or_else(|| state.config.cache_control_for(&path.rule_path()));
+    h.insert(header::CACHE_CONTROL, header_value(cache_control));
+    h.insert(
+        header::DATE,
+        header_value(&httpdate::fmt_http_date(SystemTime::now())),
+    );
+}
+
+fn not_modified(state: &AppState, path: &AssetPath, meta: &AssetMeta) -> Response<ResBody> {
+    let mut response = Response::new(response::empty());
+    *response.status_mut() = StatusCode::NOT_MODIFIED;
+    set_validator_headers(state, path, meta, response.headers_mut());
+    response
+}
+
+fn precondition_failed() -> Response<ResBody> {
+    response::text(
+        StatusCode::PRECONDITION_FAILED,
+        "a precondition (If-Match, If-Unmodified-Since or If-None-Match) is false for the current asset",
+    )
+}
+
+fn not_found(path: &AssetPath) -> Response<ResBody> {
+    response::text(
+        StatusCode::NOT_FOUND,
+        format!("no asset at /assets/{}; upload one with PUT", path.as_str()),
+    )
+}
+
+fn http_date(unix_secs: u64) -> String {
+    httpdate::fmt_http_date(UNIX_EPOCH + std::time::Duration::from_secs(unix_secs))
+}
+
+/// Values that came from our own store or config were validated on the way
+/// in; one that still is not a header value is replaced rather than
+/// failing the request.
+fn header_value(value: &str) -> HeaderValue {
+    HeaderValue::from_str(value).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,154 @@
+//! Content-addressed blobs: `blobs/sha256/<hex>`.
+//!
+//! An upload streams into a temporary key while its SHA-256 is computed, and
+//! is renamed to its content address once complete. Two uploads of the same
+//! bytes therefore end at the same key, and the rename is harmless.
+//!
+//! Blobs are never garbage-collected yet: deleting or replacing an asset
+//! drops only its metadata, so an unreferenced blob stays until a future GC
+//! pass (which must also consider other regions' references).
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::{BoxStream, Stream, StreamExt};
+use object_store::path::Path as StorePath;
+use object_store::{GetOptions, ObjectStore, ObjectStoreExt, WriteMultipart};
+use sha2::{Digest, Sha256};
+
+/// Multipart chunk size: large enough for S3's 5 MiB minimum part size.
+const CHUNK_SIZE: usize = 5 * 1024 * 1024;
+/// Parts in flight per upload; bounds an upload's memory to a few chunks.
+const MAX_PARTS_IN_FLIGHT: usize = 2;
+
+/// A blob that was written: its content address and length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBlob {
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// Why a blob could not be written; the variants say who is at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobWriteError {
+    /// The request body failed mid-stream (client hung up, bad framing).
+    #[error("reading the upload body failed: {0}")]
+    Body(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The store refused the write.
+    #[error("writing the blob failed: {0}")]
+    Store(#[from] object_store::Error),
+}
+
+/// The blob half of the store.
+#[derive(Debug, Clone)]
+pub struct Blobs {
+    store: Arc<dyn ObjectStore>,
+}
+
+impl Blobs {
+    pub fn new(store: Arc<dyn ObjectStore>) -> Self {
+        Self { store }
+    }
+
+    /// Streams `body` into the store, hashing as it goes; `on_chunk` sees the
+    /// length of every chunk (for byte metrics). Never holds more than a few
+    /// chunks in memory.
+    pub async fn put_stream<S, E>(
+        &self,
+        mut body: S,
+        mut on_chunk: impl FnMut(usize),
+    ) -> Result<StoredBlob, BlobWriteError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let tmp = StorePath::from_iter(["tmp", &format!("{:032x}", rand::random::<u128>())]);
+        let upload = self.store.put_multipart(&tmp).await?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, CHUNK_SIZE);
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    let _ = writer.abort().await;
+                    return Err(BlobWriteError::Body(e.into()));
+                }
+            };
+            on_chunk(chunk.len());
+            hasher.update(&chunk);
+            size += chunk.len() as u64;
+            if let Err(e) = writer.wait_for_capacity(MAX_PARTS_IN_FLIGHT).await {
+                let _ = writer.abort().await;
+                return Err(e.into());
+            }
+            writer.put(chunk);
+        }
+        writer.finish().await?;
+        let sha256 = hex::encode(hasher.finalize());
+        if let Err(e) = self.store.rename(&tmp, &blob_key(&sha256)).await {
+            let _ = self.store.delete(&tmp).await;
+            return Err(e.into());
+        }
+        Ok(StoredBlob { sha256, size })
+    }
+
+    /// Streams the bytes of blob `sha256` in `range` (the whole blob if
+    /// `None`).
+    pub async fn get_stream(
+        &self,
+        sha256: &str,
+        range: Option<Range<u64>>,
+    ) -> Result<BoxStream<'static, object_store::Result<Bytes>>, object_store::Error> {
+        let options = GetOptions::default().with_range(range);
+        let result = self.store.get_opts(&blob_key(sha256), options).await?;
+        Ok(result.into_stream())
+    }
+}
+
+fn blob_key(sha256: &str) -> StorePath {
+    StorePath::from_iter(["blobs", "sha256", sha256])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::TryStreamExt;
+    use object_store::memory::InMemory;
+
+    #[tokio::test]
+    async fn same_bytes_same_address() {
+        let blobs = Blobs::new(Arc::new(InMemory::new()));
+        let body = || {
+            futures::stream::iter([
+                Ok::<_, std::io::Error>(Bytes::from_static(b"hello ")),
+                Ok(Bytes::from_static(b"world")),
+            ])
+        };
+        let a = blobs.put_stream(body(), |_| {}).await.unwrap();
+        let b = blobs.put_stream(body(), |_| {}).await.unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.size, 11);
+        assert_eq!(a.sha256, hex::encode(Sha256::digest(b"hello world")));
+        let part: Vec<Bytes> = blobs
+            .get_stream(&a.sha256, Some(6..11))
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(part.concat(), b"world");
+    }
+
+    #[tokio::test]
+    async fn failed_body_is_a_body_error() {
+        let blobs = Blobs::new(Arc::new(InMemory::new()));
+        let body = futures::stream::iter([
+            Ok(Bytes::from_static(b"x")),
+            Err(std::io::Error::other("reset")),
+        ]);
+        let err = blobs.put_stream(body, |_| {}).await.unwrap_err();
+        assert!(matches!(err, BlobWriteError::Body(_)), "{err}");
+    }
+}
