@@ -1,0 +1,174 @@
+//! `waypost up`: one region (origin + edge) on loopback, in this process,
+//! on embedded defaults; sample assets uploaded through the origin's API;
+//! a first request shown as a miss and then a hit.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+
+/// The write/purge token of the local platform. Local use only.
+pub const DEV_TOKEN: &str = "waypost-dev-token";
+
+#[derive(clap::Args)]
+pub struct UpArgs {
+    /// Loopback address of the region (every 127.x.y.z works on Linux).
+    #[arg(long, default_value = "127.0.1.1")]
+    ip: IpAddr,
+    /// Port of the edge's public HTTP listener.
+    #[arg(long, default_value_t = 8080)]
+    http_port: u16,
+    /// Port of the edge's admin listener (health, metrics, purge).
+    #[arg(long, default_value_t = 9080)]
+    admin_port: u16,
+    /// Port of the origin.
+    #[arg(long, default_value_t = 7070)]
+    origin_port: u16,
+    /// Where the origin's store and the edge's disk cache live.
+    #[arg(long, default_value = ".waypost")]
+    data_dir: PathBuf,
+    /// Exit after showing the platform working instead of serving.
+    #[arg(long)]
+    check: bool,
+}
+
+const SAMPLES: &[(&str, &str, &str, &str)] = &[
+    (
+        "hello.txt",
+        "text/plain",
+        "demo",
+        "Hello from the Waypost edge!\n",
+    ),
+    (
+        "index.html",
+        "text/html",
+        "demo html",
+        "<!doctype html><title>Waypost</title><h1>It works</h1>\n",
+    ),
+    (
+        "static/app.css",
+        "text/css",
+        "demo css",
+        "body { font-family: sans-serif; }\n",
+    ),
+];
+
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    service_base::logging::init_json();
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
+    let data_dir = args.data_dir.canonicalize()?;
+    eprintln!("[1/4] starting origin ...");
+    let mut origin_config = origin::Config::for_data_dir(data_dir.join("origin"), DEV_TOKEN);
+    origin_config.listen = SocketAddr::new(args.ip, args.origin_port);
+    origin_config.cache_rules.push(origin::CacheRule {
+        prefix: "/static/".into(),
+        cache_control: "public, max-age=86400, stale-while-revalidate=60".into(),
+    });
+    let origin = origin::Server::start(origin_config)
+        .await
+        .context("starting the origin")?;
+    let origin_addr = origin.local_addr();
+
+    eprintln!("[2/4] starting edge ...");
+    let edge_toml = format!(
+        r#"
+[listen]
+http = "{http}"
+[admin]
+listen = "{admin}"
+token = "{DEV_TOKEN}"
+[cache]
+memory_capacity = "256MiB"
+disk = {{ dir = "{cache}", capacity = "4GiB" }}
+[[pools]]
+name = "origin"
+origins = ["{origin_addr}"]
+[[sites]]
+hosts = ["*"]
+pool = "origin"
+"#,
+        http = SocketAddr::new(args.ip, args.http_port),
+        admin = SocketAddr::new(args.ip, args.admin_port),
+        cache = data_dir.join("edge-cache").display(),
+    );
+    let edge_config = edge_node::Config::from_toml(&data_dir.join("edge.toml"), &edge_toml)?;
+    let edge = edge_node::Server::start(edge_config)
+        .await
+        .context("starting the edge")?;
+    let edge_url = format!(
+        "http://{}",
+        edge.http_addr().expect("http listener configured")
+    );
+    let admin_url = format!("http://{}", edge.admin_addr());
+
+    eprintln!("[3/4] uploading sample assets ...");
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    for (path, ctype, keys, body) in SAMPLES {
+        let resp = client
+            .put(format!("http://{origin_addr}/assets/{path}"))
+            .bearer_auth(DEV_TOKEN)
+            .header("content-type", *ctype)
+            .header("surrogate-key", *keys)
+            .body(*body)
+            .send()
+            .await
+            .with_context(|| format!("uploading {path}"))?;
+        anyhow::ensure!(
+            resp.status().is_success(),
+            "uploading {path}: origin answered {}",
+            resp.status()
+        );
+    }
+
+    eprintln!("[4/4] fetching through the edge ...");
+    for attempt in ["first", "second"] {
+        let resp = client
+            .get(format!("{edge_url}/assets/hello.txt"))
+            .send()
+            .await?;
+        let cs = resp
+            .headers()
+            .get("cache-status")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_string();
+        anyhow::ensure!(
+            resp.status().is_success(),
+            "edge answered {}",
+            resp.status()
+        );
+        println!(
+            "  {attempt} GET /assets/hello.txt -> {}  Cache-Status: {cs}",
+            resp.status()
+        );
+    }
+
+    println!();
+    println!("Waypost is up (1 region, data in {}):", data_dir.display());
+    println!("  edge    {edge_url}");
+    println!("  admin   {admin_url}   (health, metrics, purge; token {DEV_TOKEN})");
+    println!("  origin  http://{origin_addr}   (PUT /assets/... with the token)");
+    println!();
+    println!("Try:");
+    println!("  curl -i {edge_url}/assets/hello.txt");
+    println!("  curl -i -H 'Range: bytes=0-4' {edge_url}/assets/hello.txt");
+    println!("  curl -X POST -H 'Authorization: Bearer {DEV_TOKEN}' '{admin_url}/purge?key=demo'");
+    println!("  curl -s {admin_url}/metrics | grep waypost_edge_requests");
+    if args.check {
+        edge.shutdown().await;
+        origin.shutdown().await;
+        return Ok(());
+    }
+    println!();
+    println!("Press Ctrl-C to stop.");
+    tokio::signal::ctrl_c().await?;
+    eprintln!("stopping ...");
+    edge.shutdown().await;
+    origin.shutdown().await;
+    Ok(())
+}

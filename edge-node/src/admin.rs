@@ -1,0 +1,140 @@
+//! The admin listener: `/healthz`, `/metrics` and purges. It is separate from
+//! the public listeners so purge and metrics are never reachable through a
+//! site's host name.
+//!
+//! Purge API (bearer token from `admin.token`):
+//! `POST /purge?url=http://host/path` purges every variant of a URL;
+//! `POST /purge?key=<surrogate-key>` purges every object tagged with the key;
+//! add `&soft=true` to mark objects stale instead (they are revalidated on
+//! next use and may still be served stale where allowed).
+
+use std::sync::Arc;
+
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::body::{self, Body};
+use crate::cache::{self, Cache};
+use crate::metrics::Metrics;
+
+pub struct Admin {
+    pub cache: Arc<Cache>,
+    pub metrics: Arc<Metrics>,
+    pub token: Option<String>,
+}
+
+impl Admin {
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        match (req.method(), req.uri().path()) {
+            (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, "ok"),
+            (&Method::GET, "/metrics") => {
+                let body = self.metrics.render(&self.cache.usage());
+                let mut resp = Response::new(body::full(body));
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(service_base::metrics_text::CONTENT_TYPE),
+                );
+                resp
+            }
+            (&Method::POST, "/purge") => self.purge(&req),
+            (_, "/healthz" | "/metrics" | "/purge") => {
+                text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here")
+            }
+            _ => text(
+                StatusCode::NOT_FOUND,
+                "unknown admin path; try /healthz, /metrics or POST /purge",
+            ),
+        }
+    }
+
+    fn purge(&self, req: &Request<Incoming>) -> Response<Body> {
+        let Some(expected) = &self.token else {
+            return text(
+                StatusCode::FORBIDDEN,
+                "purge is disabled: set `admin.token` in the edge config",
+            );
+        };
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(expected.as_str()) {
+            let mut resp = text(
+                StatusCode::UNAUTHORIZED,
+                "purge needs `Authorization: Bearer <admin.token>`",
+            );
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return resp;
+        }
+        let query = req.uri().query().unwrap_or("");
+        let mut url = None;
+        let mut key = None;
+        let mut soft = false;
+        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+            match k.as_ref() {
+                "url" => url = Some(v.into_owned()),
+                "key" => key = Some(v.into_owned()),
+                "soft" => soft = matches!(v.as_ref(), "1" | "true" | "yes"),
+                other => {
+                    return text(
+                        StatusCode::BAD_REQUEST,
+                        &format!("unknown purge parameter `{other}`; use url, key, soft"),
+                    );
+                }
+            }
+        }
+        let (kind, purged) = match (url, key) {
+            (Some(u), None) => match url_key(&u) {
+                Ok(primary) => ("url", self.cache.purge_url(&primary, soft)),
+                Err(reason) => return text(StatusCode::BAD_REQUEST, &reason),
+            },
+            (None, Some(k)) if !k.is_empty() => {
+                ("surrogate_key", self.cache.purge_surrogate_key(&k, soft))
+            }
+            _ => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    "give exactly one of `url=<absolute URL>` or `key=<surrogate key>`",
+                );
+            }
+        };
+        self.metrics.count_purge(kind);
+        tracing::info!(kind, soft, purged, "purge");
+        let mut resp = Response::new(body::full(format!(
+            "{{\"purged\":{purged},\"soft\":{soft}}}\n"
+        )));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        resp
+    }
+}
+
+/// The cache's primary key for an absolute URL given to purge.
+fn url_key(url: &str) -> Result<String, String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+    let host = uri
+        .host()
+        .ok_or_else(|| format!("`{url}` needs a host, e.g. http://cdn.example.com/path"))?;
+    let pq = uri.path_and_query().map_or("/", |p| p.as_str());
+    Ok(cache::primary(
+        &host.trim_end_matches('.').to_ascii_lowercase(),
+        pq,
+    ))
+}
+
+fn text(status: StatusCode, msg: &str) -> Response<Body> {
+    let mut resp = Response::new(body::full(format!("{msg}\n")));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}

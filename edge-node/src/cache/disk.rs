@@ -1,0 +1,211 @@
+//! The disk tier's file format and startup scan.
+//!
+//! Each object is two files under `<dir>/objects/<xx>/`: `<hash>.meta`
+//! (versioned JSON, rewritten when a 304 refreshes headers) and
+//! `<hash>-<fill>.body` (the bytes, written while they stream to clients).
+//! The body name is unique per fill, so a new fill never truncates a file
+//! that readers of the previous version still have open. A meta file is
+//! written only after its body is complete, so a crash leaves at most an
+//! orphan body, which the startup scan deletes.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http_cache_semantics::CachePolicy;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::directives::StaleRules;
+use super::meta::ObjectMeta;
+
+/// Bump when the meta layout changes; older files are discarded at startup.
+const FORMAT: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct DiskMeta {
+    format: u32,
+    key: String,
+    status: u16,
+    headers: Vec<(String, Vec<u8>)>,
+    policy: CachePolicy,
+    fresh_until_ms: u64,
+    swr_secs: u64,
+    sie_secs: Option<u64>,
+    forbids_stale: bool,
+    surrogate_keys: Vec<String>,
+    vary: Vec<String>,
+    body_file: String,
+    body_len: u64,
+}
+
+/// Paths of the disk tier.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    pub fn new(dir: &Path) -> io::Result<Self> {
+        let root = dir.join("objects");
+        std::fs::create_dir_all(&root)?;
+        Ok(Self { root })
+    }
+
+    fn hash(key: &str) -> String {
+        hex::encode(Sha256::digest(key.as_bytes()))
+    }
+
+    fn shard(&self, hash: &str) -> PathBuf {
+        self.root.join(&hash[..2])
+    }
+
+    pub fn meta_path(&self, key: &str) -> PathBuf {
+        let h = Self::hash(key);
+        self.shard(&h).join(format!("{h}.meta"))
+    }
+
+    /// A fresh body path for a new fill of `key`.
+    pub fn new_body_path(&self, key: &str, fill_id: u64) -> io::Result<PathBuf> {
+        let h = Self::hash(key);
+        let shard = self.shard(&h);
+        std::fs::create_dir_all(&shard)?;
+        Ok(shard.join(format!("{h}-{fill_id}.body")))
+    }
+}
+
+/// Writes the meta file for an object whose body is complete in `body`.
+pub fn write_meta(
+    layout: &Layout,
+    meta: &ObjectMeta,
+    body: &Path,
+    body_len: u64,
+) -> io::Result<()> {
+    let record = DiskMeta {
+        format: FORMAT,
+        key: meta.key.clone(),
+        status: meta.status.as_u16(),
+        headers: meta
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec()))
+            .collect(),
+        policy: meta.policy.clone(),
+        fresh_until_ms: meta
+            .fresh_until
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64,
+        swr_secs: meta.stale.stale_while_revalidate.as_secs(),
+        sie_secs: meta.stale.stale_if_error.map(|d| d.as_secs()),
+        forbids_stale: meta.stale.forbids_stale,
+        surrogate_keys: meta.surrogate_keys.clone(),
+        vary: meta.vary.iter().map(|n| n.as_str().to_string()).collect(),
+        body_file: body
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string(),
+        body_len,
+    };
+    let path = layout.meta_path(&meta.key);
+    let tmp = path.with_extension("meta.tmp");
+    std::fs::write(&tmp, serde_json::to_vec(&record).map_err(io::Error::other)?)?;
+    std::fs::rename(&tmp, &path)
+}
+
+/// An object found on disk at startup.
+pub struct Recovered {
+    pub meta: ObjectMeta,
+    pub body: PathBuf,
+    pub body_len: u64,
+}
+
+/// Reads every meta file under the layout; deletes files of unknown format,
+/// metas whose body is missing or short, bodies without a meta, and objects
+/// whose retention ended before `now`.
+pub fn scan(
+    layout: &Layout,
+    now: SystemTime,
+    retain: impl Fn(&ObjectMeta) -> SystemTime,
+) -> Vec<Recovered> {
+    let mut found = Vec::new();
+    let mut referenced = std::collections::HashSet::new();
+    let Ok(shards) = std::fs::read_dir(&layout.root) else {
+        return found;
+    };
+    let shard_dirs: Vec<PathBuf> = shards
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    for shard in &shard_dirs {
+        for entry in std::fs::read_dir(shard).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("meta") {
+                continue;
+            }
+            match read_meta(&path, shard) {
+                Some(r) if retain(&r.meta) > now => {
+                    referenced.insert(r.body.clone());
+                    found.push(r);
+                }
+                _ => {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+    }
+    for shard in &shard_dirs {
+        for entry in std::fs::read_dir(shard).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let is_meta = path.extension().and_then(|e| e.to_str()) == Some("meta");
+            if !is_meta && !referenced.contains(&path) {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+    found
+}
+
+fn read_meta(path: &Path, shard: &Path) -> Option<Recovered> {
+    let record: DiskMeta = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    if record.format != FORMAT || record.body_file.contains('/') {
+        return None;
+    }
+    let body = shard.join(&record.body_file);
+    if std::fs::metadata(&body).ok()?.len() != record.body_len {
+        return None;
+    }
+    let mut headers = HeaderMap::new();
+    for (k, v) in record.headers {
+        headers.append(
+            HeaderName::from_bytes(k.as_bytes()).ok()?,
+            HeaderValue::from_bytes(&v).ok()?,
+        );
+    }
+    let meta = ObjectMeta {
+        key: record.key,
+        status: StatusCode::from_u16(record.status).ok()?,
+        headers,
+        policy: record.policy,
+        stale: StaleRules {
+            stale_while_revalidate: Duration::from_secs(record.swr_secs),
+            stale_if_error: record.sie_secs.map(Duration::from_secs),
+            forbids_stale: record.forbids_stale,
+        },
+        fresh_until: UNIX_EPOCH + Duration::from_millis(record.fresh_until_ms),
+        surrogate_keys: record.surrogate_keys,
+        vary: record
+            .vary
+            .iter()
+            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+            .collect(),
+    };
+    Some(Recovered {
+        meta,
+        body,
+        body_len: record.body_len,
+    })
+}

@@ -1,0 +1,88 @@
+//! Cache keys. The primary key names the resource (host + path + query); the
+//! variant key adds the request's values of the headers the stored response
+//! listed in `Vary`, so each variant is its own entry.
+
+use http::{HeaderMap, HeaderName};
+
+/// The primary key: lower-cased host, then the path and query as received.
+pub fn primary(host: &str, path_and_query: &str) -> String {
+    let mut key = String::with_capacity(host.len() + path_and_query.len());
+    key.push_str(host);
+    key.push_str(path_and_query);
+    key
+}
+
+/// The variant key of a request for `primary`, given the `Vary` names of the
+/// stored responses for that resource.
+pub fn variant(primary: &str, vary: &[HeaderName], headers: &HeaderMap) -> String {
+    if vary.is_empty() {
+        return primary.to_string();
+    }
+    let mut key = String::from(primary);
+    for name in vary {
+        key.push('\n');
+        key.push_str(name.as_str());
+        key.push('=');
+        for (i, v) in headers.get_all(name).iter().enumerate() {
+            if i > 0 {
+                key.push_str(", ");
+            }
+            key.push_str(&String::from_utf8_lossy(v.as_bytes()));
+        }
+    }
+    key
+}
+
+/// Whether `variant_key` belongs to the resource `primary`.
+pub fn is_variant_of(variant_key: &str, primary: &str) -> bool {
+    variant_key
+        .strip_prefix(primary)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('\n'))
+}
+
+/// The header names listed in a response's `Vary`, lower-cased and sorted so
+/// two spellings of the same list give the same keys.
+pub fn vary_names(headers: &HeaderMap) -> Vec<HeaderName> {
+    let mut names: Vec<HeaderName> = headers
+        .get_all(http::header::VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    names.dedup();
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variants_differ_by_vary_values() {
+        let names = vec![http::header::ACCEPT_ENCODING];
+        let mut gzip = HeaderMap::new();
+        gzip.insert(http::header::ACCEPT_ENCODING, "gzip".parse().unwrap());
+        let a = variant("h/x", &names, &gzip);
+        let b = variant("h/x", &names, &HeaderMap::new());
+        assert_ne!(a, b);
+        assert!(is_variant_of(&a, "h/x") && is_variant_of(&b, "h/x"));
+        assert!(!is_variant_of("h/xy", "h/x"));
+    }
+
+    #[test]
+    fn vary_list_is_normalized() {
+        let mut h = HeaderMap::new();
+        h.append(
+            http::header::VARY,
+            "Accept-Encoding, accept".parse().unwrap(),
+        );
+        h.append(http::header::VARY, "accept-encoding".parse().unwrap());
+        let names: Vec<_> = vary_names(&h)
+            .iter()
+            .map(|n| n.as_str().to_string())
+            .collect();
+        assert_eq!(names, vec!["accept", "accept-encoding"]);
+    }
+}

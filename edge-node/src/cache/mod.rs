@@ -1,0 +1,446 @@
+//! The HTTP cache: RFC 9111 decisions (by `http-cache-semantics`, fed a
+//! strict reading of the headers from `directives`), storage in a memory and
+//! a disk tier (`store`, `disk`), bodies that stream while stored (`fill`),
+//! coalesced misses (`lock`), keys and variants (`key`), and purges.
+
+mod directives;
+mod disk;
+mod fill;
+mod key;
+mod lock;
+mod meta;
+mod store;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{StatusCode, request, response};
+use http_cache_semantics::{AfterResponse, CacheOptions, CachePolicy};
+use moka::sync::Cache as Moka;
+
+pub use fill::{Fill, FillWriter};
+pub use key::primary;
+pub use lock::{Coalescer, LeaderGuard, Outcome, Role, wait};
+pub use meta::{CachedObject, Freshness, ObjectMeta};
+
+use crate::config::CacheConfig;
+use store::Tiers;
+
+/// Hop-by-hop fields (RFC 9110 §7.6.1) that are never stored or forwarded.
+pub const HOP_BY_HOP: &[HeaderName] = &[
+    header::CONNECTION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+];
+
+/// Removes hop-by-hop fields and the fields the `Connection` header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named.iter().chain(HOP_BY_HOP) {
+        headers.remove(n);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+}
+
+const SURROGATE_KEY: &str = "surrogate-key";
+
+/// Fields of a 304 that must not replace the stored ones (RFC 9111 §3.2).
+const NOT_UPDATED_BY_304: &[&str] = &[
+    "content-length",
+    "content-encoding",
+    "transfer-encoding",
+    "content-range",
+];
+
+/// A request as the cache sees it: the resource's primary key and the
+/// request parts the RFC 9111 decisions need.
+pub struct CacheRequest {
+    pub primary: String,
+    pub parts: request::Parts,
+}
+
+/// Counts for `/metrics`.
+pub struct Usage {
+    pub memory_bytes: u64,
+    pub disk_bytes: u64,
+    pub objects: u64,
+}
+
+pub struct Cache {
+    tiers: Tiers,
+    vary: Moka<String, Arc<[HeaderName]>>,
+    pub coalescer: Arc<Coalescer>,
+    next_fill: AtomicU64,
+}
+
+impl Cache {
+    pub fn open(config: &CacheConfig) -> std::io::Result<Self> {
+        let tiers = Tiers::open(config)?;
+        let vary: Moka<String, Arc<[HeaderName]>> = Moka::new(1_000_000);
+        if let Some((_, disk)) = &tiers.disk {
+            for (_, obj) in disk.iter() {
+                if !obj.meta.vary.is_empty() {
+                    let primary = obj
+                        .meta
+                        .key
+                        .split('\n')
+                        .next()
+                        .unwrap_or_default()
+                        .to_string();
+                    vary.insert(primary, obj.meta.vary.clone().into());
+                }
+            }
+        }
+        let start = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_micros() as u64;
+        Ok(Self {
+            tiers,
+            vary,
+            coalescer: Arc::default(),
+            next_fill: AtomicU64::new(start),
+        })
+    }
+
+    pub fn config(&self) -> &CacheConfig {
+        &self.tiers.config
+    }
+
+    /// The key a request looks up, given the `Vary` fields seen for its
+    /// resource.
+    pub fn lookup_key(&self, req: &CacheRequest) -> String {
+        match self.vary.get(&req.primary) {
+            Some(names) => key::variant(&req.primary, &names, &req.parts.headers),
+            None => req.primary.clone(),
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<Arc<CachedObject>> {
+        self.tiers.get(key)
+    }
+
+    /// Starts storing a response if RFC 9111 allows it: returns the new
+    /// object (already visible to lookups, body still arriving) and the
+    /// writer for its body. `None` means "do not store".
+    pub async fn begin_store(
+        &self,
+        req: &CacheRequest,
+        res: &response::Parts,
+        now: SystemTime,
+    ) -> Option<(Arc<CachedObject>, FillWriter)> {
+        let meta = self.new_meta(req, res, now)?;
+        let config = self.config();
+        if let Some(len) = content_length(&res.headers)
+            && config.disk.is_none()
+            && len > config.max_memory_object
+        {
+            return None;
+        }
+        let fill_id = self.next_fill.fetch_add(1, Ordering::Relaxed);
+        let file = match &self.tiers.disk {
+            Some((layout, _)) => Some(layout.new_body_path(&meta.key, fill_id).ok()?),
+            None => None,
+        };
+        let fill = Fill::new(file);
+        let writer = FillWriter::new(fill.clone(), config.max_memory_object)
+            .await
+            .ok()?;
+        if !meta.vary.is_empty() {
+            let primary = req.primary.clone();
+            self.vary.insert(primary, meta.vary.clone().into());
+        } else if self.vary.contains_key(&req.primary) {
+            self.vary.invalidate(&req.primary);
+        }
+        let obj = Arc::new(CachedObject::new(meta, fill));
+        if let Some(old) = self.tiers.memory.get(&obj.meta.key) {
+            self.tiers.discard_replaced(&old, &obj);
+        }
+        self.tiers.memory.insert(obj.meta.key.clone(), obj.clone());
+        Some((obj, writer))
+    }
+
+    fn new_meta(
+        &self,
+        req: &CacheRequest,
+        res: &response::Parts,
+        now: SystemTime,
+    ) -> Option<ObjectMeta> {
+        let normalized = directives::normalize(&res.headers);
+        if normalized.vary_star || res.status == StatusCode::PARTIAL_CONTENT {
+            return None;
+        }
+        let vary = key::vary_names(&res.headers);
+        let policy_req = policy_request(&req.parts, &vary);
+        let policy_res = PolicyResponse {
+            status: res.status,
+            headers: &normalized.for_policy,
+        };
+        let policy =
+            CachePolicy::new_options(&policy_req, &policy_res, now, CacheOptions::default());
+        if !policy.is_storable() {
+            return None;
+        }
+        let mut headers = res.headers.clone();
+        strip_hop_by_hop(&mut headers);
+        let surrogate_keys = take_surrogate_keys(&mut headers);
+        if !headers.contains_key(header::DATE) {
+            headers.insert(header::DATE, http_date(now));
+        }
+        Some(ObjectMeta {
+            key: key::variant(&req.primary, &vary, &req.parts.headers),
+            status: res.status,
+            headers,
+            fresh_until: now + policy.time_to_live(now),
+            policy,
+            stale: normalized.stale,
+            surrogate_keys,
+            vary,
+        })
+    }
+
+    /// Completes a store: on success the object gets its final weight and
+    /// its disk copy; on failure it is removed.
+    pub async fn finish_store(&self, obj: &Arc<CachedObject>, writer: FillWriter, ok: bool) {
+        if !ok {
+            writer.fail().await;
+            self.remove_if_current(obj);
+            return;
+        }
+        let Ok(len) = writer.finish().await else {
+            self.remove_if_current(obj);
+            return;
+        };
+        if self
+            .tiers
+            .memory
+            .get(&obj.meta.key)
+            .is_some_and(|o| Arc::ptr_eq(&o, obj))
+        {
+            self.tiers.memory.insert(obj.meta.key.clone(), obj.clone());
+        }
+        self.persist(obj, len).await;
+    }
+
+    async fn persist(&self, obj: &Arc<CachedObject>, len: u64) {
+        let (Some((layout, disk)), Some(path)) = (&self.tiers.disk, obj.body.file()) else {
+            return;
+        };
+        let (layout2, meta, path2) = (layout.clone(), obj.meta.clone(), path.to_path_buf());
+        let written =
+            tokio::task::spawn_blocking(move || disk::write_meta(&layout2, &meta, &path2, len))
+                .await;
+        match written {
+            Ok(Ok(())) => {
+                let twin = Arc::new(CachedObject::new(
+                    (*obj.meta).clone(),
+                    Fill::on_disk(path.to_path_buf(), len),
+                ));
+                disk.insert(obj.meta.key.clone(), twin);
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(key = %obj.meta.key, error = %e, "cache: writing disk metadata failed; object kept in memory only")
+            }
+            Err(e) => tracing::error!(error = %e, "cache: disk metadata task failed"),
+        }
+    }
+
+    fn remove_if_current(&self, obj: &Arc<CachedObject>) {
+        if self
+            .tiers
+            .memory
+            .get(&obj.meta.key)
+            .is_some_and(|o| Arc::ptr_eq(&o, obj))
+        {
+            self.tiers.memory.invalidate(&obj.meta.key);
+        }
+    }
+
+    /// Applies a revalidation response to a stored object. A 304 that
+    /// matches refreshes the stored headers and freshness (the body is kept)
+    /// and returns the refreshed object; `None` means the stored body cannot
+    /// be used and the response must be fetched in full.
+    pub async fn refresh(
+        &self,
+        old: &Arc<CachedObject>,
+        req: &CacheRequest,
+        res: &response::Parts,
+        now: SystemTime,
+    ) -> Option<Arc<CachedObject>> {
+        let mut update = res.headers.clone();
+        strip_hop_by_hop(&mut update);
+        let policy_req = policy_request(&req.parts, &old.meta.vary);
+        let verdict = old.meta.policy.after_response(
+            &policy_req,
+            &PolicyResponse {
+                status: res.status,
+                headers: &update,
+            },
+            now,
+        );
+        if matches!(verdict, AfterResponse::Modified(..)) {
+            return None;
+        }
+        let mut headers = old.meta.headers.clone();
+        for name in update.keys() {
+            if NOT_UPDATED_BY_304.contains(&name.as_str()) || name.as_str() == SURROGATE_KEY {
+                continue;
+            }
+            headers.remove(name);
+            for v in update.get_all(name) {
+                headers.append(name.clone(), v.clone());
+            }
+        }
+        let normalized = directives::normalize(&headers);
+        let policy_res = PolicyResponse {
+            status: old.meta.status,
+            headers: &normalized.for_policy,
+        };
+        let policy =
+            CachePolicy::new_options(&policy_req, &policy_res, now, CacheOptions::default());
+        let meta = ObjectMeta {
+            key: old.meta.key.clone(),
+            status: old.meta.status,
+            headers,
+            fresh_until: now + policy.time_to_live(now),
+            policy,
+            stale: normalized.stale,
+            surrogate_keys: old.meta.surrogate_keys.clone(),
+            vary: old.meta.vary.clone(),
+        };
+        let obj = Arc::new(CachedObject::new(meta, old.body.clone()));
+        self.tiers.memory.insert(obj.meta.key.clone(), obj.clone());
+        if let fill::Progress::Done(len) = obj.body.progress() {
+            self.persist(&obj, len).await;
+        }
+        Some(obj)
+    }
+
+    /// RFC 9111 §4.4: a successful unsafe request invalidates the stored
+    /// responses for its URL.
+    pub fn invalidate_url(&self, primary: &str) {
+        self.purge_url(primary, false);
+    }
+
+    /// Purges every variant of `primary`; returns how many were found.
+    pub fn purge_url(&self, primary: &str, soft: bool) -> usize {
+        let p = primary.to_string();
+        self.purge(soft, move |o| key::is_variant_of(&o.meta.key, &p))
+    }
+
+    /// Purges every object tagged with `surrogate_key`.
+    pub fn purge_surrogate_key(&self, surrogate_key: &str, soft: bool) -> usize {
+        let k = surrogate_key.to_string();
+        self.purge(soft, move |o| o.meta.surrogate_keys.iter().any(|s| *s == k))
+    }
+
+    fn purge(
+        &self,
+        soft: bool,
+        pred: impl Fn(&CachedObject) -> bool + Clone + Send + Sync + 'static,
+    ) -> usize {
+        let found = self.tiers.matching(pred.clone());
+        if soft {
+            let now = SystemTime::now();
+            found.iter().for_each(|o| o.soft_purge(now));
+        } else {
+            for o in &found {
+                self.tiers.remove(&o.meta.key);
+            }
+        }
+        let keys: std::collections::HashSet<&str> =
+            found.iter().map(|o| o.meta.key.as_str()).collect();
+        keys.len()
+    }
+
+    pub fn usage(&self) -> Usage {
+        Usage {
+            memory_bytes: self.tiers.memory_bytes(),
+            disk_bytes: self.tiers.disk_bytes(),
+            objects: self.tiers.object_count(),
+        }
+    }
+}
+
+/// The request fields a stored policy needs: those that decide reuse (host,
+/// authorization, cache directives) and the ones `Vary` names.
+fn policy_request(parts: &request::Parts, vary: &[HeaderName]) -> request::Parts {
+    let (mut p, ()) = http::Request::builder()
+        .method(parts.method.clone())
+        .uri(parts.uri.clone())
+        .body(())
+        .expect("parts of a valid request")
+        .into_parts();
+    let wanted = [
+        header::HOST,
+        header::AUTHORIZATION,
+        header::CACHE_CONTROL,
+        header::PRAGMA,
+    ];
+    for name in wanted.iter().chain(vary) {
+        for v in parts.headers.get_all(name) {
+            p.headers.append(name.clone(), v.clone());
+        }
+    }
+    p
+}
+
+struct PolicyResponse<'a> {
+    status: StatusCode,
+    headers: &'a HeaderMap,
+}
+
+impl http_cache_semantics::ResponseLike for PolicyResponse<'_> {
+    fn status(&self) -> StatusCode {
+        self.status
+    }
+    fn headers(&self) -> &HeaderMap {
+        self.headers
+    }
+}
+
+fn take_surrogate_keys(headers: &mut HeaderMap) -> Vec<String> {
+    let keys = headers
+        .get_all(SURROGATE_KEY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split_ascii_whitespace())
+        .map(str::to_string)
+        .collect();
+    headers.remove(SURROGATE_KEY);
+    keys
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+pub fn http_date(t: SystemTime) -> HeaderValue {
+    HeaderValue::from_str(&httpdate::fmt_http_date(t)).expect("http dates are valid header values")
+}
+
+/// The body length when the fill is complete.
+pub fn fill_progress_len(fill: &Fill) -> Option<u64> {
+    match fill.progress() {
+        fill::Progress::Done(n) => Some(n),
+        _ => None,
+    }
+}

@@ -1,0 +1,344 @@
+//! Edge-node configuration: the TOML file an operator writes, parsed raw
+//! (`raw` types, unknown fields refused) and then validated into the types the
+//! server runs on, so a bad value is reported with its file and field before
+//! any socket is bound.
+
+mod raw;
+mod size;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::uri::Authority;
+use service_base::config_file::{self, ConfigError, FieldError};
+
+use crate::listen::{CertSpec, Limits, TlsSettings};
+pub use size::ByteSize;
+
+/// A validated edge-node configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen_http: Option<SocketAddr>,
+    pub listen_https: Option<SocketAddr>,
+    pub admin: AdminConfig,
+    pub limits: Limits,
+    /// Largest request body forwarded to an origin; larger ones get 413.
+    pub max_body_bytes: u64,
+    pub tls: Option<TlsSettings>,
+    pub cache: CacheConfig,
+    pub pools: Vec<PoolConfig>,
+    pub sites: Vec<SiteConfig>,
+}
+
+/// The admin listener: health, metrics and purge.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    /// Bearer token required for purges; purge is refused when unset.
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// Bytes of response bodies and headers kept in memory.
+    pub memory_capacity: u64,
+    /// Objects larger than this are kept on disk only.
+    pub max_memory_object: u64,
+    pub disk: Option<DiskConfig>,
+    /// How long past its freshness an object may be served when every origin
+    /// is failing (stale-if-error default, like Varnish's grace).
+    pub grace: Duration,
+    /// How long past its freshness an object with a validator is kept for
+    /// revalidation with a conditional request.
+    pub keep: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct DiskConfig {
+    pub dir: PathBuf,
+    pub capacity: u64,
+}
+
+/// A set of interchangeable origin servers.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    pub name: String,
+    pub origins: Vec<Authority>,
+    pub health_path: String,
+    pub health_interval: Duration,
+    pub health_timeout: Duration,
+    /// Consecutive successes before a down origin is used again.
+    pub rise: u32,
+    /// Consecutive failures before an origin is skipped.
+    pub fall: u32,
+    pub connect_timeout: Duration,
+    /// Time allowed for the origin's response headers.
+    pub response_timeout: Duration,
+}
+
+/// Which requests a site serves and where its misses go.
+#[derive(Debug, Clone)]
+pub struct SiteConfig {
+    /// Lower-case host names; `*` matches any host, `*.example.com` any
+    /// subdomain.
+    pub hosts: Vec<String>,
+    pub path_prefix: String,
+    /// Index into [`Config::pools`].
+    pub pool: usize,
+}
+
+impl Config {
+    /// Loads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        config_file::load(path, |raw: raw::RawConfig| validate(raw, &base))
+    }
+
+    /// Parses `text` as the content of a file at `path` (embedded defaults,
+    /// tests); relative paths resolve against `path`'s directory.
+    pub fn from_toml(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        config_file::parse(path, text, |raw: raw::RawConfig| validate(raw, &base))
+    }
+}
+
+fn validate(raw: raw::RawConfig, base: &Path) -> Result<Config, FieldError> {
+    let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+    if raw.listen.http.is_none() && raw.listen.https.is_none() {
+        return Err(FieldError::new("listen", "set `http` or `https` (or both)"));
+    }
+    let tls = match (&raw.listen.https, raw.tls) {
+        (Some(_), None) => {
+            return Err(FieldError::new(
+                "tls",
+                "`listen.https` is set but there is no [tls] section with certificates",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(FieldError::new(
+                "listen.https",
+                "[tls] is configured but `listen.https` is not set",
+            ));
+        }
+        (None, None) => None,
+        (Some(_), Some(tls)) => {
+            if tls.certificates.is_empty() {
+                return Err(FieldError::new(
+                    "tls.certificates",
+                    "at least one certificate is needed",
+                ));
+            }
+            Some(TlsSettings {
+                certificates: tls
+                    .certificates
+                    .into_iter()
+                    .map(|c| CertSpec {
+                        cert: resolve(c.cert),
+                        key: resolve(c.key),
+                    })
+                    .collect(),
+                reload_interval: tls.reload_interval,
+            })
+        }
+    };
+    let l = raw.limits;
+    let limits = Limits {
+        max_header_bytes: l.max_header_bytes.0 as usize,
+        max_headers: l.max_headers,
+        header_read_timeout: l.header_read_timeout,
+        idle_timeout: l.idle_timeout,
+        max_connections: l.max_connections,
+        ..Limits::default()
+    };
+    limits
+        .validate()
+        .map_err(|e| FieldError::new("limits", e.to_string()))?;
+
+    let c = raw.cache;
+    if c.max_memory_object > c.memory_capacity {
+        return Err(FieldError::new(
+            "cache.max_memory_object",
+            "is larger than cache.memory_capacity",
+        ));
+    }
+    let cache = CacheConfig {
+        memory_capacity: c.memory_capacity.0,
+        max_memory_object: c.max_memory_object.0,
+        disk: c.disk.map(|d| DiskConfig {
+            dir: resolve(d.dir),
+            capacity: d.capacity.0,
+        }),
+        grace: c.grace,
+        keep: c.keep,
+    };
+
+    let mut pools: Vec<PoolConfig> = Vec::with_capacity(raw.pools.len());
+    for (i, p) in raw.pools.into_iter().enumerate() {
+        let field = |f: &str| format!("pools[{i}].{f}");
+        if p.name.is_empty() {
+            return Err(FieldError::new(field("name"), "must not be empty"));
+        }
+        if pools.iter().any(|q| q.name == p.name) {
+            return Err(FieldError::new(
+                field("name"),
+                format!("pool `{}` is defined twice", p.name),
+            ));
+        }
+        if p.origins.is_empty() {
+            return Err(FieldError::new(
+                field("origins"),
+                "list at least one origin as \"host:port\"",
+            ));
+        }
+        let origins = p
+            .origins
+            .iter()
+            .map(|o| parse_origin(o).map_err(|r| FieldError::new(field("origins"), r)))
+            .collect::<Result<Vec<_>, _>>()?;
+        if !p.health_path.starts_with('/') {
+            return Err(FieldError::new(field("health_path"), "must start with `/`"));
+        }
+        if p.rise == 0 || p.fall == 0 {
+            return Err(FieldError::new(
+                field("rise"),
+                "`rise` and `fall` must be at least 1",
+            ));
+        }
+        pools.push(PoolConfig {
+            name: p.name,
+            origins,
+            health_path: p.health_path,
+            health_interval: p.health_interval,
+            health_timeout: p.health_timeout,
+            rise: p.rise,
+            fall: p.fall,
+            connect_timeout: p.connect_timeout,
+            response_timeout: p.response_timeout,
+        });
+    }
+
+    if raw.sites.is_empty() {
+        return Err(FieldError::new(
+            "sites",
+            "declare at least one [[sites]] entry",
+        ));
+    }
+    let mut sites = Vec::with_capacity(raw.sites.len());
+    for (i, s) in raw.sites.into_iter().enumerate() {
+        let pool = pools.iter().position(|p| p.name == s.pool).ok_or_else(|| {
+            FieldError::new(
+                format!("sites[{i}].pool"),
+                format!("no pool named `{}`", s.pool),
+            )
+        })?;
+        if !s.path_prefix.starts_with('/') {
+            return Err(FieldError::new(
+                format!("sites[{i}].path_prefix"),
+                "must start with `/`",
+            ));
+        }
+        if s.hosts.is_empty() {
+            return Err(FieldError::new(
+                format!("sites[{i}].hosts"),
+                "list at least one host (or \"*\")",
+            ));
+        }
+        sites.push(SiteConfig {
+            hosts: s.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+            path_prefix: s.path_prefix,
+            pool,
+        });
+    }
+
+    if raw.admin.token.as_deref() == Some("") {
+        return Err(FieldError::new(
+            "admin.token",
+            "must not be empty; remove it to disable purge",
+        ));
+    }
+    Ok(Config {
+        listen_http: raw.listen.http,
+        listen_https: raw.listen.https,
+        admin: AdminConfig {
+            listen: raw.admin.listen,
+            token: raw.admin.token,
+        },
+        limits,
+        max_body_bytes: l.max_body_bytes.0,
+        tls,
+        cache,
+        pools,
+        sites,
+    })
+}
+
+fn parse_origin(text: &str) -> Result<Authority, String> {
+    let bare = text
+        .strip_prefix("http://")
+        .unwrap_or(text)
+        .trim_end_matches('/');
+    if text.starts_with("https://") {
+        return Err(format!(
+            "`{text}`: TLS to origins is not supported yet; use http://"
+        ));
+    }
+    let auth: Authority = bare
+        .parse()
+        .map_err(|e| format!("`{text}` is not \"host:port\": {e}"))?;
+    if auth.port_u16().is_none() {
+        return Err(format!("`{text}` needs a port, e.g. \"{bare}:80\""));
+    }
+    Ok(auth)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [[pools]]
+        name = "o"
+        origins = ["127.0.0.1:7070"]
+        [[sites]]
+        pool = "o"
+    "#;
+
+    #[test]
+    fn minimal_config_has_defaults() {
+        let c = Config::from_toml(Path::new("/etc/edge.toml"), MINIMAL).unwrap();
+        assert!(c.listen_http.is_some());
+        assert_eq!(c.sites[0].hosts, vec!["*"]);
+        assert_eq!(c.pools[0].origins[0].port_u16(), Some(7070));
+    }
+
+    #[test]
+    fn unknown_pool_is_named() {
+        let text = MINIMAL.replace("pool = \"o\"", "pool = \"nope\"");
+        let err = Config::from_toml(Path::new("edge.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("edge.toml") && err.contains("sites[0].pool") && err.contains("nope"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn origin_without_port_is_refused() {
+        let text = MINIMAL.replace("127.0.0.1:7070", "example.com");
+        let err = Config::from_toml(Path::new("edge.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("pools[0].origins"), "{err}");
+    }
+
+    #[test]
+    fn https_without_tls_is_refused() {
+        let text = format!("[listen]\nhttps = \"127.0.0.1:0\"\n{MINIMAL}");
+        let err = Config::from_toml(Path::new("edge.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`tls`"), "{err}");
+    }
+}

@@ -1,0 +1,192 @@
+//! The config file as written: every field optional where a default is sane,
+//! unknown fields refused so typos are caught.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::ByteSize;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub listen: RawListen,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub limits: RawLimits,
+    pub tls: Option<RawTls>,
+    #[serde(default)]
+    pub cache: RawCache,
+    #[serde(default)]
+    pub pools: Vec<RawPool>,
+    #[serde(default)]
+    pub sites: Vec<RawSite>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListen {
+    pub http: Option<SocketAddr>,
+    pub https: Option<SocketAddr>,
+}
+
+impl Default for RawListen {
+    fn default() -> Self {
+        Self {
+            http: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            https: None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    #[serde(default = "default_admin")]
+    pub listen: SocketAddr,
+    pub token: Option<String>,
+}
+
+fn default_admin() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9080))
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        Self {
+            listen: default_admin(),
+            token: None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLimits {
+    pub max_header_bytes: ByteSize,
+    pub max_headers: usize,
+    pub max_body_bytes: ByteSize,
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        Self {
+            max_header_bytes: ByteSize(16 << 10),
+            max_headers: 100,
+            max_body_bytes: ByteSize(100 << 20),
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub certificates: Vec<RawCert>,
+    #[serde(with = "humantime_serde", default = "default_reload")]
+    pub reload_interval: Duration,
+}
+
+fn default_reload() -> Duration {
+    Duration::from_secs(5)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCert {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCache {
+    pub memory_capacity: ByteSize,
+    pub max_memory_object: ByteSize,
+    pub disk: Option<RawDisk>,
+    #[serde(with = "humantime_serde")]
+    pub grace: Duration,
+    #[serde(with = "humantime_serde")]
+    pub keep: Duration,
+}
+
+impl Default for RawCache {
+    fn default() -> Self {
+        Self {
+            memory_capacity: ByteSize(256 << 20),
+            max_memory_object: ByteSize(2 << 20),
+            disk: None,
+            grace: Duration::from_secs(600),
+            keep: Duration::from_secs(3600),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDisk {
+    pub dir: PathBuf,
+    pub capacity: ByteSize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPool {
+    pub name: String,
+    pub origins: Vec<String>,
+    #[serde(default = "default_health_path")]
+    pub health_path: String,
+    #[serde(with = "humantime_serde", default = "secs::<1>")]
+    pub health_interval: Duration,
+    #[serde(with = "humantime_serde", default = "secs::<1>")]
+    pub health_timeout: Duration,
+    #[serde(default = "two")]
+    pub rise: u32,
+    #[serde(default = "two")]
+    pub fall: u32,
+    #[serde(with = "humantime_serde", default = "secs::<2>")]
+    pub connect_timeout: Duration,
+    #[serde(with = "humantime_serde", default = "secs::<30>")]
+    pub response_timeout: Duration,
+}
+
+fn default_health_path() -> String {
+    "/healthz".into()
+}
+
+fn secs<const N: u64>() -> Duration {
+    Duration::from_secs(N)
+}
+
+fn two() -> u32 {
+    2
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSite {
+    #[serde(default = "any_host")]
+    pub hosts: Vec<String>,
+    #[serde(default = "root")]
+    pub path_prefix: String,
+    pub pool: String,
+}
+
+fn any_host() -> Vec<String> {
+    vec!["*".into()]
+}
+
+fn root() -> String {
+    "/".into()
+}

@@ -1,0 +1,178 @@
+//! The edge's Prometheus metrics: requests by status and cache result,
+//! origin latency and health, bytes sent, cache size, purges, plus the
+//! listeners' connection and limit counters.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::uri::Authority;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::listen::ListenerMetrics;
+
+/// How the cache handled a request (the `cache` label).
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum CacheResult {
+    Hit,
+    Miss,
+    /// Served stale (stale-while-revalidate or stale-if-error).
+    Stale,
+    /// Revalidated with the origin, body served from cache.
+    Revalidated,
+    /// Not cacheable by method or request: forwarded.
+    Pass,
+    /// Answered by the edge itself (errors, 416, 304 to a client).
+    Synth,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    status: u16,
+    cache: CacheResult,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OriginLabels {
+    pool: String,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OriginUpLabels {
+    pool: String,
+    origin: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PurgeLabels {
+    kind: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    origin_latency: Family<OriginLabels, Histogram, fn() -> Histogram>,
+    origin_up: Family<OriginUpLabels, Gauge>,
+    bytes_sent: Counter,
+    cache_memory_bytes: Gauge,
+    cache_disk_bytes: Gauge,
+    cache_objects: Gauge,
+    purges: Family<PurgeLabels, Counter>,
+    pub listener: Arc<ListenerMetrics>,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("waypost_edge");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Client requests by response status and cache result",
+            requests.clone(),
+        );
+        let origin_latency =
+            Family::<OriginLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram,
+            );
+        registry.register(
+            "origin_response_seconds",
+            "Time to origin response headers, by pool and outcome",
+            origin_latency.clone(),
+        );
+        let origin_up = Family::<OriginUpLabels, Gauge>::default();
+        registry.register(
+            "origin_up",
+            "1 when an origin is considered healthy",
+            origin_up.clone(),
+        );
+        let bytes_sent = Counter::default();
+        registry.register(
+            "body_bytes_sent",
+            "Response body bytes sent to clients",
+            bytes_sent.clone(),
+        );
+        let cache_memory_bytes = Gauge::default();
+        registry.register(
+            "cache_memory_bytes",
+            "Bytes used by the memory tier",
+            cache_memory_bytes.clone(),
+        );
+        let cache_disk_bytes = Gauge::default();
+        registry.register(
+            "cache_disk_bytes",
+            "Bytes used by the disk tier",
+            cache_disk_bytes.clone(),
+        );
+        let cache_objects = Gauge::default();
+        registry.register(
+            "cache_objects",
+            "Objects indexed by the cache",
+            cache_objects.clone(),
+        );
+        let purges = Family::<PurgeLabels, Counter>::default();
+        registry.register("purges", "Purge requests by kind", purges.clone());
+        let listener = Arc::new(ListenerMetrics::default());
+        listener.register(&mut registry);
+        Self {
+            registry,
+            requests,
+            origin_latency,
+            origin_up,
+            bytes_sent,
+            cache_memory_bytes,
+            cache_disk_bytes,
+            cache_objects,
+            purges,
+            listener,
+        }
+    }
+
+    pub fn count_request(&self, status: u16, cache: CacheResult) {
+        self.requests
+            .get_or_create(&RequestLabels { status, cache })
+            .inc();
+    }
+
+    pub fn add_bytes_sent(&self, n: u64) {
+        self.bytes_sent.inc_by(n);
+    }
+
+    pub fn observe_origin(&self, pool: &str, elapsed: Duration, outcome: &'static str) {
+        self.origin_latency
+            .get_or_create(&OriginLabels {
+                pool: pool.to_string(),
+                outcome,
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn set_origin_up(&self, pool: &str, origin: &Authority, up: bool) {
+        self.origin_up
+            .get_or_create(&OriginUpLabels {
+                pool: pool.to_string(),
+                origin: origin.to_string(),
+            })
+            .set(i64::from(up));
+    }
+
+    pub fn count_purge(&self, kind: &'static str) {
+        self.purges.get_or_create(&PurgeLabels { kind }).inc();
+    }
+
+    /// Renders the registry after refreshing the cache-size gauges.
+    pub fn render(&self, usage: &crate::cache::Usage) -> String {
+        self.cache_memory_bytes.set(usage.memory_bytes as i64);
+        self.cache_disk_bytes.set(usage.disk_bytes as i64);
+        self.cache_objects.set(usage.objects as i64);
+        service_base::metrics_text::render(&self.registry)
+    }
+}

@@ -1,0 +1,136 @@
+//! Requests to origins: what is forwarded, what is added, and what a
+//! successful unsafe request invalidates.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, request};
+
+use crate::body::Body;
+use crate::cache::{self, CachedObject};
+use crate::listen::ConnInfo;
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Conditional and range fields of the client that the cache answers
+/// itself; the origin gets the cache's own validators instead.
+const ANSWERED_BY_CACHE: &[HeaderName] = &[
+    header::RANGE,
+    header::IF_RANGE,
+    header::IF_NONE_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::IF_MATCH,
+    header::IF_UNMODIFIED_SINCE,
+];
+
+/// Copies the client's end-to-end fields and adds the forwarding ones.
+fn forwarded_headers(client: &HeaderMap, conn: &ConnInfo, host: &str) -> HeaderMap {
+    let mut h = client.clone();
+    cache::strip_hop_by_hop(&mut h);
+    let peer = conn.peer.ip().to_string();
+    let xff = match client.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {peer}"),
+        None => peer,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        h.insert(X_FORWARDED_FOR, v);
+    }
+    h.insert(
+        X_FORWARDED_PROTO,
+        HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
+    );
+    if let Ok(v) = HeaderValue::from_str(host) {
+        h.insert(X_FORWARDED_HOST, v.clone());
+        if !h.contains_key(header::HOST) {
+            h.insert(header::HOST, v);
+        }
+    }
+    h.append(header::VIA, HeaderValue::from_static("1.1 waypost"));
+    h
+}
+
+/// The origin request for a cache miss or revalidation of `client`: always
+/// GET (a HEAD miss fills the cache too), without the client's range and
+/// conditionals, with the stored object's validators when revalidating.
+pub fn cache_fill(
+    client: &request::Parts,
+    conn: &ConnInfo,
+    host: &str,
+    stale: Option<&CachedObject>,
+) -> Request<Body> {
+    let mut headers = forwarded_headers(&client.headers, conn, host);
+    for name in ANSWERED_BY_CACHE {
+        headers.remove(name);
+    }
+    if let Some(obj) = stale {
+        if let Some(etag) = obj.meta.headers.get(header::ETAG) {
+            headers.insert(header::IF_NONE_MATCH, etag.clone());
+        }
+        if let Some(lm) = obj.meta.headers.get(header::LAST_MODIFIED) {
+            headers.insert(header::IF_MODIFIED_SINCE, lm.clone());
+        }
+    }
+    let mut req = Request::new(crate::body::empty());
+    *req.method_mut() = Method::GET;
+    *req.uri_mut() = client.uri.path_and_query().map_or_else(
+        || "/".parse().expect("valid"),
+        |pq| pq.as_str().parse().expect("valid"),
+    );
+    *req.headers_mut() = headers;
+    req
+}
+
+/// The origin request for a request the cache does not handle (unsafe or
+/// unknown methods): method, path, fields and body as the client sent them.
+pub fn pass(client: request::Parts, body: Body, conn: &ConnInfo, host: &str) -> Request<Body> {
+    let headers = forwarded_headers(&client.headers, conn, host);
+    let mut req = Request::new(body);
+    *req.method_mut() = client.method;
+    *req.uri_mut() = client.uri.path_and_query().map_or_else(
+        || "/".parse().expect("valid"),
+        |pq| pq.as_str().parse().expect("valid"),
+    );
+    *req.headers_mut() = headers;
+    req
+}
+
+/// RFC 9111 §4.4: the primary keys a successful unsafe request invalidates:
+/// its own URL and same-host `Location` / `Content-Location` targets.
+pub fn invalidated_keys(host: &str, path_and_query: &str, response: &HeaderMap) -> Vec<String> {
+    let mut keys = vec![cache::primary(host, path_and_query)];
+    for name in [header::LOCATION, header::CONTENT_LOCATION] {
+        let Some(target) = response.get(&name).and_then(|v| v.to_str().ok()) else {
+            continue;
+        };
+        let Ok(uri) = target.parse::<http::Uri>() else {
+            continue;
+        };
+        let same_host = uri.host().is_none_or(|h| h.eq_ignore_ascii_case(host));
+        if let (true, Some(pq)) = (same_host, uri.path_and_query()) {
+            if pq.as_str().starts_with('/') {
+                keys.push(cache::primary(host, pq.as_str()));
+            }
+        }
+    }
+    keys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn location_and_content_location_on_same_host_are_invalidated() {
+        let mut h = HeaderMap::new();
+        h.insert(header::LOCATION, "/items/7".parse().unwrap());
+        h.insert(
+            header::CONTENT_LOCATION,
+            "http://other.test/x".parse().unwrap(),
+        );
+        let keys = invalidated_keys("a.test", "/items", &h);
+        assert_eq!(
+            keys,
+            vec!["a.test/items".to_string(), "a.test/items/7".to_string()]
+        );
+    }
+}

@@ -1,0 +1,447 @@
+//! The request pipeline, one phase per function:
+//!
+//! accept (`handle`) → route (`route`) → pass or cache (`serve_cached`) →
+//! lookup → hit / stale / miss → fetch with coalescing (`fetch`) → store →
+//! respond (`respond::from_cache`) → log (`finish`).
+//!
+//! Errors say who is at fault: the client gets a 4xx with the reason, an
+//! unreachable or failing origin gives 502/504, never a panic.
+
+mod forward;
+mod range;
+mod respond;
+mod route;
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use futures::StreamExt;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode, request};
+use http_body_util::{BodyStream, Limited};
+use hyper::body::Incoming;
+
+use crate::body::{self, Body};
+use crate::cache::{Cache, CacheRequest, CachedObject, Freshness, Outcome, Role};
+use crate::listen::ConnInfo;
+use crate::metrics::{CacheResult, Metrics};
+use crate::upstream::{FetchError, Pool};
+pub use route::{Router, Site};
+
+pub struct Proxy {
+    router: Router,
+    cache: Arc<Cache>,
+    metrics: Arc<Metrics>,
+    max_body_bytes: u64,
+}
+
+/// Per-request facts every phase may need.
+struct Ctx {
+    conn: ConnInfo,
+    host: String,
+    pool: Arc<Pool>,
+}
+
+type Reply = (Response<Body>, CacheResult);
+
+impl Proxy {
+    pub fn new(
+        router: Router,
+        cache: Arc<Cache>,
+        metrics: Arc<Metrics>,
+        max_body_bytes: u64,
+    ) -> Self {
+        Self {
+            router,
+            cache,
+            metrics,
+            max_body_bytes,
+        }
+    }
+
+    /// Accept phase: runs the pipeline and records the request.
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let peer = conn.peer;
+        let (parts, incoming) = req.into_parts();
+        let (resp, result, host) = match self.route(&parts, conn) {
+            Ok(ctx) => {
+                let host = ctx.host.clone();
+                let (resp, result) = self.dispatch(parts, incoming, ctx).await;
+                (resp, result, host)
+            }
+            Err(resp) => (resp, CacheResult::Synth, String::new()),
+        };
+        let status = resp.status().as_u16();
+        let bytes = resp
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|_| method != Method::HEAD)
+            .unwrap_or(0);
+        self.metrics.count_request(status, result);
+        self.metrics.add_bytes_sent(bytes);
+        tracing::info!(
+            target: "waypost::access",
+            peer = %peer,
+            method = %method,
+            host = %host,
+            path = %path,
+            status,
+            cache = ?result,
+            bytes,
+            duration_us = started.elapsed().as_micros() as u64,
+        );
+        resp
+    }
+
+    /// Route phase: the site for the request's host and path.
+    fn route(&self, parts: &request::Parts, conn: ConnInfo) -> Result<Ctx, Response<Body>> {
+        let Some(host) = route::request_host(parts) else {
+            return Err(respond::synthetic(
+                StatusCode::BAD_REQUEST,
+                "missing or invalid Host header",
+            ));
+        };
+        let Some(site) = self.router.route(&host, parts.uri.path()) else {
+            return Err(respond::synthetic(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no site is configured for host `{host}` and path `{}`",
+                    parts.uri.path()
+                ),
+            ));
+        };
+        Ok(Ctx {
+            conn,
+            host,
+            pool: site.pool.clone(),
+        })
+    }
+
+    async fn dispatch(&self, parts: request::Parts, incoming: Incoming, ctx: Ctx) -> Reply {
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.max_body_bytes) {
+            let msg = format!(
+                "request body of {} bytes exceeds the limit of {} bytes",
+                declared.unwrap_or(0),
+                self.max_body_bytes
+            );
+            tracing::warn!(peer = %ctx.conn.peer, limit = "max_body_bytes", "{msg}");
+            return (
+                respond::synthetic(StatusCode::PAYLOAD_TOO_LARGE, msg),
+                CacheResult::Synth,
+            );
+        }
+        if matches!(parts.method, Method::GET | Method::HEAD) {
+            self.serve_cached(parts, ctx).await
+        } else {
+            self.pass(parts, incoming, ctx).await
+        }
+    }
+
+    /// Pass phase: unsafe and unknown methods go to the origin untouched; a
+    /// success invalidates what the cache holds for the URL.
+    async fn pass(&self, parts: request::Parts, incoming: Incoming, ctx: Ctx) -> Reply {
+        let limit = self.max_body_bytes as usize;
+        let body = body::boxed(Limited::new(incoming, limit));
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        let unsafe_method = !matches!(
+            parts.method,
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+        );
+        let req = forward::pass(parts, body, &ctx.conn, &ctx.host);
+        match ctx.pool.send(req, false).await {
+            Ok(resp) => {
+                let (mut rparts, rbody) = resp.into_parts();
+                if unsafe_method && (rparts.status.is_success() || rparts.status.is_redirection()) {
+                    for key in forward::invalidated_keys(&ctx.host, &path, &rparts.headers) {
+                        self.cache.invalidate_url(&key);
+                    }
+                }
+                crate::cache::strip_hop_by_hop(&mut rparts.headers);
+                rparts
+                    .headers
+                    .append("cache-status", respond::cache_status("fwd=method"));
+                (
+                    Response::from_parts(rparts, body::boxed(rbody)),
+                    CacheResult::Pass,
+                )
+            }
+            Err(e) => (origin_error(&e), CacheResult::Synth),
+        }
+    }
+
+    /// Lookup phase for GET/HEAD.
+    async fn serve_cached(&self, parts: request::Parts, ctx: Ctx) -> Reply {
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        let mut creq = CacheRequest {
+            primary: crate::cache::primary(&ctx.host, &path),
+            parts,
+        };
+        creq.parts.uri = path.parse().expect("a path and query is a valid URI");
+        let ctx = Arc::new(ctx);
+        let now = SystemTime::now();
+        let key = self.cache.lookup_key(&creq);
+        let Some(obj) = self.cache.get(&key) else {
+            return self.fetch(creq, ctx, key, None, "fwd=uri-miss").await;
+        };
+        match obj.freshness(&creq.parts, now) {
+            Freshness::Fresh => (
+                respond::from_cache(&obj, &creq.parts, "hit", now),
+                CacheResult::Hit,
+            ),
+            Freshness::ServeStaleAndRefresh => {
+                self.refresh_in_background(creq.parts.clone(), ctx, key, obj.clone());
+                (
+                    respond::from_cache(
+                        &obj,
+                        &creq.parts,
+                        "hit; detail=stale-while-revalidate",
+                        now,
+                    ),
+                    CacheResult::Stale,
+                )
+            }
+            Freshness::Stale => self.fetch(creq, ctx, key, Some(obj), "fwd=stale").await,
+        }
+    }
+
+    fn refresh_in_background(
+        &self,
+        parts: request::Parts,
+        ctx: Arc<Ctx>,
+        key: String,
+        obj: Arc<CachedObject>,
+    ) {
+        let Some(guard) = self.cache.coalescer.try_lead(&key) else {
+            return;
+        };
+        let this = Fetcher {
+            cache: self.cache.clone(),
+        };
+        let primary = obj
+            .meta
+            .key
+            .split('\n')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        tokio::spawn(async move {
+            let creq = CacheRequest { primary, parts };
+            let _ = this
+                .fetch_and_store(&creq, &ctx, Some(&obj), Some(guard), "fwd=stale")
+                .await;
+        });
+    }
+
+    /// Miss / revalidation phase with coalescing: one leader fetches, the
+    /// followers reuse what it stored.
+    async fn fetch(
+        &self,
+        creq: CacheRequest,
+        ctx: Arc<Ctx>,
+        key: String,
+        stale: Option<Arc<CachedObject>>,
+        detail: &str,
+    ) -> Reply {
+        let fetcher = Fetcher {
+            cache: self.cache.clone(),
+        };
+        match self.cache.coalescer.join(&key) {
+            Role::Leader(guard) => {
+                fetcher
+                    .fetch_and_store(&creq, &ctx, stale.as_ref(), Some(guard), detail)
+                    .await
+            }
+            Role::Follower(slot) => {
+                if let Outcome::Stored(obj) = crate::cache::wait(slot).await {
+                    let now = SystemTime::now();
+                    if obj.meta.key == self.cache.lookup_key(&creq)
+                        && obj.freshness(&creq.parts, now) != Freshness::Stale
+                    {
+                        return (
+                            respond::from_cache(&obj, &creq.parts, "hit; detail=coalesced", now),
+                            CacheResult::Hit,
+                        );
+                    }
+                }
+                fetcher
+                    .fetch_and_store(&creq, &ctx, stale.as_ref(), None, detail)
+                    .await
+            }
+        }
+    }
+}
+
+/// The fetch-and-store steps, separated so background refreshes can own
+/// them without borrowing the proxy.
+struct Fetcher {
+    cache: Arc<Cache>,
+}
+
+impl Fetcher {
+    async fn fetch_and_store(
+        &self,
+        creq: &CacheRequest,
+        ctx: &Ctx,
+        stale: Option<&Arc<CachedObject>>,
+        guard: Option<crate::cache::LeaderGuard>,
+        detail: &str,
+    ) -> Reply {
+        let req = forward::cache_fill(&creq.parts, &ctx.conn, &ctx.host, stale.map(|o| o.as_ref()));
+        let resp = match ctx.pool.send(req, true).await {
+            Ok(r) => r,
+            Err(e) => {
+                drop(guard);
+                let now = SystemTime::now();
+                if let Some(obj) =
+                    stale.filter(|o| o.usable_on_error(now, self.cache.config().grace))
+                {
+                    tracing::warn!(error = %e, key = %obj.meta.key, "origin failed; serving stale (stale-if-error)");
+                    return (
+                        respond::from_cache(
+                            obj,
+                            &creq.parts,
+                            "fwd=stale; detail=stale-if-error",
+                            now,
+                        ),
+                        CacheResult::Stale,
+                    );
+                }
+                return (origin_error(&e), CacheResult::Synth);
+            }
+        };
+        let now = SystemTime::now();
+        let (rparts, rbody) = resp.into_parts();
+        let status = rparts.status.as_u16();
+        if let Some(old) = stale {
+            if rparts.status == StatusCode::NOT_MODIFIED {
+                if let Some(obj) = self.cache.refresh(old, creq, &rparts, now).await {
+                    if let Some(g) = guard {
+                        g.publish(Outcome::Stored(obj.clone()));
+                    }
+                    let detail = format!("{detail}; fwd-status=304");
+                    return (
+                        respond::from_cache(&obj, &creq.parts, &detail, now),
+                        CacheResult::Revalidated,
+                    );
+                }
+            } else if matches!(status, 500 | 502 | 503 | 504)
+                && old.usable_on_error(now, self.cache.config().grace)
+            {
+                drop(guard);
+                tracing::warn!(status, key = %old.meta.key, "origin answered with an error; serving stale (stale-if-error)");
+                let detail = format!("{detail}; fwd-status={status}; detail=stale-if-error");
+                return (
+                    respond::from_cache(old, &creq.parts, &detail, now),
+                    CacheResult::Stale,
+                );
+            }
+        }
+        if rparts.status == StatusCode::NOT_MODIFIED {
+            // A 304 we cannot apply (the stored object changed or is gone):
+            // fetch the full response without validators.
+            drop(guard);
+            let req = forward::cache_fill(&creq.parts, &ctx.conn, &ctx.host, None);
+            return match ctx.pool.send(req, true).await {
+                Ok(r) => self.store_and_respond(creq, r, None, detail).await,
+                Err(e) => (origin_error(&e), CacheResult::Synth),
+            };
+        }
+        self.store_and_respond(creq, Response::from_parts(rparts, rbody), guard, detail)
+            .await
+    }
+
+    /// Store phase: starts the fill (the body is copied by its own task, so a
+    /// client that goes away does not cut the fill short) and answers from
+    /// it; uncacheable responses stream straight through.
+    async fn store_and_respond(
+        &self,
+        creq: &CacheRequest,
+        resp: Response<Incoming>,
+        guard: Option<crate::cache::LeaderGuard>,
+        detail: &str,
+    ) -> Reply {
+        let now = SystemTime::now();
+        let (mut rparts, rbody) = resp.into_parts();
+        match self.cache.begin_store(creq, &rparts, now).await {
+            Some((obj, mut writer)) => {
+                if let Some(g) = guard {
+                    g.publish(Outcome::Stored(obj.clone()));
+                }
+                let cache = self.cache.clone();
+                let stored = obj.clone();
+                tokio::spawn(async move {
+                    let mut frames = BodyStream::new(rbody);
+                    let mut ok = true;
+                    while let Some(frame) = frames.next().await {
+                        match frame {
+                            Ok(f) => {
+                                if let Ok(data) = f.into_data()
+                                    && let Err(e) = writer.push(data).await
+                                {
+                                    tracing::error!(key = %stored.meta.key, error = %e, "cache: writing body failed; object dropped");
+                                    ok = false;
+                                    break;
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(key = %stored.meta.key, received = writer.written(), error = %e, "origin body failed mid-transfer; response aborted, nothing cached");
+                                ok = false;
+                                break;
+                            }
+                        }
+                    }
+                    cache.finish_store(&stored, writer, ok).await;
+                });
+                (
+                    respond::from_cache(&obj, &creq.parts, &format!("{detail}; stored"), now),
+                    CacheResult::Miss,
+                )
+            }
+            None => {
+                drop(guard);
+                crate::cache::strip_hop_by_hop(&mut rparts.headers);
+                rparts
+                    .headers
+                    .append("cache-status", respond::cache_status(detail));
+                let body = if creq.parts.method == Method::HEAD {
+                    body::empty()
+                } else {
+                    body::boxed(rbody)
+                };
+                (Response::from_parts(rparts, body), CacheResult::Miss)
+            }
+        }
+    }
+}
+
+/// 502 for an unreachable or broken origin, 504 for one that timed out.
+fn origin_error(e: &FetchError) -> Response<Body> {
+    let status = match e {
+        FetchError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        FetchError::Unreachable { .. } => StatusCode::BAD_GATEWAY,
+    };
+    let mut resp = respond::synthetic(status, e.to_string());
+    resp.headers_mut().insert(
+        "cache-status",
+        HeaderValue::from_static("waypost; fwd=uri-miss; detail=origin-unreachable"),
+    );
+    resp
+}

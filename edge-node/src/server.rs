@@ -1,0 +1,209 @@
+//! Starting and stopping an edge node: binds every listener before serving
+//! (so a bad address fails the start, not a later request), opens the cache,
+//! starts health checks, and shuts down gracefully.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use hyper::service::service_fn;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::Admin;
+use crate::cache::Cache;
+use crate::config::Config;
+use crate::listen::{self, ConnInfo, Limits, TlsAcceptor};
+use crate::metrics::Metrics;
+use crate::proxy::{Proxy, Router, Site};
+use crate::upstream::Pool;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "cannot bind the {listener} listener to {addr}: {source} (is another process using it?)"
+    )]
+    Bind {
+        listener: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the disk cache in {dir}: {source}")]
+    Cache {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("TLS: {0}")]
+    Tls(#[from] listen::TlsError),
+}
+
+/// Entry point for binaries and tests.
+pub struct Server;
+
+/// A started edge node.
+pub struct RunningServer {
+    http: Option<SocketAddr>,
+    https: Option<SocketAddr>,
+    admin: SocketAddr,
+    stop: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl Server {
+    pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+        let metrics = Arc::new(Metrics::new());
+        let cache = Arc::new(Cache::open(&config.cache).map_err(|source| {
+            StartError::Cache {
+                dir: config
+                    .cache
+                    .disk
+                    .as_ref()
+                    .map(|d| d.dir.clone())
+                    .unwrap_or_default(),
+                source,
+            }
+        })?);
+        let stop = CancellationToken::new();
+        let pools: Vec<Arc<Pool>> = config
+            .pools
+            .iter()
+            .map(|p| Pool::new(p.clone(), metrics.clone()))
+            .collect();
+        for p in &pools {
+            p.spawn_health_checks(stop.clone());
+        }
+        let router = Router::new(
+            config
+                .sites
+                .iter()
+                .map(|s| {
+                    Site::new(
+                        s.hosts.clone(),
+                        s.path_prefix.clone(),
+                        pools[s.pool].clone(),
+                    )
+                })
+                .collect(),
+        );
+        let proxy = Arc::new(Proxy::new(
+            router,
+            cache.clone(),
+            metrics.clone(),
+            config.max_body_bytes,
+        ));
+        let limits = Arc::new(config.limits.clone());
+        let tls = match &config.tls {
+            Some(t) => Some(Arc::new(TlsAcceptor::new(t)?)),
+            None => None,
+        };
+
+        let bind = |listener: &'static str, addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind {
+                    listener,
+                    addr,
+                    source,
+                })
+        };
+        let http = match config.listen_http {
+            Some(a) => Some(bind("http", a).await?),
+            None => None,
+        };
+        let https = match config.listen_https {
+            Some(a) => Some(bind("https", a).await?),
+            None => None,
+        };
+        let admin_listener = bind("admin", config.admin.listen).await?;
+        let addr = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
+        let (http_addr, https_addr) = (addr(&http), addr(&https));
+        let admin_addr = admin_listener
+            .local_addr()
+            .expect("bound socket has an address");
+
+        let mut tasks = JoinSet::new();
+        for (listener, tls) in [(http, None), (https, tls)] {
+            let Some(listener) = listener else { continue };
+            let proxy = proxy.clone();
+            let make = move |conn: ConnInfo| {
+                let proxy = proxy.clone();
+                service_fn(move |req| {
+                    let (proxy, conn) = (proxy.clone(), conn.clone());
+                    async move { Ok::<_, Infallible>(proxy.handle(req, conn).await) }
+                })
+            };
+            tasks.spawn(listen::serve(
+                listener,
+                tls,
+                limits.clone(),
+                metrics.listener.clone(),
+                make,
+                stop.clone(),
+            ));
+        }
+        let admin = Arc::new(Admin {
+            cache,
+            metrics: metrics.clone(),
+            token: config.admin.token.clone(),
+        });
+        let make_admin = move |_: ConnInfo| {
+            let admin = admin.clone();
+            service_fn(move |req| {
+                let admin = admin.clone();
+                async move { Ok::<_, Infallible>(admin.handle(req).await) }
+            })
+        };
+        tasks.spawn(listen::serve(
+            admin_listener,
+            None,
+            Arc::new(Limits::default()),
+            metrics.listener.clone(),
+            make_admin,
+            stop.clone(),
+        ));
+        tracing::info!(http = ?http_addr, https = ?https_addr, admin = %admin_addr, "edge node started");
+        Ok(RunningServer {
+            http: http_addr,
+            https: https_addr,
+            admin: admin_addr,
+            stop,
+            tasks,
+        })
+    }
+}
+
+impl RunningServer {
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http
+    }
+
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+    }
+
+    /// A handle that stops the server when cancelled (signal handlers).
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Stops accepting, lets in-flight requests finish, and returns.
+    pub async fn shutdown(mut self) {
+        self.stop.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Runs until the stop token is cancelled, then drains.
+    pub async fn wait(mut self) {
+        self.stop.cancelled().await;
+        while self.tasks.join_next().await.is_some() {}
+    }
+}

@@ -1,0 +1,223 @@
+//! One origin pool: connection pooling (hyper-util's client), selection,
+//! passive health (connect failures) and retries.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use http::uri::{Authority, Scheme};
+use http::{Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::body::Body;
+use crate::config::PoolConfig;
+use crate::metrics::Metrics;
+
+/// Why a fetch from a pool failed; every variant is the origin's fault
+/// (502/504 to the client), never the client's.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("pool `{pool}`: no origin answered ({tried} tried); last error: {last}")]
+    Unreachable {
+        pool: String,
+        tried: usize,
+        last: String,
+    },
+    #[error("pool `{pool}`: origin {origin} did not send response headers within {timeout:?}")]
+    Timeout {
+        pool: String,
+        origin: Authority,
+        timeout: Duration,
+    },
+}
+
+/// Health of one origin.
+pub struct Origin {
+    pub authority: Authority,
+    up: AtomicBool,
+    successes: AtomicU32,
+    failures: AtomicU32,
+}
+
+impl Origin {
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// Records a check or request result; returns the new state when it
+    /// changed (after `rise` successes or `fall` failures in a row).
+    pub fn record(&self, ok: bool, rise: u32, fall: u32) -> Option<bool> {
+        if ok {
+            self.failures.store(0, Ordering::Relaxed);
+            let n = self.successes.fetch_add(1, Ordering::Relaxed) + 1;
+            (!self.is_up() && n >= rise).then(|| {
+                self.up.store(true, Ordering::Relaxed);
+                true
+            })
+        } else {
+            self.successes.store(0, Ordering::Relaxed);
+            let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+            (self.is_up() && n >= fall).then(|| {
+                self.up.store(false, Ordering::Relaxed);
+                false
+            })
+        }
+    }
+}
+
+pub struct Pool {
+    pub config: PoolConfig,
+    pub origins: Vec<Origin>,
+    next: AtomicUsize,
+    client: Client<HttpConnector, Body>,
+    metrics: Arc<Metrics>,
+}
+
+impl Pool {
+    pub fn new(config: PoolConfig, metrics: Arc<Metrics>) -> Arc<Self> {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(config.connect_timeout));
+        connector.enforce_http(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        let origins = config
+            .origins
+            .iter()
+            .map(|a| Origin {
+                authority: a.clone(),
+                up: AtomicBool::new(true),
+                successes: AtomicU32::new(0),
+                failures: AtomicU32::new(0),
+            })
+            .collect();
+        let pool = Arc::new(Self {
+            config,
+            origins,
+            next: AtomicUsize::new(0),
+            client,
+            metrics,
+        });
+        for o in &pool.origins {
+            pool.metrics
+                .set_origin_up(&pool.config.name, &o.authority, true);
+        }
+        pool
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    pub(super) fn client(&self) -> &Client<HttpConnector, Body> {
+        &self.client
+    }
+
+    /// Origins in the order to try: healthy ones round-robin first, then the
+    /// ones marked down (if all are down, trying them beats failing blind).
+    fn order(&self) -> Vec<usize> {
+        let n = self.origins.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let (mut up, mut down): (Vec<usize>, Vec<usize>) = (0..n)
+            .map(|i| (start + i) % n)
+            .partition(|&i| self.origins[i].is_up());
+        up.append(&mut down);
+        up
+    }
+
+    /// Sends `req` (origin-form URI) to an origin of this pool. A request
+    /// whose body can be replayed (`retry` true: no body) moves on to the
+    /// next origin when one cannot be reached.
+    pub async fn send(
+        &self,
+        req: Request<Body>,
+        retry: bool,
+    ) -> Result<Response<Incoming>, FetchError> {
+        let (parts, body) = req.into_parts();
+        let order = self.order();
+        let attempts = if retry { order.len() } else { 1 };
+        let mut body = Some(body);
+        let mut last = String::new();
+        for (tried, &i) in order.iter().take(attempts).enumerate() {
+            let origin = &self.origins[i];
+            let uri = origin_uri(&origin.authority, &parts.uri);
+            let mut r = Request::from_parts(
+                parts.clone(),
+                body.take().unwrap_or_else(crate::body::empty),
+            );
+            *r.uri_mut() = uri;
+            let started = Instant::now();
+            match tokio::time::timeout(self.config.response_timeout, self.client.request(r)).await {
+                Ok(Ok(resp)) => {
+                    self.metrics
+                        .observe_origin(self.name(), started.elapsed(), "ok");
+                    self.note(origin, true);
+                    return Ok(resp);
+                }
+                Ok(Err(e)) => {
+                    self.metrics
+                        .observe_origin(self.name(), started.elapsed(), "error");
+                    last = format!("{}: {}", origin.authority, error_chain(&e));
+                    tracing::warn!(pool = self.name(), origin = %origin.authority, attempt = tried + 1, error = %last, "origin request failed");
+                    if e.is_connect() {
+                        self.note(origin, false);
+                    }
+                }
+                Err(_) => {
+                    self.metrics
+                        .observe_origin(self.name(), started.elapsed(), "timeout");
+                    self.note(origin, false);
+                    return Err(FetchError::Timeout {
+                        pool: self.name().to_string(),
+                        origin: origin.authority.clone(),
+                        timeout: self.config.response_timeout,
+                    });
+                }
+            }
+        }
+        Err(FetchError::Unreachable {
+            pool: self.name().to_string(),
+            tried: attempts,
+            last,
+        })
+    }
+
+    pub(super) fn note(&self, origin: &Origin, ok: bool) {
+        if let Some(up) = origin.record(ok, self.config.rise, self.config.fall) {
+            self.metrics
+                .set_origin_up(self.name(), &origin.authority, up);
+            if up {
+                tracing::info!(pool = self.name(), origin = %origin.authority, "origin is up again");
+            } else {
+                tracing::warn!(pool = self.name(), origin = %origin.authority, "origin marked down; traffic goes to the pool's other origins");
+            }
+        }
+    }
+}
+
+fn origin_uri(authority: &Authority, uri: &Uri) -> Uri {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority = Some(authority.clone());
+    parts.path_and_query = uri
+        .path_and_query()
+        .cloned()
+        .or_else(|| Some("/".parse().expect("valid")));
+    Uri::from_parts(parts).expect("scheme, authority and path make a valid URI")
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}

@@ -1,0 +1,178 @@
+//! Origin pools and sites: failover between origins, host routing, request
+//! limits and forwarding of what the cache does not handle.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::*;
+
+#[tokio::test]
+async fn a_failed_origin_is_skipped_and_traffic_moves_to_the_other() {
+    let a = ScriptedOrigin::start().await;
+    let b = ScriptedOrigin::start().await;
+    for (o, name) in [(&a, "a"), (&b, "b")] {
+        let name = name.to_string();
+        o.route("/who", move |_, _| {
+            resp(200, &name, &[("cache-control", "no-store")])
+        });
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let edge = start_edge_with(&edge_toml(&[a.addr, b.addr], dir.path(), ""), dir.path()).await;
+    let c = client();
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..10 {
+        seen.insert(
+            c.get(url(&edge, "/who"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(seen.len(), 2, "both origins take traffic: {seen:?}");
+    a.stop();
+    // Every request still succeeds: a refused connection is retried on b.
+    for _ in 0..10 {
+        let r = c.get(url(&edge, "/who")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.text().await.unwrap(), "b");
+    }
+    // And the health checks mark it down (visible in metrics).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = c
+            .get(format!("http://{}/metrics", edge.admin_addr()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let down = format!(
+            "waypost_edge_origin_up{{pool=\"main\",origin=\"{}\"}} 0",
+            a.addr
+        );
+        if m.contains(&down) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "origin a never marked down:\n{m}"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn sites_route_by_host_and_path_prefix() {
+    let a = ScriptedOrigin::start().await;
+    let b = ScriptedOrigin::start().await;
+    a.route("/x", |_, _| resp(200, "pool-a", &[]));
+    b.route("/api/x", |_, _| resp(200, "pool-b", &[]));
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        r#"
+[listen]
+http = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+[[pools]]
+name = "a"
+origins = ["{a}"]
+[[pools]]
+name = "b"
+origins = ["{b}"]
+[[sites]]
+hosts = ["www.test", "*.cdn.test"]
+pool = "a"
+[[sites]]
+hosts = ["www.test"]
+path_prefix = "/api/"
+pool = "b"
+"#,
+        a = a.addr,
+        b = b.addr
+    );
+    let edge = start_edge_with(&toml, dir.path()).await;
+    let c = client();
+    let get = |host: &'static str, path: &'static str| {
+        let c = c.clone();
+        let u = url(&edge, path);
+        async move {
+            let r = c.get(u).header("host", host).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    assert_eq!(get("www.test", "/x").await, (200, "pool-a".into()));
+    assert_eq!(get("img.cdn.test", "/x").await, (200, "pool-a".into()));
+    assert_eq!(get("WWW.TEST:8080", "/api/x").await, (200, "pool-b".into()));
+    let (status, body) = get("unknown.test", "/x").await;
+    assert_eq!(status, 404);
+    assert!(body.contains("unknown.test"), "{body}");
+}
+
+#[tokio::test]
+async fn oversized_request_bodies_get_413_and_unknown_methods_pass_through() {
+    let origin = ScriptedOrigin::start().await;
+    origin.route("/up", |seen, _| {
+        resp(200, &format!("{} {}", seen.method, seen.body.len()), &[])
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let toml = edge_toml(&[origin.addr], dir.path(), "")
+        .replace("[admin]", "[limits]\nmax_body_bytes = 1024\n[admin]");
+    let edge = start_edge_with(&toml, dir.path()).await;
+    let c = client();
+    let r = c
+        .put(url(&edge, "/up"))
+        .body(vec![b'x'; 4096])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert!(r.text().await.unwrap().contains("1024"));
+    let r = c
+        .put(url(&edge, "/up"))
+        .body(vec![b'x'; 1000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "PUT 1000");
+    let method = reqwest::Method::from_bytes(b"PROPFIND").unwrap();
+    let r = c
+        .request(method, url(&edge, "/up"))
+        .body("abc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "PROPFIND 3");
+    assert_eq!(
+        origin.hits("/up"),
+        2,
+        "the oversized body never reached the origin"
+    );
+}
+
+#[tokio::test]
+async fn invalid_config_names_the_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[[pools]]\nname = \"p\"\norigins = [\"127.0.0.1\"]\n[[sites]]\npool = \"p\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_edge-node"))
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml") && err.contains("pools[0].origins"),
+        "{err}"
+    );
+}

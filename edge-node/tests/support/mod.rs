@@ -1,0 +1,235 @@
+//! Test fixtures for edge-node integration tests: a scripted origin (a real
+//! HTTP server on 127.0.0.1:0 whose answer per path the test decides, and
+//! which counts requests) and an edge started in-process against it.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use edge_node::{Config, RunningServer, Server};
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// What the scripted origin received.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: http::Method,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+/// A handler: the request seen and how many requests this path had before.
+pub type Handler = Arc<dyn Fn(&Seen, usize) -> Response<Full<Bytes>> + Send + Sync>;
+
+#[derive(Default)]
+struct State {
+    routes: HashMap<String, Handler>,
+    delays: HashMap<String, std::time::Duration>,
+    seen: HashMap<String, Vec<Seen>>,
+}
+
+pub struct ScriptedOrigin {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    task: JoinHandle<()>,
+}
+
+impl ScriptedOrigin {
+    pub async fn start() -> Self {
+        Self::start_on("127.0.0.1:0".parse().unwrap()).await
+    }
+
+    pub async fn start_on(addr: SocketAddr) -> Self {
+        let listener = TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state: Arc<Mutex<State>> = Arc::default();
+        let st = state.clone();
+        let task = tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    break;
+                };
+                let st = st.clone();
+                conns.spawn(async move {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        let st = st.clone();
+                        async move { Ok::<_, Infallible>(answer(&st, req).await) }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tcp), svc)
+                        .await;
+                });
+            }
+        });
+        Self { addr, state, task }
+    }
+
+    /// Scripts the answer for `path` (path and query as sent).
+    pub fn route(
+        &self,
+        path: &str,
+        handler: impl Fn(&Seen, usize) -> Response<Full<Bytes>> + Send + Sync + 'static,
+    ) {
+        self.state
+            .lock()
+            .unwrap()
+            .routes
+            .insert(path.to_string(), Arc::new(handler));
+    }
+
+    /// Makes the origin take `delay` before answering `path`.
+    pub fn delay(&self, path: &str, delay: std::time::Duration) {
+        self.state
+            .lock()
+            .unwrap()
+            .delays
+            .insert(path.to_string(), delay);
+    }
+
+    /// Requests received for `path` (health checks excluded).
+    pub fn hits(&self, path: &str) -> usize {
+        self.state
+            .lock()
+            .unwrap()
+            .seen
+            .get(path)
+            .map_or(0, Vec::len)
+    }
+
+    pub fn seen(&self, path: &str) -> Vec<Seen> {
+        self.state
+            .lock()
+            .unwrap()
+            .seen
+            .get(path)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Stops listening and drops every open connection.
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for ScriptedOrigin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn answer(state: &Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    if path == "/healthz" {
+        return Response::new(Full::new(Bytes::from_static(b"ok")));
+    }
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let seen = Seen {
+        method: parts.method,
+        headers: parts.headers,
+        body,
+    };
+    let (handler, n, delay) = {
+        let mut st = state.lock().unwrap();
+        let list = st.seen.entry(path.clone()).or_default();
+        let n = list.len();
+        list.push(seen.clone());
+        (
+            st.routes.get(&path).cloned(),
+            n,
+            st.delays.get(&path).copied(),
+        )
+    };
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
+    match handler {
+        Some(h) => h(&seen, n),
+        None => Response::builder()
+            .status(404)
+            .body(Full::new(Bytes::from_static(b"no script")))
+            .unwrap(),
+    }
+}
+
+/// A response with a body and header pairs.
+pub fn resp(status: u16, body: &str, headers: &[(&str, &str)]) -> Response<Full<Bytes>> {
+    let mut b = Response::builder().status(status);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(Full::new(Bytes::from(body.to_string()))).unwrap()
+}
+
+/// The TOML of an edge with one pool over `origins`, HTTP on port 0, a disk
+/// tier in `dir`, plus `extra` appended.
+pub fn edge_toml(origins: &[SocketAddr], dir: &std::path::Path, extra: &str) -> String {
+    let list: Vec<String> = origins.iter().map(|a| format!("\"{a}\"")).collect();
+    format!(
+        r#"
+[listen]
+http = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+token = "secret"
+[cache]
+memory_capacity = "64MiB"
+max_memory_object = "1MiB"
+disk = {{ dir = "{dir}", capacity = "1GiB" }}
+[[pools]]
+name = "main"
+origins = [{list}]
+health_interval = "200ms"
+rise = 1
+fall = 1
+[[sites]]
+pool = "main"
+{extra}
+"#,
+        dir = dir.join("cache").display(),
+        list = list.join(", "),
+    )
+}
+
+pub async fn start_edge_with(toml: &str, dir: &std::path::Path) -> RunningServer {
+    let config = Config::from_toml(&dir.join("edge.toml"), toml).expect("valid test config");
+    Server::start(config).await.expect("edge starts")
+}
+
+pub async fn start_edge(origin: &ScriptedOrigin, dir: &std::path::Path) -> RunningServer {
+    start_edge_with(&edge_toml(&[origin.addr], dir, ""), dir).await
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+pub fn url(edge: &RunningServer, path: &str) -> String {
+    format!("http://{}{}", edge.http_addr().unwrap(), path)
+}
+
+pub fn cache_status(r: &reqwest::Response) -> String {
+    r.headers()
+        .get("cache-status")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
