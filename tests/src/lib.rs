@@ -1,1 +1,107 @@
-//! Placeholder.
+//! Helpers for end-to-end tests: build the workspace binaries, start them
+//! as real processes, read the address each prints when it is listening, and
+//! kill them when the test ends.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// The directory holding the workspace's binaries for this build profile,
+/// after making sure they are built (a no-op when up to date).
+pub fn bin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let test_exe = std::env::current_exe().expect("test executable path");
+        // target/<profile>/deps/<test> → target/<profile>
+        let profile_dir = test_exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf();
+        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cmd.args(["build", "--bins", "-p", "edge-node", "-p", "origin", "-p", "waypost"]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("running cargo build");
+        assert!(status.success(), "building the binaries failed");
+        profile_dir
+    })
+}
+
+/// A child process killed when dropped.
+pub struct Proc {
+    pub child: Child,
+    /// Every `http://` address the process announced on stdout, in order.
+    pub addrs: Vec<String>,
+}
+
+impl Proc {
+    /// Starts `bin` with `args` and waits until it has printed `lines`
+    /// lines containing `http://` (its listening addresses).
+    pub fn start(bin: &str, args: &[&str], lines: usize) -> anyhow::Result<Self> {
+        let path = bin_dir().join(bin);
+        let mut child = Command::new(&path)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {}", path.display()))?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut reader = BufReader::new(stdout);
+        let mut addrs = Vec::new();
+        while addrs.len() < lines {
+            let mut line = String::new();
+            if reader.read_line(&mut line)? == 0 {
+                let status = child.wait()?;
+                bail!("{bin} exited ({status}) before announcing its addresses");
+            }
+            if let Some(i) = line.find("http://") {
+                addrs.push(line[i..].trim().to_string());
+            }
+        }
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in reader.lines() {});
+        Ok(Self { child, addrs })
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `url` until it answers 200 (readiness), up to `limit`. A raw
+/// HTTP/1.1 GET keeps this helper free of an async runtime.
+pub fn wait_healthy(url: &str, limit: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    while !answers_200(url) {
+        if Instant::now() > deadline {
+            bail!("{url} did not become healthy within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+fn answers_200(url: &str) -> bool {
+    use std::io::{Read, Write};
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let (authority, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(a, p)| (a, format!("/{p}")));
+    let Ok(mut s) = std::net::TcpStream::connect(authority) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
+    let mut head = [0u8; 12];
+    s.write_all(req.as_bytes()).is_ok() && s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
+}

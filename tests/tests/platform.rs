@@ -1,0 +1,120 @@
+//! The real binaries, started as processes: origin and edge together, the
+//! way an operator runs them, and `waypost up --check` as the README's quick
+//! start runs it.
+
+use std::time::Duration;
+
+use waypost_e2e::{Proc, bin_dir, wait_healthy};
+
+const TOKEN: &str = "e2e-token";
+
+fn start_origin(dir: &std::path::Path) -> Proc {
+    let data = dir.join("origin");
+    Proc::start(
+        "origin",
+        &["--listen", "127.0.0.1:0", "--data-dir", data.to_str().unwrap(), "--token", TOKEN],
+        1,
+    )
+    .unwrap()
+}
+
+fn start_edge(dir: &std::path::Path, origin: &str) -> Proc {
+    let config = dir.join("edge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[listen]
+http = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+token = "{TOKEN}"
+[cache]
+disk = {{ dir = "cache", capacity = "256MiB" }}
+[[pools]]
+name = "origin"
+origins = ["{origin}"]
+[[sites]]
+pool = "origin"
+"#,
+            origin = origin.trim_start_matches("http://")
+        ),
+    )
+    .unwrap();
+    Proc::start("edge-node", &["--config", config.to_str().unwrap()], 2).unwrap()
+}
+
+#[tokio::test]
+async fn origin_and_edge_binaries_serve_cache_and_purge() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut origin = start_origin(dir.path());
+    let origin_url = origin.addrs[0].clone();
+    wait_healthy(&format!("{origin_url}/healthz"), Duration::from_secs(10)).unwrap();
+    let edge = start_edge(dir.path(), &origin_url);
+    let (edge_url, admin_url) = (edge.addrs[0].clone(), edge.addrs[1].clone());
+    wait_healthy(&format!("{admin_url}/healthz"), Duration::from_secs(10)).unwrap();
+
+    let c = reqwest::Client::builder().no_proxy().build().unwrap();
+    let put = c
+        .put(format!("{origin_url}/assets/site/logo.svg"))
+        .bearer_auth(TOKEN)
+        .header("cache-control", "public, max-age=600")
+        .header("surrogate-key", "brand")
+        .body("<svg/>")
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success(), "{}", put.status());
+
+    let get = || {
+        let c = c.clone();
+        let u = format!("{edge_url}/assets/site/logo.svg");
+        async move {
+            let r = c.get(u).send().await.unwrap();
+            let cs = r.headers()["cache-status"].to_str().unwrap().to_string();
+            let etag = r.headers()["etag"].to_str().unwrap().to_string();
+            (cs, etag, r.text().await.unwrap())
+        }
+    };
+    let (cs, etag, body) = get().await;
+    assert!(cs.contains("fwd=uri-miss"), "{cs}");
+    assert_eq!(body, "<svg/>");
+    assert_eq!(etag.len(), 66, "the origin's sha256 ETag passes through: {etag}");
+    let (cs, _, _) = get().await;
+    assert!(cs.starts_with("waypost; hit"), "{cs}");
+
+    // Purge by surrogate key, then the next request misses again.
+    let purged = c
+        .post(format!("{admin_url}/purge?key=brand"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(purged.status(), 200);
+    let (cs, _, _) = get().await;
+    assert!(cs.contains("fwd=uri-miss"), "{cs}");
+
+    // With the origin process killed, cached content keeps being served.
+    origin.kill();
+    let (cs, _, body) = get().await;
+    assert!(cs.starts_with("waypost; hit"), "{cs}");
+    assert_eq!(body, "<svg/>");
+    let metrics = c.get(format!("{admin_url}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("waypost_edge_requests_total{status=\"200\",cache=\"Hit\"} 2"), "{metrics}");
+}
+
+#[test]
+fn quick_start_command_shows_a_miss_then_a_hit() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(bin_dir().join("waypost"))
+        .args(["up", "--check", "--ip", "127.0.3.7", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("first GET /assets/hello.txt -> 200 OK  Cache-Status: waypost; fwd=uri-miss; stored"), "{stdout}");
+    assert!(stdout.contains("second GET /assets/hello.txt -> 200 OK  Cache-Status: waypost; hit"), "{stdout}");
+    assert!(stdout.contains("curl -i http://127.0.3.7:8080/assets/hello.txt"), "{stdout}");
+}
