@@ -33,7 +33,7 @@ pub(crate) fn request_timeout(timeout: Duration) -> String {
 
 fn format_duration(duration: Duration) -> String {
     let millis = duration.as_millis();
-    if millis % 1000 == 0 {
+    if millis.is_multiple_of(1000) {
         format!("{}s", millis / 1000)
     } else {
         format!("{millis}ms")
