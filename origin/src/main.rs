@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -27,7 +28,35 @@ struct Args {
     token: Option<String>,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
+    match try_main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("origin: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The cause chain on one line, without a backtrace, so operators see the
+/// file, field and reason at once. Causes that an outer message already
+/// quotes (some errors print their source) are not repeated.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+fn try_main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = build_config(args)?;
     service_base::logging::init_json();
@@ -57,7 +86,9 @@ fn build_config(args: Args) -> anyhow::Result<Config> {
     if let Some(token) = args.token {
         config.token = token;
     }
-    config.validate().context("invalid command-line override")?;
+    config
+        .validate()
+        .context("invalid value given on the command line")?;
     Ok(config)
 }
 

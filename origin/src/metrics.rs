@@ -8,10 +8,26 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+/// The method as a label: standard methods by name, anything else as
+/// `OTHER`, so clients cannot grow the label set at will.
+pub fn method_label(method: &http::Method) -> &'static str {
+    use http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::POST => "POST",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
 /// Labels of one finished request.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub method: String,
+    pub method: &'static str,
     /// The route template (`assets`, `healthz`, …), never the raw path, so
     /// the label set stays bounded.
     pub route: &'static str,
@@ -21,7 +37,7 @@ pub struct RequestLabels {
 /// Labels of the latency histogram.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
-    pub method: String,
+    pub method: &'static str,
     pub route: &'static str,
 }
 
@@ -104,7 +120,7 @@ mod tests {
         let m = Metrics::new();
         m.requests
             .get_or_create(&RequestLabels {
-                method: "GET".into(),
+                method: method_label(&http::Method::GET),
                 route: "assets",
                 status: 200,
             })
@@ -117,5 +133,9 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("origin_assets 0"), "{text}");
+        assert_eq!(
+            method_label(&http::Method::from_bytes(b"BREW").unwrap()),
+            "OTHER"
+        );
     }
 }

@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::metrics::{Metrics, RequestLabels, RouteLabels};
+use crate::metrics::{Metrics, RequestLabels, RouteLabels, method_label};
 use crate::response::ResBody;
 use crate::routes::{self, AppState, Route};
 use crate::store::Store;
@@ -167,14 +167,14 @@ async fn handle(state: &Arc<AppState>, req: Request<Incoming>) -> Response<ResBo
     let m = &state.metrics;
     m.requests
         .get_or_create(&RequestLabels {
-            method: method.to_string(),
+            method: method_label(&method),
             route: route.label(),
             status,
         })
         .inc();
     m.latency
         .get_or_create(&RouteLabels {
-            method: method.to_string(),
+            method: method_label(&method),
             route: route.label(),
         })
         .observe(elapsed.as_secs_f64());

@@ -17,6 +17,12 @@ fn bad_config_file_exits_nonzero_naming_file_and_field() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("origin-bad.toml"), "{stderr}");
     assert!(stderr.contains("`token`"), "{stderr}");
+    assert!(stderr.starts_with("origin: config "), "{stderr}");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "one line, no backtrace: {stderr}"
+    );
     assert!(out.stdout.is_empty());
 }
 

@@ -93,6 +93,8 @@ impl MetaStore {
     /// Removes the document for `path`; `false` if there was none.
     pub async fn delete(&self, path: &AssetPath) -> Result<bool, MetaError> {
         let key = path.meta_key();
+        // Backends disagree on deleting a missing key (the file system says
+        // NotFound, S3 and memory say Ok), so existence is checked first.
         match self.store.head(&key).await {
             Ok(_) => {}
             Err(object_store::Error::NotFound { .. }) => return Ok(false),
