@@ -176,9 +176,12 @@ impl FillWriter {
                 c.data.push(chunk);
             }
         }
-        if self.file.is_some() && !self.fill.in_memory() {
+        let in_memory = self.fill.in_memory();
+        if let Some(f) = self.file.as_mut()
+            && !in_memory
+        {
             // Readers will read these bytes back from the file.
-            self.file.as_mut().expect("checked").flush().await?;
+            f.flush().await?;
         }
         self.fill
             .progress
@@ -239,11 +242,11 @@ impl ReaderState {
             };
             if self.pos < available {
                 let limit = self.end.map_or(available, |e| e.min(available));
-                if let Some(b) = self.from_memory(limit) {
+                if let Some(b) = self.read_memory(limit) {
                     self.pos += b.len() as u64;
                     return Ok(Some(b));
                 }
-                let b = self.from_file(limit).await?;
+                let b = self.read_file(limit).await?;
                 self.pos += b.len() as u64;
                 return Ok(Some(b));
             }
@@ -253,7 +256,7 @@ impl ReaderState {
         }
     }
 
-    fn from_memory(&self, limit: u64) -> Option<Bytes> {
+    fn read_memory(&self, limit: u64) -> Option<Bytes> {
         let mem = self.fill.memory.lock().expect("fill lock");
         let c = mem.as_ref()?;
         let idx = match c.starts.binary_search(&self.pos) {
@@ -266,7 +269,7 @@ impl ReaderState {
         (from < to).then(|| chunk.slice(from..to))
     }
 
-    async fn from_file(&mut self, limit: u64) -> Result<Bytes, ReadError> {
+    async fn read_file(&mut self, limit: u64) -> Result<Bytes, ReadError> {
         let path = self.fill.file.clone().ok_or(ReadError::Aborted)?;
         let io = |source| ReadError::Io {
             path: path.clone(),

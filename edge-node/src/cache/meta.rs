@@ -87,8 +87,14 @@ pub struct CachedObject {
 
 impl CachedObject {
     pub fn new(meta: ObjectMeta, body: Arc<Fill>) -> Self {
+        Self::sharing(Arc::new(meta), body)
+    }
+
+    /// Another view of the same metadata (the disk tier's copy of an object
+    /// the memory tier also holds).
+    pub fn sharing(meta: Arc<ObjectMeta>, body: Arc<Fill>) -> Self {
         Self {
-            meta: Arc::new(meta),
+            meta,
             body,
             soft_purged_at: AtomicU64::new(0),
         }

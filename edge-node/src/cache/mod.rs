@@ -245,8 +245,8 @@ impl Cache {
                 .await;
         match written {
             Ok(Ok(())) => {
-                let twin = Arc::new(CachedObject::new(
-                    (*obj.meta).clone(),
+                let twin = Arc::new(CachedObject::sharing(
+                    obj.meta.clone(),
                     Fill::on_disk(path.to_path_buf(), len),
                 ));
                 disk.insert(obj.meta.key.clone(), twin);
@@ -344,7 +344,7 @@ impl Cache {
     /// Purges every object tagged with `surrogate_key`.
     pub fn purge_surrogate_key(&self, surrogate_key: &str, soft: bool) -> usize {
         let k = surrogate_key.to_string();
-        self.purge(soft, move |o| o.meta.surrogate_keys.iter().any(|s| *s == k))
+        self.purge(soft, move |o| o.meta.surrogate_keys.contains(&k))
     }
 
     fn purge(
@@ -376,10 +376,11 @@ impl Cache {
 }
 
 /// The request fields a stored policy needs: those that decide reuse (host,
-/// authorization, cache directives) and the ones `Vary` names.
+/// authorization, cache directives) and the ones `Vary` names. The method is
+/// GET: a HEAD miss is filled with a GET, and the stored response serves both.
 fn policy_request(parts: &request::Parts, vary: &[HeaderName]) -> request::Parts {
     let (mut p, ()) = http::Request::builder()
-        .method(parts.method.clone())
+        .method(http::Method::GET)
         .uri(parts.uri.clone())
         .body(())
         .expect("parts of a valid request")

@@ -106,10 +106,10 @@ pub fn invalidated_keys(host: &str, path_and_query: &str, response: &HeaderMap) 
             continue;
         };
         let same_host = uri.host().is_none_or(|h| h.eq_ignore_ascii_case(host));
-        if let (true, Some(pq)) = (same_host, uri.path_and_query()) {
-            if pq.as_str().starts_with('/') {
-                keys.push(cache::primary(host, pq.as_str()));
-            }
+        if let (true, Some(pq)) = (same_host, uri.path_and_query())
+            && pq.as_str().starts_with('/')
+        {
+            keys.push(cache::primary(host, pq.as_str()));
         }
     }
     keys

@@ -67,12 +67,12 @@ impl Proxy {
         let peer = conn.peer;
         let (parts, incoming) = req.into_parts();
         let (resp, result, host) = match self.route(&parts, conn) {
-            Ok(ctx) => {
+            Some(ctx) => {
                 let host = ctx.host.clone();
                 let (resp, result) = self.dispatch(parts, incoming, ctx).await;
                 (resp, result, host)
             }
-            Err(resp) => (resp, CacheResult::Synth, String::new()),
+            None => (unroutable(&parts), CacheResult::Synth, String::new()),
         };
         let status = resp.status().as_u16();
         let bytes = resp
@@ -99,23 +99,10 @@ impl Proxy {
     }
 
     /// Route phase: the site for the request's host and path.
-    fn route(&self, parts: &request::Parts, conn: ConnInfo) -> Result<Ctx, Response<Body>> {
-        let Some(host) = route::request_host(parts) else {
-            return Err(respond::synthetic(
-                StatusCode::BAD_REQUEST,
-                "missing or invalid Host header",
-            ));
-        };
-        let Some(site) = self.router.route(&host, parts.uri.path()) else {
-            return Err(respond::synthetic(
-                StatusCode::NOT_FOUND,
-                format!(
-                    "no site is configured for host `{host}` and path `{}`",
-                    parts.uri.path()
-                ),
-            ));
-        };
-        Ok(Ctx {
+    fn route(&self, parts: &request::Parts, conn: ConnInfo) -> Option<Ctx> {
+        let host = route::request_host(parts)?;
+        let site = self.router.route(&host, parts.uri.path())?;
+        Some(Ctx {
             conn,
             host,
             pool: site.pool.clone(),
@@ -194,6 +181,11 @@ impl Proxy {
             primary: crate::cache::primary(&ctx.host, &path),
             parts,
         };
+        // One spelling of the host for every protocol (HTTP/2 sends none), so
+        // stored policies match later requests whatever their version.
+        if let Ok(host) = HeaderValue::from_str(&ctx.host) {
+            creq.parts.headers.insert(header::HOST, host);
+        }
         creq.parts.uri = path.parse().expect("a path and query is a valid URI");
         let ctx = Arc::new(ctx);
         let now = SystemTime::now();
@@ -429,6 +421,20 @@ impl Fetcher {
                 (Response::from_parts(rparts, body), CacheResult::Miss)
             }
         }
+    }
+}
+
+/// The client's fault: no usable Host (400) or no site for it (404).
+fn unroutable(parts: &request::Parts) -> Response<Body> {
+    match route::request_host(parts) {
+        None => respond::synthetic(StatusCode::BAD_REQUEST, "missing or invalid Host header"),
+        Some(host) => respond::synthetic(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no site is configured for host `{host}` and path `{}`",
+                parts.uri.path()
+            ),
+        ),
     }
 }
 
