@@ -257,3 +257,50 @@ async fn drain_timeout_drops_requests_that_do_not_finish() {
         .unwrap();
     assert_eq!(response, "", "the held request must be cut off");
 }
+
+#[tokio::test]
+async fn idle_h2c_connection_is_closed() {
+    let limits = Limits {
+        idle_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let server = TestServer::start(limits, None).await;
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let response = client
+        .get(format!("http://{}/h2", server.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    response.text().await.unwrap();
+
+    let metrics = Arc::clone(&server.metrics);
+    eventually("the idle h2 connection to be closed", || {
+        metrics.limit_hits(LimitKind::IdleTimeout) == 1 && metrics.open() == 0
+    })
+    .await;
+    assert_eq!(metrics.limit_hits(LimitKind::HeaderTimeout), 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_h2_head_is_refused() {
+    let server = TestServer::start(Limits::default(), None).await;
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let result = client
+        .get(format!("http://{}/big", server.addr))
+        .header("x-big", "a".repeat(32 * 1024))
+        .send()
+        .await;
+    match result {
+        Ok(response) => assert_eq!(response.status(), 431),
+        Err(error) => panic!("expected a 431, got {error:?}"),
+    }
+    server.stop().await;
+}

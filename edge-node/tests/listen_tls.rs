@@ -210,6 +210,13 @@ fn broken_rewrite_keeps_the_old_certificate_and_names_the_file() {
     let (changed, errors) = acceptor.reload();
     assert!(!changed);
     assert!(matches!(errors[..], [TlsError::Key { .. }]), "{errors:?}");
+
+    // A vanished file is reported once, not on every poll.
+    std::fs::remove_file(&fx.b.spec.key).unwrap();
+    let (_, errors) = acceptor.reload();
+    assert!(matches!(errors[..], [TlsError::Read { .. }]), "{errors:?}");
+    assert!(acceptor.reload().1.is_empty());
+    assert_eq!(acceptor.served_names()[1], vec!["b.test", "*.b.test"]);
 }
 
 #[test]

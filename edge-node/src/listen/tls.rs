@@ -92,6 +92,8 @@ pub enum TlsError {
 struct Entry {
     spec: CertSpec,
     digest: [u8; 32],
+    /// The files could not be read at the last attempt (reported once).
+    unreadable: bool,
 }
 
 /// Terminates TLS for a listener, choosing the certificate by SNI and
@@ -136,6 +138,7 @@ impl TlsAcceptor {
             entries.push(Entry {
                 spec: spec.clone(),
                 digest: pems.digest,
+                unreadable: false,
             });
         }
         let resolver = Arc::new(SniResolver::new(CertStore::new(certs)));
@@ -172,8 +175,10 @@ impl TlsAcceptor {
 
     /// Re-reads every certificate whose files changed since the last
     /// attempt and swaps the new set in. Entries that fail keep their old
-    /// certificate; their errors are returned (and not repeated until the
-    /// files change again). Returns whether anything was swapped in.
+    /// certificate; their errors are returned once (not again until the
+    /// files change, or become readable and fail anew). Returns whether
+    /// anything was swapped in. The reload task calls this; call it directly
+    /// to reload on demand (e.g. on SIGHUP).
     pub fn reload(&self) -> (bool, Vec<TlsError>) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.resolver.snapshot();
@@ -184,10 +189,13 @@ impl TlsAcceptor {
             let pems = match read_pems(&entry.spec) {
                 Ok(pems) => pems,
                 Err(error) => {
-                    errors.push(error);
+                    if !std::mem::replace(&mut entry.unreadable, true) {
+                        errors.push(error);
+                    }
                     continue;
                 }
             };
+            entry.unreadable = false;
             if pems.digest == entry.digest {
                 continue;
             }
