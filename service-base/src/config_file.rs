@@ -58,7 +58,10 @@ impl FieldError {
 }
 
 /// Reads `path` as TOML into `T`, then runs `validate` on it.
-pub fn load<T, V>(path: &Path, validate: impl FnOnce(T) -> Result<V, FieldError>) -> Result<V, ConfigError>
+pub fn load<T, V>(
+    path: &Path,
+    validate: impl FnOnce(T) -> Result<V, FieldError>,
+) -> Result<V, ConfigError>
 where
     T: DeserializeOwned,
 {
@@ -114,6 +117,9 @@ mod tests {
             }
         })
         .unwrap_err();
-        assert_eq!(err.to_string(), "config o.toml: field `port`: must not be 0");
+        assert_eq!(
+            err.to_string(),
+            "config o.toml: field `port`: must not be 0"
+        );
     }
 }

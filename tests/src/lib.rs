@@ -17,9 +17,22 @@ pub fn bin_dir() -> &'static Path {
     DIR.get_or_init(|| {
         let test_exe = std::env::current_exe().expect("test executable path");
         // target/<profile>/deps/<test> → target/<profile>
-        let profile_dir = test_exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf();
+        let profile_dir = test_exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>")
+            .to_path_buf();
         let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cmd.args(["build", "--bins", "-p", "edge-node", "-p", "origin", "-p", "waypost"]);
+        cmd.args([
+            "build",
+            "--bins",
+            "-p",
+            "edge-node",
+            "-p",
+            "origin",
+            "-p",
+            "waypost",
+        ]);
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
@@ -96,12 +109,16 @@ fn answers_200(url: &str) -> bool {
     let Some(rest) = url.strip_prefix("http://") else {
         return false;
     };
-    let (authority, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(a, p)| (a, format!("/{p}")));
+    let (authority, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(a, p)| (a, format!("/{p}")));
     let Ok(mut s) = std::net::TcpStream::connect(authority) else {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
     let req = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
     let mut head = [0u8; 12];
-    s.write_all(req.as_bytes()).is_ok() && s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
+    s.write_all(req.as_bytes()).is_ok()
+        && s.read_exact(&mut head).is_ok()
+        && head.starts_with(b"HTTP/1.1 200")
 }

@@ -12,7 +12,14 @@ fn start_origin(dir: &std::path::Path) -> Proc {
     let data = dir.join("origin");
     Proc::start(
         "origin",
-        &["--listen", "127.0.0.1:0", "--data-dir", data.to_str().unwrap(), "--token", TOKEN],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--token",
+            TOKEN,
+        ],
         1,
     )
     .unwrap()
@@ -79,7 +86,11 @@ async fn origin_and_edge_binaries_serve_cache_and_purge() {
     let (cs, etag, body) = get().await;
     assert!(cs.contains("fwd=uri-miss"), "{cs}");
     assert_eq!(body, "<svg/>");
-    assert_eq!(etag.len(), 66, "the origin's sha256 ETag passes through: {etag}");
+    assert_eq!(
+        etag.len(),
+        66,
+        "the origin's sha256 ETag passes through: {etag}"
+    );
     let (cs, _, _) = get().await;
     assert!(cs.starts_with("waypost; hit"), "{cs}");
 
@@ -99,8 +110,18 @@ async fn origin_and_edge_binaries_serve_cache_and_purge() {
     let (cs, _, body) = get().await;
     assert!(cs.starts_with("waypost; hit"), "{cs}");
     assert_eq!(body, "<svg/>");
-    let metrics = c.get(format!("{admin_url}/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("waypost_edge_requests_total{status=\"200\",cache=\"Hit\"} 2"), "{metrics}");
+    let metrics = c
+        .get(format!("{admin_url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("waypost_edge_requests_total{status=\"200\",cache=\"Hit\"} 2"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -113,8 +134,23 @@ fn quick_start_command_shows_a_miss_then_a_hit() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("first GET /assets/hello.txt -> 200 OK  Cache-Status: waypost; fwd=uri-miss; stored"), "{stdout}");
-    assert!(stdout.contains("second GET /assets/hello.txt -> 200 OK  Cache-Status: waypost; hit"), "{stdout}");
-    assert!(stdout.contains("curl -i http://127.0.3.7:8080/assets/hello.txt"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(
+            "first GET /assets/hello.txt -> 200 OK  Cache-Status: waypost; fwd=uri-miss; stored"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("second GET /assets/hello.txt -> 200 OK  Cache-Status: waypost; hit"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("curl -i http://127.0.3.7:8080/assets/hello.txt"),
+        "{stdout}"
+    );
 }
