@@ -332,11 +332,14 @@ async fn an_origin_dying_mid_body_aborts_the_response_and_caches_nothing() {
     let edge = start_edge_with(&edge_toml(&[addr], dir.path(), ""), dir.path()).await;
     let c = client();
     for _ in 0..2 {
-        let r = c.get(url(&edge, "/cut")).send().await.unwrap();
-        assert!(
-            r.bytes().await.is_err(),
-            "a truncated body must surface as an error"
-        );
+        // The abort may land before or after the response head was flushed:
+        // either way the client must see an error, never a short 200.
+        if let Ok(r) = c.get(url(&edge, "/cut")).send().await {
+            assert!(
+                r.bytes().await.is_err(),
+                "a truncated body must surface as an error"
+            );
+        }
     }
     assert_eq!(
         served.load(std::sync::atomic::Ordering::SeqCst),

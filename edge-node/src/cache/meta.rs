@@ -2,7 +2,7 @@
 //! freshness decisions made from it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::header::{CACHE_CONTROL, HeaderMap, HeaderName, PRAGMA};
@@ -28,6 +28,11 @@ pub struct ObjectMeta {
 }
 
 impl ObjectMeta {
+    /// The primary key (resource) this variant belongs to.
+    pub fn primary(&self) -> &str {
+        self.key.split('\n').next().unwrap_or_default()
+    }
+
     pub fn has_validator(&self) -> bool {
         self.headers.contains_key(http::header::ETAG)
             || self.headers.contains_key(http::header::LAST_MODIFIED)
@@ -83,6 +88,9 @@ pub struct CachedObject {
     /// Unix millis of a soft purge (0 = none): from then on the object is
     /// stale but still usable where stale responses are allowed.
     soft_purged_at: AtomicU64,
+    /// Set when purged or invalidated, so a disk write still in flight for
+    /// it does not bring it back.
+    removed: AtomicBool,
 }
 
 impl CachedObject {
@@ -97,7 +105,16 @@ impl CachedObject {
             meta,
             body,
             soft_purged_at: AtomicU64::new(0),
+            removed: AtomicBool::new(false),
         }
+    }
+
+    pub fn mark_removed(&self) {
+        self.removed.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::Relaxed)
     }
 
     pub fn soft_purge(&self, now: SystemTime) {

@@ -93,14 +93,7 @@ impl Cache {
         if let Some((_, disk)) = &tiers.disk {
             for (_, obj) in disk.iter() {
                 if !obj.meta.vary.is_empty() {
-                    let primary = obj
-                        .meta
-                        .key
-                        .split('\n')
-                        .next()
-                        .unwrap_or_default()
-                        .to_string();
-                    vary.insert(primary, obj.meta.vary.clone().into());
+                    vary.insert(obj.meta.primary().to_string(), obj.meta.vary.clone().into());
                 }
             }
         }
@@ -216,8 +209,11 @@ impl Cache {
     /// its disk copy; on failure it is removed.
     pub async fn finish_store(&self, obj: &Arc<CachedObject>, writer: FillWriter, ok: bool) {
         if !ok {
-            writer.fail().await;
+            // Out of the index first, so no new request attaches to a body
+            // that is about to abort.
+            obj.mark_removed();
             self.remove_if_current(obj);
+            writer.fail().await;
             return;
         }
         let Ok(len) = writer.finish().await else {
@@ -250,6 +246,11 @@ impl Cache {
                     Fill::on_disk(path.to_path_buf(), len),
                 ));
                 disk.insert(obj.meta.key.clone(), twin);
+                // Purged while its metadata was being written: undo the
+                // insert (which also deletes the files).
+                if obj.is_removed() {
+                    disk.invalidate(&obj.meta.key);
+                }
             }
             Ok(Err(e)) => {
                 tracing::warn!(key = %obj.meta.key, error = %e, "cache: writing disk metadata failed; object kept in memory only")
@@ -358,6 +359,7 @@ impl Cache {
             found.iter().for_each(|o| o.soft_purge(now));
         } else {
             for o in &found {
+                o.mark_removed();
                 self.tiers.remove(&o.meta.key);
             }
         }
@@ -425,7 +427,8 @@ fn take_surrogate_keys(headers: &mut HeaderMap) -> Vec<String> {
     keys
 }
 
-fn content_length(headers: &HeaderMap) -> Option<u64> {
+/// The `Content-Length` a message declares, if valid.
+pub fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(header::CONTENT_LENGTH)?
         .to_str()

@@ -16,7 +16,7 @@ use moka::notification::RemovalCause;
 use moka::sync::Cache as Moka;
 
 use super::disk::{self, Layout};
-use super::fill::Fill;
+use super::fill::{Fill, Progress};
 use super::meta::{CachedObject, ObjectMeta};
 use crate::config::CacheConfig;
 
@@ -85,7 +85,7 @@ impl Tiers {
                 let index: Index = Moka::builder()
                     .max_capacity(d.capacity)
                     .weigher(|_, obj: &Arc<CachedObject>| match obj.body.progress() {
-                        super::fill::Progress::Done(n) => (n + 4096).min(u32::MAX as u64) as u32,
+                        Progress::Done(n) => (n + 4096).min(u32::MAX as u64) as u32,
                         _ => 4096,
                     })
                     .expire_after(retention())
@@ -123,7 +123,7 @@ impl Tiers {
     /// Finds `key` in memory, then on disk.
     pub fn get(&self, key: &str) -> Option<Arc<CachedObject>> {
         if let Some(obj) = self.memory.get(key) {
-            return Some(obj);
+            return (obj.body.progress() != Progress::Failed).then_some(obj);
         }
         let (_, disk) = self.disk.as_ref()?;
         let obj = disk.get(key)?;

@@ -110,15 +110,11 @@ impl Proxy {
     }
 
     async fn dispatch(&self, parts: request::Parts, incoming: Incoming, ctx: Ctx) -> Reply {
-        let declared = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > self.max_body_bytes) {
+        if let Some(declared) = crate::cache::content_length(&parts.headers)
+            && declared > self.max_body_bytes
+        {
             let msg = format!(
-                "request body of {} bytes exceeds the limit of {} bytes",
-                declared.unwrap_or(0),
+                "request body of {declared} bytes exceeds the limit of {} bytes",
                 self.max_body_bytes
             );
             tracing::warn!(peer = %ctx.conn.peer, limit = "max_body_bytes", "{msg}");
@@ -227,13 +223,7 @@ impl Proxy {
         let this = Fetcher {
             cache: self.cache.clone(),
         };
-        let primary = obj
-            .meta
-            .key
-            .split('\n')
-            .next()
-            .unwrap_or_default()
-            .to_string();
+        let primary = obj.meta.primary().to_string();
         tokio::spawn(async move {
             let creq = CacheRequest { primary, parts };
             let _ = this

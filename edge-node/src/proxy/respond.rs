@@ -13,7 +13,7 @@ use hyper::body::Frame;
 
 use super::range::{self, RangeReply};
 use crate::body::{self, Body};
-use crate::cache::{CachedObject, fill_progress_len};
+use crate::cache::{CachedObject, content_length, fill_progress_len};
 
 /// The `Cache-Status` entry this edge adds.
 pub fn cache_status(detail: &str) -> HeaderValue {
@@ -105,15 +105,6 @@ fn stream(obj: &Arc<CachedObject>, start: u64, end: Option<u64>) -> Body {
         .reader(start, end)
         .map(|r| r.map(Frame::data).map_err(crate::body::BoxError::from));
     body::boxed(StreamBody::new(frames))
-}
-
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
 }
 
 /// RFC 9110 §13.2.2: If-None-Match decides when present; If-Modified-Since
