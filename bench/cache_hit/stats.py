@@ -5,6 +5,7 @@
                              each PID and all its live descendants
   stats.py rss PID...        resident KiB summed over the same process trees
   stats.py tree PID...       the PIDs of those trees, one per line
+  stats.py busy SECONDS      % of all CPUs busy (not idle/iowait) over SECONDS
   stats.py wrk FILE          parse wrk --latency output: "requests rps p99_ms errors"
   stats.py summary TSV       median table + the `ratio ...` line
 """
@@ -65,6 +66,20 @@ def rss_kib(pids):
         except OSError:
             continue
     return total
+
+
+def busy_pct(seconds):
+    import time
+
+    def sample():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + v[4]
+
+    t0, i0 = sample()
+    time.sleep(float(seconds))
+    t1, i1 = sample()
+    return round(100 * (1 - (i1 - i0) / max(t1 - t0, 1)))
 
 
 def _dur_ms(s):
@@ -152,6 +167,8 @@ def main():
         print(rss_kib(args))
     elif cmd == "tree":
         print("\n".join(str(p) for p in tree(args)))
+    elif cmd == "busy":
+        print(busy_pct(args[0]))
     elif cmd == "wrk":
         parse_wrk(args[0])
     elif cmd == "summary":
