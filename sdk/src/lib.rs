@@ -259,3 +259,55 @@ pub mod __private {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forbidden_headers_are_stripped() {
+        let mut headers = HeaderMap::new();
+        for name in [
+            "host",
+            "connection",
+            "transfer-encoding",
+            "te",
+            "x-keep",
+            "content-type",
+        ] {
+            headers.insert(HeaderName::from_static(name), HeaderValue::from_static("v"));
+        }
+        strip_forbidden_headers(&mut headers);
+        let mut left: Vec<_> = headers.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(left, ["content-type", "x-keep"]);
+    }
+
+    #[test]
+    fn backend_and_next_uris() {
+        assert_eq!(
+            next::uri("/a?b=1").unwrap().to_string(),
+            "http://next/a?b=1"
+        );
+        assert_eq!(backend::uri("api", "").unwrap().to_string(), "http://api/");
+        assert!(backend::uri("api", "relative").is_err());
+        assert!(backend::uri("bad host", "/").is_err());
+    }
+
+    #[test]
+    fn edge_headers() {
+        let request = Request::builder()
+            .header(headers::CLIENT_IP, "2001:db8::1")
+            .header(headers::REQUEST_ID, "r-42")
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(
+            headers::client_ip(&request),
+            Some("2001:db8::1".parse().unwrap())
+        );
+        assert_eq!(headers::request_id(&request), Some("r-42"));
+        let bare = Request::new(Body::empty());
+        assert_eq!(headers::client_ip(&bare), None);
+        assert_eq!(headers::request_id(&bare), None);
+    }
+}
