@@ -228,6 +228,31 @@ pub mod __private {
 
     use crate::{Body, Request, Response};
 
+    /// Declares a body of known length (a string, bytes, a forwarded body
+    /// whose length is known) with `content-length`, so the host need not
+    /// chunk it. Left alone: responses that declare their length or
+    /// encoding, bodiless statuses, and empty bodies answering `HEAD`.
+    pub(crate) fn set_content_length(response: &mut Response<Body>, head_request: bool) {
+        let status = response.status();
+        if status.is_informational()
+            || status == crate::StatusCode::NO_CONTENT
+            || status == crate::StatusCode::NOT_MODIFIED
+            || response.headers().contains_key("content-length")
+            || response.headers().contains_key("transfer-encoding")
+        {
+            return;
+        }
+        match response.body().content_length() {
+            Some(0) if head_request => {}
+            Some(len) => {
+                response
+                    .headers_mut()
+                    .insert("content-length", crate::HeaderValue::from(len));
+            }
+            None => {}
+        }
+    }
+
     /// Runs one request through `handler` and writes its response.
     pub fn serve<F, Fut, E>(request: IncomingRequest, response_out: ResponseOutparam, handler: F)
     where
@@ -241,9 +266,11 @@ pub mod __private {
                 Ok(request) => request,
                 Err(err) => return responder.fail(err),
             };
+            let head_request = request.method() == crate::Method::HEAD;
             match handler(request).await {
                 Ok(mut response) => {
                     crate::strip_forbidden_headers(response.headers_mut());
+                    set_content_length(&mut response, head_request);
                     if let Err(err) = responder.respond(response).await {
                         // The head is out; the body could not be finished.
                         // The host sees the body end early.
@@ -281,6 +308,32 @@ mod tests {
         let mut left: Vec<_> = headers.keys().map(|k| k.as_str()).collect();
         left.sort();
         assert_eq!(left, ["content-type", "x-keep"]);
+    }
+
+    #[test]
+    fn content_length_is_declared_when_known() {
+        use __private::set_content_length;
+        let with = |status: u16, body: Body, head: bool| {
+            let mut response = Response::builder().status(status).body(body).unwrap();
+            set_content_length(&mut response, head);
+            response
+                .headers()
+                .get("content-length")
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        assert_eq!(with(200, Body::from("hello"), false).as_deref(), Some("5"));
+        assert_eq!(with(200, Body::empty(), false).as_deref(), Some("0"));
+        assert_eq!(with(200, Body::empty(), true), None);
+        assert_eq!(with(204, Body::empty(), false), None);
+        assert_eq!(with(304, Body::empty(), false), None);
+        let stream = Body::from_stream(futures_lite::stream::iter(vec![b"ab".to_vec()]));
+        assert_eq!(with(200, stream, false), None);
+        let mut declared = Response::builder()
+            .header("content-length", "9")
+            .body(Body::from("x"))
+            .unwrap();
+        set_content_length(&mut declared, false);
+        assert_eq!(declared.headers()["content-length"], "9");
     }
 
     #[test]

@@ -25,7 +25,6 @@ async fn main(mut request: Request<Body>) -> Result<Response<Body>> {
             .status(StatusCode::FOUND)
             .header("location", target)
             .header("cache-control", "private, no-store")
-            .header("vary", "*")
             .body(Body::empty())?);
     }
 
