@@ -1,8 +1,8 @@
 //! What the edge tells a plugin about the request, in request headers.
 //!
-//! The edge sets these on every request a plugin receives, replacing any
-//! value a client sent under the same names, and passes them on down the
-//! chain.
+//! The edge sets these on every request a plugin receives and passes them
+//! on down the chain. It first removes every `x-waypost-*` header the
+//! client sent, so a plugin may trust them.
 
 use std::net::IpAddr;
 
@@ -15,6 +15,11 @@ pub const CLIENT_IP: &str = "x-waypost-client-ip";
 /// `x-waypost-request-id`: the edge's id for this request; the edge's
 /// access log and plugin log lines carry the same id.
 pub const REQUEST_ID: &str = "x-waypost-request-id";
+
+/// `x-waypost-geo-country`: the client's ISO 3166-1 alpha-2 country code,
+/// when the edge's geo database knows it (the same value as
+/// [`crate::geo::client_location`]'s `country`, without a call).
+pub const GEO_COUNTRY: &str = "x-waypost-geo-country";
 
 /// The client's address from [`CLIENT_IP`], if present and well formed.
 pub fn client_ip(request: &Request<Body>) -> Option<IpAddr> {
@@ -31,4 +36,14 @@ pub fn client_ip(request: &Request<Body>) -> Option<IpAddr> {
 /// The request id from [`REQUEST_ID`], if present.
 pub fn request_id(request: &Request<Body>) -> Option<&str> {
     request.headers().get(REQUEST_ID)?.to_str().ok()
+}
+
+/// The client's country code from [`GEO_COUNTRY`], if the edge knows it.
+pub fn country(request: &Request<Body>) -> Option<&str> {
+    request
+        .headers()
+        .get(GEO_COUNTRY)?
+        .to_str()
+        .ok()
+        .filter(|c| !c.is_empty())
 }

@@ -95,9 +95,10 @@
 //! | --- | --- |
 //! | `x-waypost-client-ip` | the client's address as the edge saw it ([`headers::client_ip`]) |
 //! | `x-waypost-request-id` | an id for this request, also in the edge's access and plugin logs ([`headers::request_id`]) |
+//! | `x-waypost-geo-country` | the client's country code, when the geo database knows it ([`headers::country`]) |
 //!
-//! The edge sets both itself, replacing whatever a client sent under those
-//! names, so a plugin may trust them.
+//! The edge removes every `x-waypost-*` header a client sent before setting
+//! these, so a plugin may trust them.
 //!
 //! ## What a plugin's component imports
 //!
@@ -359,6 +360,7 @@ mod tests {
             Some("2001:db8::1".parse().unwrap())
         );
         assert_eq!(headers::request_id(&request), Some("r-42"));
+        assert_eq!(headers::country(&request), None);
         let bare = Request::new(Body::empty());
         assert_eq!(headers::client_ip(&bare), None);
         assert_eq!(headers::request_id(&bare), None);
