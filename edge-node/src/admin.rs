@@ -17,12 +17,17 @@ use hyper::body::Incoming;
 use crate::body::{self, Body};
 use crate::cache::{self, Cache};
 use crate::metrics::Metrics;
+use crate::plugin::Runtime;
 
 pub struct Admin {
     pub cache: Arc<Cache>,
     pub metrics: Arc<Metrics>,
     pub token: Option<String>,
+    pub plugins: Option<Arc<Runtime>>,
 }
+
+/// Largest plugin upload accepted.
+const MAX_PLUGIN_BYTES: usize = 128 << 20;
 
 impl Admin {
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
@@ -38,6 +43,7 @@ impl Admin {
                 resp
             }
             (&Method::POST, "/purge") => self.purge(&req),
+            (&Method::PUT, p) if p.starts_with("/plugins/") => self.upload_plugin(req).await,
             (_, "/healthz" | "/metrics" | "/purge") => {
                 text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here")
             }
@@ -48,12 +54,55 @@ impl Admin {
         }
     }
 
-    fn purge(&self, req: &Request<Incoming>) -> Response<Body> {
-        let Some(expected) = &self.token else {
+    /// `PUT /plugins/{name}`: a new version of a configured plugin. It is
+    /// compiled and checked before it replaces the running version; on
+    /// error the old version keeps serving and the compiler's message is
+    /// returned.
+    async fn upload_plugin(&self, req: Request<Incoming>) -> Response<Body> {
+        if let Err(resp) = self.authorize(&req) {
+            return *resp;
+        }
+        let name = req.uri().path().trim_start_matches("/plugins/").to_string();
+        let Some(rt) = self.plugins.clone() else {
             return text(
-                StatusCode::FORBIDDEN,
-                "purge is disabled: set `admin.token` in the edge config",
+                StatusCode::NOT_FOUND,
+                "this edge has no [[plugins]] configured",
             );
+        };
+        let limited = http_body_util::Limited::new(req.into_body(), MAX_PLUGIN_BYTES);
+        let bytes = match http_body_util::BodyExt::collect(limited).await {
+            Ok(c) => c.to_bytes().to_vec(),
+            Err(e) => {
+                return text(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!("reading the component: {e}"),
+                );
+            }
+        };
+        match rt.upload(&name, bytes).await {
+            Ok(version) => {
+                let json = serde_json::json!({ "plugin": name, "version": version }).to_string();
+                let mut resp = Response::new(body::full(json));
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                resp
+            }
+            Err(e) => text(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &format!("{e}; the previous version keeps serving"),
+            ),
+        }
+    }
+
+    /// Checks the bearer token; the error is the response to send.
+    fn authorize<B>(&self, req: &Request<B>) -> Result<(), Box<Response<Body>>> {
+        let Some(expected) = &self.token else {
+            return Err(Box::new(text(
+                StatusCode::FORBIDDEN,
+                "the admin API is disabled: set `admin.token` in the edge config",
+            )));
         };
         let given = req
             .headers()
@@ -63,11 +112,18 @@ impl Admin {
         if given != Some(expected.as_str()) {
             let mut resp = text(
                 StatusCode::UNAUTHORIZED,
-                "purge needs `Authorization: Bearer <admin.token>`",
+                "this needs `Authorization: Bearer <admin.token>`",
             );
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return resp;
+            return Err(Box::new(resp));
+        }
+        Ok(())
+    }
+
+    fn purge(&self, req: &Request<Incoming>) -> Response<Body> {
+        if let Err(resp) = self.authorize(req) {
+            return *resp;
         }
         let query = req.uri().query().unwrap_or("");
         let mut url = None;
@@ -115,7 +171,7 @@ impl Admin {
 }
 
 /// The cache's primary key for an absolute URL given to purge.
-fn url_key(url: &str) -> Result<String, String> {
+pub fn url_key(url: &str) -> Result<String, String> {
     let uri: http::Uri = url
         .parse()
         .map_err(|e| format!("`{url}` is not a URL: {e}"))?;

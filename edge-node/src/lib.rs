@@ -10,6 +10,7 @@ mod admin;
 mod body;
 mod cache;
 mod metrics;
+mod plugin;
 mod proxy;
 mod upstream;
 

@@ -28,6 +28,8 @@ pub enum CacheResult {
     Pass,
     /// Answered by the edge itself (errors, 416, 304 to a client).
     Synth,
+    /// Answered by a plugin chain.
+    Plugin,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -49,6 +51,12 @@ struct OriginUpLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginLabels {
+    plugin: String,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PurgeLabels {
     kind: &'static str,
 }
@@ -67,6 +75,7 @@ pub struct Metrics {
     cache_disk_bytes: Gauge,
     cache_objects: Gauge,
     purges: Family<PurgeLabels, Counter>,
+    plugin_seconds: Family<PluginLabels, Histogram, fn() -> Histogram>,
     pub listener: Arc<ListenerMetrics>,
 }
 
@@ -120,6 +129,15 @@ impl Metrics {
         );
         let purges = Family::<PurgeLabels, Counter>::default();
         registry.register("purges", "Purge requests by kind", purges.clone());
+        let plugin_seconds =
+            Family::<PluginLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram,
+            );
+        registry.register(
+            "plugin_request_seconds",
+            "Time in a plugin until its response head, by plugin and outcome (ok, trap, timeout, overloaded)",
+            plugin_seconds.clone(),
+        );
         let listener = Arc::new(ListenerMetrics::default());
         listener.register(&mut registry);
         Self {
@@ -132,6 +150,7 @@ impl Metrics {
             cache_disk_bytes,
             cache_objects,
             purges,
+            plugin_seconds,
             listener,
         }
     }
@@ -162,6 +181,15 @@ impl Metrics {
                 origin: origin.to_string(),
             })
             .set(i64::from(up));
+    }
+
+    pub fn observe_plugin(&self, plugin: &str, outcome: &'static str, elapsed: Duration) {
+        self.plugin_seconds
+            .get_or_create(&PluginLabels {
+                plugin: plugin.to_string(),
+                outcome,
+            })
+            .observe(elapsed.as_secs_f64());
     }
 
     pub fn count_purge(&self, kind: &'static str) {

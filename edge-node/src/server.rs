@@ -17,6 +17,7 @@ use crate::cache::Cache;
 use crate::config::Config;
 use crate::listen::{self, ConnInfo, Limits, TlsAcceptor};
 use crate::metrics::Metrics;
+use crate::plugin::Runtime;
 use crate::proxy::{Proxy, Router, Site};
 use crate::upstream::Pool;
 
@@ -40,6 +41,8 @@ pub enum StartError {
     },
     #[error("TLS: {0}")]
     Tls(#[from] listen::TlsError),
+    #[error("plugins: {0}")]
+    Plugin(#[from] crate::plugin::RuntimeError),
 }
 
 /// Entry point for binaries and tests.
@@ -77,16 +80,31 @@ impl Server {
         for p in &pools {
             p.spawn_health_checks(stop.clone());
         }
+        let plugins = Runtime::start(&config, &pools, cache.clone(), metrics.clone())?;
+        if let Some(rt) = &plugins {
+            rt.spawn_watcher(config.plugin_runtime.reload_interval, stop.clone());
+        }
         let router = Router::new(
             config
                 .sites
                 .iter()
                 .map(|s| {
-                    Site::new(
+                    let site = Site::new(
                         s.hosts.clone(),
                         s.path_prefix.clone(),
                         pools[s.pool].clone(),
-                    )
+                    );
+                    match &plugins {
+                        Some(rt) => {
+                            let chain = s
+                                .plugins
+                                .iter()
+                                .filter_map(|&i| rt.slot(&config.plugins[i].name))
+                                .collect();
+                            site.with_plugins(chain, s.plugin_config.clone())
+                        }
+                        None => site,
+                    }
                 })
                 .collect(),
         );
@@ -95,6 +113,7 @@ impl Server {
             cache.clone(),
             metrics.clone(),
             config.max_body_bytes,
+            plugins.clone(),
         ));
         let limits = Arc::new(config.limits.clone());
         let tls = match &config.tls {
@@ -150,6 +169,7 @@ impl Server {
             cache,
             metrics: metrics.clone(),
             token: config.admin.token.clone(),
+            plugins,
         });
         let make_admin = move |_: ConnInfo| {
             let admin = admin.clone();

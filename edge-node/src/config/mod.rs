@@ -29,6 +29,34 @@ pub struct Config {
     pub cache: CacheConfig,
     pub pools: Vec<PoolConfig>,
     pub sites: Vec<SiteConfig>,
+    pub plugins: Vec<PluginConfig>,
+    pub plugin_runtime: PluginRuntimeConfig,
+}
+
+/// One plugin and the limits every request it handles runs under.
+#[derive(Debug, Clone)]
+pub struct PluginConfig {
+    pub name: String,
+    pub file: PathBuf,
+    /// Wall-clock deadline per request (epoch interruption).
+    pub timeout: Duration,
+    /// Linear memory cap per instance.
+    pub memory: u64,
+    /// Requests running at once; more wait in a queue of `max_queue`.
+    pub max_concurrency: usize,
+    pub max_queue: usize,
+    pub max_response_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct PluginRuntimeConfig {
+    pub compile_cache_dir: Option<PathBuf>,
+    pub geoip_db: Option<PathBuf>,
+    /// Index into [`Config::pools`].
+    pub kv_pool: Option<usize>,
+    pub kv_token: Option<String>,
+    pub kv_cache_ttl: Duration,
+    pub reload_interval: Duration,
 }
 
 /// The admin listener: health, metrics and purge.
@@ -86,6 +114,9 @@ pub struct SiteConfig {
     pub path_prefix: String,
     /// Index into [`Config::pools`].
     pub pool: usize,
+    /// Indexes into [`Config::plugins`], in chain order.
+    pub plugins: Vec<usize>,
+    pub plugin_config: std::collections::HashMap<String, String>,
 }
 
 impl Config {
@@ -244,13 +275,54 @@ fn validate(raw: raw::RawConfig, base: &Path) -> Result<Config, FieldError> {
                 "list at least one host (or \"*\")",
             ));
         }
+        let plugins = s
+            .plugins
+            .iter()
+            .map(|name| {
+                raw.plugins
+                    .iter()
+                    .position(|p| p.name == *name)
+                    .ok_or_else(|| {
+                        FieldError::new(
+                            format!("sites[{i}].plugins"),
+                            format!("no [[plugins]] entry named `{name}`"),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         sites.push(SiteConfig {
             hosts: s.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
             path_prefix: s.path_prefix,
             pool,
+            plugins,
+            plugin_config: s.plugin_config,
         });
     }
 
+    let plugins = validate_plugins(raw.plugins, &resolve)?;
+    let rt = raw.plugin_runtime;
+    let kv_pool = match &rt.kv_pool {
+        None => None,
+        Some(name) => Some(pools.iter().position(|p| p.name == *name).ok_or_else(|| {
+            FieldError::new("plugin_runtime.kv_pool", format!("no pool named `{name}`"))
+        })?),
+    };
+    let plugin_runtime = PluginRuntimeConfig {
+        compile_cache_dir: rt.compile_cache_dir.map(&resolve),
+        geoip_db: rt.geoip_db.map(&resolve),
+        kv_pool,
+        kv_token: rt.kv_token,
+        kv_cache_ttl: rt.kv_cache_ttl.unwrap_or(Duration::from_secs(1)),
+        reload_interval: rt.reload_interval.unwrap_or(Duration::from_secs(1)),
+    };
+    if let Some(db) = &plugin_runtime.geoip_db
+        && !db.is_file()
+    {
+        return Err(FieldError::new(
+            "plugin_runtime.geoip_db",
+            format!("{} does not exist", db.display()),
+        ));
+    }
     if raw.admin.token.as_deref() == Some("") {
         return Err(FieldError::new(
             "admin.token",
@@ -270,7 +342,55 @@ fn validate(raw: raw::RawConfig, base: &Path) -> Result<Config, FieldError> {
         cache,
         pools,
         sites,
+        plugins,
+        plugin_runtime,
     })
+}
+
+fn validate_plugins(
+    raw: Vec<raw::RawPlugin>,
+    resolve: &impl Fn(PathBuf) -> PathBuf,
+) -> Result<Vec<PluginConfig>, FieldError> {
+    let mut out: Vec<PluginConfig> = Vec::with_capacity(raw.len());
+    for (i, p) in raw.into_iter().enumerate() {
+        let field = |f: &str| format!("plugins[{i}].{f}");
+        if p.name.is_empty()
+            || !p
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(FieldError::new(
+                field("name"),
+                "use letters, digits, `-` and `_`",
+            ));
+        }
+        if out.iter().any(|q| q.name == p.name) {
+            return Err(FieldError::new(
+                field("name"),
+                format!("plugin `{}` is defined twice", p.name),
+            ));
+        }
+        if p.timeout.is_zero() || p.max_concurrency == 0 {
+            return Err(FieldError::new(
+                field("timeout"),
+                "`timeout` and `max_concurrency` must be above zero",
+            ));
+        }
+        if p.memory.0 < (1 << 20) {
+            return Err(FieldError::new(field("memory"), "must be at least 1MiB"));
+        }
+        out.push(PluginConfig {
+            name: p.name,
+            file: resolve(p.file),
+            timeout: p.timeout,
+            memory: p.memory.0,
+            max_concurrency: p.max_concurrency,
+            max_queue: p.max_queue,
+            max_response_bytes: p.max_response_bytes.0,
+        });
+    }
+    Ok(out)
 }
 
 fn parse_origin(text: &str) -> Result<Authority, String> {

@@ -25,6 +25,10 @@ pub struct RawConfig {
     pub pools: Vec<RawPool>,
     #[serde(default)]
     pub sites: Vec<RawSite>,
+    #[serde(default)]
+    pub plugins: Vec<RawPlugin>,
+    #[serde(default)]
+    pub plugin_runtime: RawPluginRuntime,
 }
 
 #[derive(Deserialize)]
@@ -181,6 +185,12 @@ pub struct RawSite {
     #[serde(default = "root")]
     pub path_prefix: String,
     pub pool: String,
+    /// Plugin names, in chain order (the first sees the request first).
+    #[serde(default)]
+    pub plugins: Vec<String>,
+    /// Values plugins read through `waypost:edge/config`.
+    #[serde(default)]
+    pub plugin_config: std::collections::HashMap<String, String>,
 }
 
 fn any_host() -> Vec<String> {
@@ -189,4 +199,56 @@ fn any_host() -> Vec<String> {
 
 fn root() -> String {
     "/".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPlugin {
+    pub name: String,
+    /// The wasi:http component (`.wasm`).
+    pub file: PathBuf,
+    #[serde(with = "humantime_serde", default = "secs::<5>")]
+    pub timeout: Duration,
+    #[serde(default = "default_plugin_memory")]
+    pub memory: ByteSize,
+    #[serde(default = "default_plugin_concurrency")]
+    pub max_concurrency: usize,
+    #[serde(default = "default_plugin_queue")]
+    pub max_queue: usize,
+    #[serde(default = "default_plugin_body")]
+    pub max_response_bytes: ByteSize,
+}
+
+fn default_plugin_memory() -> ByteSize {
+    ByteSize(64 << 20)
+}
+
+fn default_plugin_concurrency() -> usize {
+    256
+}
+
+fn default_plugin_queue() -> usize {
+    1024
+}
+
+fn default_plugin_body() -> ByteSize {
+    ByteSize(64 << 20)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawPluginRuntime {
+    /// Where compiled plugin code is cached across restarts.
+    pub compile_cache_dir: Option<PathBuf>,
+    /// MaxMind-format database for `waypost:edge/geo`.
+    pub geoip_db: Option<PathBuf>,
+    /// Origin pool serving the KV API for `waypost:edge/kv`.
+    pub kv_pool: Option<String>,
+    /// Bearer token for KV writes at the origin.
+    pub kv_token: Option<String>,
+    #[serde(with = "humantime_serde", default)]
+    pub kv_cache_ttl: Option<Duration>,
+    /// How often plugin files are checked for a new version.
+    #[serde(with = "humantime_serde", default)]
+    pub reload_interval: Option<Duration>,
 }

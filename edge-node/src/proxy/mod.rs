@@ -25,21 +25,28 @@ use crate::body::{self, Body};
 use crate::cache::{Cache, CacheRequest, CachedObject, Freshness, Outcome, Role};
 use crate::listen::ConnInfo;
 use crate::metrics::{CacheResult, Metrics};
+use crate::plugin::link::{Link, LinkFuture};
+use crate::plugin::{self, PluginSlot, RequestFacts, Runtime};
 use crate::upstream::{FetchError, Pool};
 pub use route::{Router, Site};
+use std::collections::HashMap;
 
 pub struct Proxy {
     router: Router,
     cache: Arc<Cache>,
     metrics: Arc<Metrics>,
     max_body_bytes: u64,
+    plugins: Option<Arc<Runtime>>,
 }
 
 /// Per-request facts every phase may need.
+#[derive(Clone)]
 struct Ctx {
     conn: ConnInfo,
     host: String,
     pool: Arc<Pool>,
+    plugins: Vec<Arc<PluginSlot>>,
+    plugin_config: Arc<HashMap<String, String>>,
 }
 
 type Reply = (Response<Body>, CacheResult);
@@ -50,12 +57,14 @@ impl Proxy {
         cache: Arc<Cache>,
         metrics: Arc<Metrics>,
         max_body_bytes: u64,
+        plugins: Option<Arc<Runtime>>,
     ) -> Self {
         Self {
             router,
             cache,
             metrics,
             max_body_bytes,
+            plugins,
         }
     }
 
@@ -69,7 +78,14 @@ impl Proxy {
         let (resp, result, host) = match self.route(&parts, conn) {
             Some(ctx) => {
                 let host = ctx.host.clone();
-                let (resp, result) = self.dispatch(parts, incoming, ctx).await;
+                let body = body::boxed(incoming);
+                let (resp, result) = match &self.plugins {
+                    Some(rt) if !ctx.plugins.is_empty() => {
+                        let rt = rt.clone();
+                        self.clone().run_plugins(rt, parts, body, ctx).await
+                    }
+                    _ => self.dispatch(parts, body, ctx).await,
+                };
                 (resp, result, host)
             }
             None => (unroutable(&parts), CacheResult::Synth, String::new()),
@@ -106,10 +122,61 @@ impl Proxy {
             conn,
             host,
             pool: site.pool.clone(),
+            plugins: site.plugins.clone(),
+            plugin_config: site.plugin_config.clone(),
         })
     }
 
-    async fn dispatch(&self, parts: request::Parts, incoming: Incoming, ctx: Ctx) -> Reply {
+    /// Plugin phase: the site's chain answers; its `next` ends in
+    /// `dispatch`, the cache path.
+    async fn run_plugins(
+        self: Arc<Self>,
+        rt: Arc<Runtime>,
+        mut parts: request::Parts,
+        body: Body,
+        ctx: Ctx,
+    ) -> Reply {
+        let location = rt.locate(ctx.conn.peer.ip());
+        let spoofed: Vec<header::HeaderName> = parts
+            .headers
+            .keys()
+            .filter(|k| k.as_str().starts_with("x-waypost-"))
+            .cloned()
+            .collect();
+        for name in spoofed {
+            parts.headers.remove(name);
+        }
+        let h = &mut parts.headers;
+        h.insert(
+            plugin::CLIENT_IP,
+            HeaderValue::from_str(&ctx.conn.peer.ip().to_string())
+                .expect("an IP is a valid header value"),
+        );
+        h.insert(plugin::REQUEST_ID, HeaderValue::from(rand::random::<u64>()));
+        if let Some(country) = location
+            .country
+            .as_deref()
+            .and_then(|c| HeaderValue::from_str(c).ok())
+        {
+            h.insert(plugin::GEO_COUNTRY, country);
+        }
+        let facts = RequestFacts {
+            tls: ctx.conn.tls,
+            client_host: HeaderValue::from_str(&ctx.host)
+                .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
+            location,
+            site_config: ctx.plugin_config.clone(),
+        };
+        let slots = ctx.plugins.clone();
+        let terminal = Arc::new(Terminal { proxy: self, ctx });
+        let chain = rt.chain(&slots, &facts, terminal);
+        (
+            chain.call(Request::from_parts(parts, body)).await,
+            CacheResult::Plugin,
+        )
+    }
+
+    async fn dispatch(&self, parts: request::Parts, body: Body, ctx: Ctx) -> Reply {
         if let Some(declared) = crate::cache::content_length(&parts.headers)
             && declared > self.max_body_bytes
         {
@@ -126,15 +193,15 @@ impl Proxy {
         if matches!(parts.method, Method::GET | Method::HEAD) {
             self.serve_cached(parts, ctx).await
         } else {
-            self.pass(parts, incoming, ctx).await
+            self.pass(parts, body, ctx).await
         }
     }
 
     /// Pass phase: unsafe and unknown methods go to the origin untouched; a
     /// success invalidates what the cache holds for the URL.
-    async fn pass(&self, parts: request::Parts, incoming: Incoming, ctx: Ctx) -> Reply {
+    async fn pass(&self, parts: request::Parts, body: Body, ctx: Ctx) -> Reply {
         let limit = self.max_body_bytes as usize;
-        let body = body::boxed(Limited::new(incoming, limit));
+        let body = body::boxed(Limited::new(body, limit));
         let path = parts
             .uri
             .path_and_query()
@@ -268,6 +335,22 @@ impl Proxy {
                     .await
             }
         }
+    }
+}
+
+/// The last link of every plugin chain: the cache path of the site.
+struct Terminal {
+    proxy: Arc<Proxy>,
+    ctx: Ctx,
+}
+
+impl Link for Terminal {
+    fn call(&self, req: Request<Body>) -> LinkFuture {
+        let (proxy, ctx) = (self.proxy.clone(), self.ctx.clone());
+        Box::pin(async move {
+            let (parts, body) = req.into_parts();
+            proxy.dispatch(parts, body, ctx).await.0
+        })
     }
 }
 

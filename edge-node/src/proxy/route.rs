@@ -1,7 +1,10 @@
 //! Routing: which site (and so which origin pool) serves a request, from its
 //! host and path.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+
+use crate::plugin::PluginSlot;
 
 use crate::upstream::Pool;
 
@@ -9,6 +12,9 @@ pub struct Site {
     hosts: Vec<String>,
     prefix: String,
     pub pool: Arc<Pool>,
+    /// The plugin chain, first link first; empty for a plain cache site.
+    pub plugins: Vec<Arc<PluginSlot>>,
+    pub plugin_config: Arc<HashMap<String, String>>,
 }
 
 impl Site {
@@ -17,7 +23,19 @@ impl Site {
             hosts,
             prefix,
             pool,
+            plugins: Vec::new(),
+            plugin_config: Arc::default(),
         }
+    }
+
+    pub fn with_plugins(
+        mut self,
+        plugins: Vec<Arc<PluginSlot>>,
+        config: HashMap<String, String>,
+    ) -> Self {
+        self.plugins = plugins;
+        self.plugin_config = Arc::new(config);
+        self
     }
 
     fn host_matches(&self, host: &str) -> bool {

@@ -233,3 +233,60 @@ pub fn cache_status(r: &reqwest::Response) -> String {
         .map(|v| v.to_str().unwrap().to_string())
         .unwrap_or_default()
 }
+
+/// The path of a plugin component, building the plugins workspace once per
+/// test binary (a no-op when up to date).
+pub fn plugin_wasm(name: &str) -> std::path::PathBuf {
+    static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let manifest = root.join("plugins/Cargo.toml");
+        let status =
+            std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .args([
+                    "build",
+                    "--release",
+                    "--target",
+                    "wasm32-wasip2",
+                    "--manifest-path",
+                ])
+                .arg(&manifest)
+                .status()
+                .expect("running cargo for the plugins");
+        assert!(
+            status.success(),
+            "building the plugins failed (is the wasm32-wasip2 target installed?)"
+        );
+        root.join("plugins/target/wasm32-wasip2/release")
+    });
+    let path = dir.join(format!("{name}.wasm"));
+    assert!(path.is_file(), "{} was not built", path.display());
+    path
+}
+
+/// An edge TOML with the given `[[plugins]]` (name, file) and one site
+/// chaining `chain` in front of the pool, with `site_config` as its
+/// `plugin_config` inline-table body, plus `extra` top-level TOML.
+pub fn plugin_edge_toml(
+    origin: SocketAddr,
+    dir: &std::path::Path,
+    plugins: &[(&str, &std::path::Path)],
+    chain: &[&str],
+    site_config: &str,
+    extra: &str,
+) -> String {
+    let mut toml = edge_toml(&[origin], dir, "");
+    let chain: Vec<String> = chain.iter().map(|c| format!("\"{c}\"")).collect();
+    toml.push_str(&format!(
+        "plugins = [{}]\nplugin_config = {{ {site_config} }}\n",
+        chain.join(", ")
+    ));
+    for (name, file) in plugins {
+        toml.push_str(&format!("[[plugins]]\nname = \"{name}\"\nfile = \"{}\"\ntimeout = \"2s\"\nmemory = \"32MiB\"\nmax_response_bytes = \"8MiB\"\n", file.display()));
+    }
+    toml.push_str(&format!(
+        "[plugin_runtime]\ncompile_cache_dir = \"{}\"\nreload_interval = \"100ms\"\n{extra}",
+        dir.join("wasm-cache").display()
+    ));
+    toml
+}

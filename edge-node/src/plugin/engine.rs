@@ -1,0 +1,77 @@
+//! The one wasmtime engine of an edge: compiled with a disk cache (a restart
+//! does not recompile), a pooling allocator (instantiation is a few
+//! microseconds), epoch interruption driven by a single ticker thread (a
+//! ticker per request collapsed wasmtime's own throughput, wasmtime#11814),
+//! and the linker every plugin is checked against at load.
+
+use std::path::Path;
+use std::time::Duration;
+
+use wasmtime::component::Linker;
+use wasmtime::{
+    Cache, CacheConfig, Config, Engine, EngineWeak, InstanceAllocationStrategy,
+    PoolingAllocationConfig,
+};
+
+use super::capabilities;
+use super::host::HostState;
+
+/// Interval of the epoch ticker; deadlines are counted in these ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Instances the pool holds at once across all plugins.
+const POOL_INSTANCES: u32 = 1000;
+
+pub fn build(max_memory: u64, cache_dir: Option<&Path>) -> wasmtime::Result<Engine> {
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(POOL_INSTANCES)
+        .total_core_instances(POOL_INSTANCES * 2)
+        .total_memories(POOL_INSTANCES * 2)
+        .total_tables(POOL_INSTANCES * 2)
+        .max_memory_size(max_memory as usize)
+        .max_memories_per_component(4)
+        .max_tables_per_component(8)
+        .max_core_instances_per_component(32);
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(512 << 10)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    if let Some(dir) = cache_dir {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            wasmtime::format_err!("creating compile cache dir {}: {e}", dir.display())
+        })?;
+        let mut cc = CacheConfig::new();
+        cc.with_directory(dir);
+        config.cache(Some(Cache::new(cc)?));
+    }
+    let engine = Engine::new(&config)?;
+    spawn_ticker(engine.weak());
+    Ok(engine)
+}
+
+/// The linker with everything a plugin may import: the WASI interfaces a
+/// `wasm32-wasip2` component commonly imports (cli environment and stdio,
+/// clocks, random, io), wasi:http, and `waypost:edge`.
+pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    capabilities::add_to_linker(&mut linker, |h: &mut HostState| &mut h.edge)?;
+    Ok(linker)
+}
+
+/// Ticks until the engine is dropped.
+fn spawn_ticker(engine: EngineWeak) {
+    std::thread::Builder::new()
+        .name("wasm-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = engine.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawning the epoch ticker thread");
+}

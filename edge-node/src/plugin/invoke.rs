@@ -1,0 +1,170 @@
+//! Running one request through one plugin version: a fresh instance from
+//! the pre-instantiated component, a deadline in epoch ticks, a memory cap,
+//! a bound on the response body. A trap, timeout or limit fails this
+//! request alone with a 500/504 that names the plugin and version.
+
+use std::sync::Arc;
+
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use wasmtime::{Store, StoreLimitsBuilder, Trap};
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+
+use super::capabilities::EdgeCtx;
+use super::engine::EPOCH_TICK;
+use super::hooks::Hooks;
+use super::host::HostState;
+use super::loaded::LoadedPlugin;
+use crate::body::{self, Body};
+
+/// How a plugin request ended, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Trap,
+    Timeout,
+}
+
+impl Outcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Trap => "trap",
+            Outcome::Timeout => "timeout",
+        }
+    }
+}
+
+/// Runs `req`; `permit` (the plugin's concurrency slot) is held until the
+/// instance finishes, which may be after the response head, while the body
+/// streams.
+pub async fn run(
+    plugin: Arc<LoadedPlugin>,
+    req: Request<Body>,
+    tls: bool,
+    hooks: Hooks,
+    edge: EdgeCtx,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> (Response<Body>, Outcome) {
+    let config = &plugin.config;
+    let limits = StoreLimitsBuilder::new()
+        .memory_size(config.memory as usize)
+        .instances(64)
+        .tables(64)
+        .memories(8)
+        .trap_on_grow_failure(false)
+        .build();
+    let engine = plugin.pre.engine().clone();
+    let mut store = Store::new(&engine, HostState::new(hooks, edge, limits));
+    store.limiter(|h| &mut h.limits);
+    let ticks = (config.timeout.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64;
+    store.set_epoch_deadline(ticks);
+    store.epoch_deadline_trap();
+
+    let scheme = if tls { Scheme::Https } else { Scheme::Http };
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let prepared = store
+        .data_mut()
+        .http()
+        .new_incoming_request(
+            scheme,
+            req.map(|b| {
+                b.map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.to_string())))
+            }),
+        )
+        .and_then(|r| Ok((r, store.data_mut().http().new_response_outparam(sender)?)));
+    let (incoming, outparam) = match prepared {
+        Ok(v) => v,
+        Err(e) => {
+            return (
+                failure(
+                    &plugin,
+                    StatusCode::BAD_REQUEST,
+                    &format!("request not accepted: {e:#}"),
+                ),
+                Outcome::Trap,
+            );
+        }
+    };
+    let pre = plugin.pre.clone();
+    let task = tokio::spawn(async move {
+        let _permit = permit;
+        let proxy = pre.instantiate_async(&mut store).await?;
+        proxy
+            .wasi_http_incoming_handler()
+            .call_handle(&mut store, incoming, outparam)
+            .await
+    });
+    match receiver.await {
+        Ok(Ok(resp)) => {
+            let limit = config.max_response_bytes as usize;
+            (
+                resp.map(|b| body::boxed(Limited::new(b, limit))),
+                Outcome::Ok,
+            )
+        }
+        Ok(Err(code)) => (
+            failure(
+                &plugin,
+                StatusCode::BAD_GATEWAY,
+                &format!("plugin answered with error {code:?}"),
+            ),
+            Outcome::Trap,
+        ),
+        Err(_) => {
+            let err = match task.await {
+                Ok(Ok(())) => {
+                    wasmtime::format_err!("the plugin returned without setting a response")
+                }
+                Ok(Err(e)) => e,
+                Err(join) => wasmtime::format_err!("plugin task failed: {join}"),
+            };
+            if matches!(err.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+                let msg = format!("plugin exceeded its {:?} deadline", config.timeout);
+                (
+                    failure(&plugin, StatusCode::GATEWAY_TIMEOUT, &msg),
+                    Outcome::Timeout,
+                )
+            } else {
+                (
+                    failure(
+                        &plugin,
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        &format!("plugin failed: {err:#}"),
+                    ),
+                    Outcome::Trap,
+                )
+            }
+        }
+    }
+}
+
+/// The response for a failed plugin request, logged with name and version.
+pub fn failure(plugin: &LoadedPlugin, status: StatusCode, reason: &str) -> Response<Body> {
+    tracing::warn!(plugin = %plugin.config.name, version = %plugin.version, status = status.as_u16(), "{reason}");
+    let text = format!(
+        "plugin `{}` (version {}): {reason}\n",
+        plugin.config.name, plugin.version
+    );
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .header(http::header::CACHE_CONTROL, "no-store")
+        .body(body::full(text))
+        .expect("static response parts are valid")
+}
+
+/// Answer for a request refused because the plugin's queue is full.
+pub fn overloaded(plugin: &LoadedPlugin) -> Response<Body> {
+    let mut resp = failure(
+        plugin,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too many requests are waiting for this plugin; retry shortly",
+    );
+    resp.headers_mut().insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from_static("1"),
+    );
+    resp
+}

@@ -1,0 +1,141 @@
+//! A plugin version ready to serve (compiled and pre-instantiated once), and
+//! the slot that swaps versions atomically: requests in flight keep the
+//! `Arc` of the version they started on.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use arc_swap::ArcSwap;
+use sha2::{Digest, Sha256};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use wasmtime::Engine;
+use wasmtime::component::{Component, Linker};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+use super::host::HostState;
+use crate::config::PluginConfig;
+
+/// Why a plugin version could not be loaded; the old version (if any)
+/// keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("plugin `{name}`: cannot read {path}: {source}")]
+    Read {
+        name: String,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("plugin `{name}` ({path}) is not a valid component: {reason}")]
+    Compile {
+        name: String,
+        path: String,
+        reason: String,
+    },
+    #[error("plugin `{name}` ({path}) cannot run here: {reason}")]
+    Link {
+        name: String,
+        path: String,
+        reason: String,
+    },
+}
+
+pub struct LoadedPlugin {
+    pub config: PluginConfig,
+    /// Short content hash of the component file.
+    pub version: Arc<str>,
+    pub digest: [u8; 32],
+    pub pre: ProxyPre<HostState>,
+}
+
+impl LoadedPlugin {
+    /// Compiles `bytes` (the cache makes a known version cheap) and checks
+    /// every import against the linker, so a missing import is reported
+    /// now, by name, rather than on the first request.
+    pub fn compile(
+        config: &PluginConfig,
+        bytes: &[u8],
+        engine: &Engine,
+        linker: &Linker<HostState>,
+    ) -> Result<Self, LoadError> {
+        let path = config.file.display().to_string();
+        let name = config.name.clone();
+        let component = Component::new(engine, bytes).map_err(|e| LoadError::Compile {
+            name: name.clone(),
+            path: path.clone(),
+            reason: format!("{e:#}"),
+        })?;
+        let link_err = |e: wasmtime::Error| LoadError::Link {
+            name: name.clone(),
+            path: path.clone(),
+            reason: format!("{e:#}"),
+        };
+        let instance_pre = linker.instantiate_pre(&component).map_err(link_err)?;
+        let pre = ProxyPre::new(instance_pre).map_err(|e| LoadError::Link {
+            name: name.clone(),
+            path: path.clone(),
+            reason: format!("it does not export wasi:http/incoming-handler (not a wasi:http proxy component): {e:#}"),
+        })?;
+        let digest: [u8; 32] = Sha256::digest(bytes).into();
+        Ok(Self {
+            config: config.clone(),
+            version: hex::encode(&digest[..6]).into(),
+            digest,
+            pre,
+        })
+    }
+
+    pub fn read(config: &PluginConfig) -> Result<Vec<u8>, LoadError> {
+        std::fs::read(&config.file).map_err(|source| LoadError::Read {
+            name: config.name.clone(),
+            path: config.file.display().to_string(),
+            source,
+        })
+    }
+}
+
+/// The current version of one plugin plus its admission control.
+pub struct PluginSlot {
+    current: ArcSwap<LoadedPlugin>,
+    running: Arc<Semaphore>,
+    waiting: AtomicUsize,
+}
+
+/// Why a request was not admitted.
+#[derive(Debug)]
+pub struct Overloaded;
+
+impl PluginSlot {
+    pub fn new(plugin: LoadedPlugin) -> Self {
+        let running = Arc::new(Semaphore::new(plugin.config.max_concurrency));
+        Self {
+            current: ArcSwap::from_pointee(plugin),
+            running,
+            waiting: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn current(&self) -> Arc<LoadedPlugin> {
+        self.current.load_full()
+    }
+
+    pub fn swap(&self, plugin: LoadedPlugin) {
+        self.current.store(Arc::new(plugin));
+    }
+
+    /// Waits for a concurrency slot; refuses at once when the queue of
+    /// waiting requests is full, so a slow plugin sheds load instead of
+    /// piling up memory.
+    pub async fn admit(&self, max_queue: usize) -> Result<OwnedSemaphorePermit, Overloaded> {
+        if let Ok(p) = self.running.clone().try_acquire_owned() {
+            return Ok(p);
+        }
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= max_queue {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(Overloaded);
+        }
+        let permit = self.running.clone().acquire_owned().await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        permit.map_err(|_| Overloaded)
+    }
+}

@@ -1,0 +1,394 @@
+//! Wasm plugins under a real edge: SDK plugins and a non-SDK component,
+//! chains through `next` into the cache, signed URLs, A/B bucketing, hot
+//! swap, and faulty plugins failing only their own requests.
+
+mod support;
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use support::*;
+
+async fn text(r: reqwest::Response) -> String {
+    r.text().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_and_a_component_built_without_the_sdk_answer() {
+    let origin = ScriptedOrigin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (hello, raw) = (plugin_wasm("hello"), plugin_wasm("raw-hello"));
+    let toml = plugin_edge_toml(
+        origin.addr,
+        dir.path(),
+        &[("hello", &hello), ("raw", &raw)],
+        &["hello"],
+        "",
+        "",
+    );
+    let edge = start_edge_with(&toml, dir.path()).await;
+    let c = client();
+    let r = c.get(url(&edge, "/greet")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-plugin"], "hello");
+    assert_eq!(text(r).await, "Hello from Waypost!\n/greet\n");
+    assert_eq!(origin.hits("/greet"), 0, "the plugin answered by itself");
+
+    let toml = plugin_edge_toml(origin.addr, dir.path(), &[("raw", &raw)], &["raw"], "", "");
+    let dir2 = tempfile::tempdir().unwrap();
+    let edge2 = start_edge_with(
+        &toml.replace(
+            &dir.path().display().to_string(),
+            &dir2.path().display().to_string(),
+        ),
+        dir2.path(),
+    )
+    .await;
+    let r = c.get(url(&edge2, "/")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(text(r).await.contains("raw hello"));
+    let metrics = c
+        .get(format!("http://{}/metrics", edge.admin_addr()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "waypost_edge_plugin_request_seconds_count{plugin=\"hello\",outcome=\"ok\"} 1"
+        ),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_middleware_chain_reaches_the_cache_through_next() {
+    let origin = ScriptedOrigin::start().await;
+    origin.route("/page", |_, n| {
+        resp(
+            200,
+            &format!("page{n}"),
+            &[
+                ("cache-control", "max-age=600"),
+                ("x-frame-options", "SAMEORIGIN"),
+            ],
+        )
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let sec = plugin_wasm("security-headers");
+    let toml = plugin_edge_toml(
+        origin.addr,
+        dir.path(),
+        &[("sec", &sec)],
+        &["sec"],
+        "csp = \"default-src 'none'\"",
+        "",
+    );
+    let edge = start_edge_with(&toml, dir.path()).await;
+    let c = client();
+    for _ in 0..3 {
+        let r = c.get(url(&edge, "/page")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(
+            r.headers()["strict-transport-security"]
+                .to_str()
+                .unwrap()
+                .starts_with("max-age=")
+        );
+        assert_eq!(
+            r.headers()["content-security-policy"],
+            "default-src 'none'",
+            "per-site config reaches the plugin"
+        );
+        assert_eq!(
+            r.headers()["x-frame-options"],
+            "SAMEORIGIN",
+            "the origin's own header is kept"
+        );
+        assert_eq!(text(r).await, "page0");
+    }
+    assert_eq!(
+        origin.hits("/page"),
+        1,
+        "the plugin's `next` requests were served from the cache"
+    );
+    let seen = &origin.seen("/page")[0];
+    assert_eq!(
+        seen.headers["host"], "127.0.0.1",
+        "the client's host reaches the origin, not `next`"
+    );
+}
+
+fn sign(secret: &str, path: &str, expires: u64) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{path}\n{expires}").as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_urls_pass_valid_tokens_and_refuse_the_rest() {
+    let origin = ScriptedOrigin::start().await;
+    origin.route("/video.mp4", |_, _| {
+        resp(200, "video", &[("cache-control", "max-age=600")])
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = plugin_wasm("signed-urls");
+    let toml = plugin_edge_toml(
+        origin.addr,
+        dir.path(),
+        &[("signed", &wasm)],
+        &["signed"],
+        "secret = \"s3cret\"",
+        "",
+    );
+    let edge = start_edge_with(&toml, dir.path()).await;
+    let c = client();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let good = format!(
+        "/video.mp4?expires={}&token={}",
+        now + 60,
+        sign("s3cret", "/video.mp4", now + 60)
+    );
+    let r = c.get(url(&edge, &good)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(text(r).await, "video");
+    let expired = format!(
+        "/video.mp4?expires={}&token={}",
+        now - 1,
+        sign("s3cret", "/video.mp4", now - 1)
+    );
+    let forged = format!(
+        "/video.mp4?expires={}&token={}",
+        now + 60,
+        sign("wrong", "/video.mp4", now + 60)
+    );
+    for bad in [expired.as_str(), forged.as_str(), "/video.mp4"] {
+        assert_eq!(
+            c.get(url(&edge, bad)).send().await.unwrap().status(),
+            403,
+            "{bad}"
+        );
+    }
+    assert_eq!(origin.hits("/video.mp4"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ab_test_buckets_stickily_and_routes_to_two_paths() {
+    let origin = ScriptedOrigin::start().await;
+    origin.route("/a/home", |_, _| {
+        resp(200, "variant a", &[("cache-control", "no-store")])
+    });
+    origin.route("/b/home", |_, _| {
+        resp(200, "variant b", &[("cache-control", "no-store")])
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = plugin_wasm("ab-test");
+    let toml = plugin_edge_toml(origin.addr, dir.path(), &[("ab", &wasm)], &["ab"], "", "");
+    let edge = start_edge_with(&toml, dir.path()).await;
+    let c = client();
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..40 {
+        let r = c.get(url(&edge, "/home")).send().await.unwrap();
+        let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+        let bucket = r.headers()["x-ab-bucket"].to_str().unwrap().to_string();
+        assert!(cookie.starts_with(&format!("wp_ab={bucket}")), "{cookie}");
+        assert_eq!(text(r).await, format!("variant {bucket}"));
+        seen.insert(bucket.clone());
+        // Sticky: with the cookie, the same bucket and no new cookie.
+        let again = c
+            .get(url(&edge, "/home"))
+            .header("cookie", format!("wp_ab={bucket}"))
+            .send()
+            .await
+            .unwrap();
+        assert!(again.headers().get("set-cookie").is_none());
+        assert_eq!(text(again).await, format!("variant {bucket}"));
+    }
+    assert_eq!(seen.len(), 2, "both buckets are used");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faulty_plugins_fail_only_their_own_requests() {
+    let origin = ScriptedOrigin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let faults = [
+        "fault-loop",
+        "fault-memory",
+        "fault-stack",
+        "fault-panic",
+        "fault-huge",
+    ];
+    let files: Vec<_> = faults.iter().map(|f| (*f, plugin_wasm(f))).collect();
+    let hello = plugin_wasm("hello");
+    let mut plugins: Vec<(&str, &std::path::Path)> =
+        files.iter().map(|(n, p)| (*n, p.as_path())).collect();
+    plugins.push(("hello", &hello));
+    let mut toml = plugin_edge_toml(origin.addr, dir.path(), &plugins, &["hello"], "", "");
+    for f in faults {
+        toml.push_str(&format!(
+            "[[sites]]\nhosts = [\"{f}.test\"]\npool = \"main\"\nplugins = [\"{f}\"]\n"
+        ));
+    }
+    let edge = start_edge_with(&toml, dir.path()).await;
+    let c = client();
+    let healthy = {
+        let (c, u) = (c.clone(), url(&edge, "/ok"));
+        tokio::spawn(async move {
+            let mut ok = 0;
+            let deadline = Instant::now() + Duration::from_secs(4);
+            while Instant::now() < deadline {
+                let r = c.get(&u).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                assert!(text(r).await.starts_with("Hello"));
+                ok += 1;
+            }
+            ok
+        })
+    };
+    let mut outcomes = Vec::new();
+    for f in faults {
+        let r = c
+            .get(url(&edge, "/"))
+            .header("host", format!("{f}.test"))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let body = r.bytes().await;
+        outcomes.push((
+            f,
+            status,
+            body.map(|b| String::from_utf8_lossy(&b[..b.len().min(200)]).to_string()),
+        ));
+    }
+    for (f, status, body) in &outcomes {
+        match *f {
+            "fault-loop" => assert_eq!(*status, 504, "{f}: {body:?}"),
+            "fault-huge" => assert!(
+                body.is_err() || *status >= 500,
+                "{f}: a 1 GiB body must be cut off: {status}"
+            ),
+            _ => {
+                assert_eq!(*status, 500, "{f}: {body:?}");
+                assert!(
+                    body.as_ref().unwrap().contains(&format!("plugin `{f}`")),
+                    "{f}: {body:?}"
+                );
+            }
+        }
+    }
+    assert!(healthy.await.unwrap() > 5, "other requests kept succeeding");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_swap_by_file_and_admin_upload_and_bad_versions_are_rejected() {
+    let origin = ScriptedOrigin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live.wasm");
+    std::fs::copy(plugin_wasm("hello"), &live).unwrap();
+    let toml = plugin_edge_toml(origin.addr, dir.path(), &[("app", &live)], &["app"], "", "");
+    let edge = start_edge_with(&toml, dir.path()).await;
+    let c = client();
+    assert!(
+        text(c.get(url(&edge, "/")).send().await.unwrap())
+            .await
+            .starts_with("Hello")
+    );
+
+    // A broken file is rejected; the old version keeps serving.
+    std::fs::write(&live, b"not a component").unwrap();
+    let upload = c
+        .put(format!("http://{}/plugins/app", edge.admin_addr()))
+        .bearer_auth("secret")
+        .body(b"\0asm garbage".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upload.status(), 422);
+    assert!(text(upload).await.contains("not a valid component"));
+    assert!(
+        text(c.get(url(&edge, "/")).send().await.unwrap())
+            .await
+            .starts_with("Hello")
+    );
+
+    // A good new file is picked up without a restart.
+    std::fs::copy(plugin_wasm("raw-hello"), &live).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let body = text(c.get(url(&edge, "/")).send().await.unwrap()).await;
+        if body.contains("raw hello") {
+            break;
+        }
+        assert!(body.starts_with("Hello"), "{body}");
+        assert!(Instant::now() < deadline, "new version never swapped in");
+        tokio::task::yield_now().await;
+    }
+    // And the admin API swaps it back at once.
+    let upload = c
+        .put(format!("http://{}/plugins/app", edge.admin_addr()))
+        .bearer_auth("secret")
+        .body(std::fs::read(plugin_wasm("hello")).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upload.status(), 200);
+    assert!(
+        text(c.get(url(&edge, "/")).send().await.unwrap())
+            .await
+            .starts_with("Hello")
+    );
+}
+
+#[tokio::test]
+async fn invalid_components_and_missing_imports_are_refused_at_load() {
+    let origin = ScriptedOrigin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"definitely not wasm").unwrap();
+    let toml = plugin_edge_toml(
+        origin.addr,
+        dir.path(),
+        &[("junk", &junk)],
+        &["junk"],
+        "",
+        "",
+    );
+    let config = edge_node::Config::from_toml(&dir.path().join("edge.toml"), &toml).unwrap();
+    let err = edge_node::Server::start(config)
+        .await
+        .err()
+        .expect("junk is refused")
+        .to_string();
+    assert!(
+        err.contains("junk") && err.contains("not a valid component"),
+        "{err}"
+    );
+
+    let needs = dir.path().join("needs.wasm");
+    let component = wat::parse_str(
+        r#"(component (import "acme:missing/api@1.0.0" (instance (export "f" (func)))))"#,
+    )
+    .unwrap();
+    std::fs::write(&needs, component).unwrap();
+    let toml = plugin_edge_toml(
+        origin.addr,
+        dir.path(),
+        &[("needs", &needs)],
+        &["needs"],
+        "",
+        "",
+    );
+    let config = edge_node::Config::from_toml(&dir.path().join("edge.toml"), &toml).unwrap();
+    let err = edge_node::Server::start(config)
+        .await
+        .err()
+        .expect("missing import is refused")
+        .to_string();
+    assert!(err.contains("acme:missing/api@1.0.0"), "{err}");
+}
