@@ -6,6 +6,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use edge_node::{Config, Server};
 
+/// mimalloc: small cached objects and per-request allocations are the
+/// edge's hot path, and glibc malloc both spent ~11% of a cache-hit's CPU
+/// and fragmented per-thread arenas under a million small objects.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     version,

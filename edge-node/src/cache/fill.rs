@@ -194,10 +194,28 @@ impl FillWriter {
         if let Some(f) = self.file.as_mut() {
             f.flush().await?;
         }
+        self.compact();
         self.fill
             .progress
             .send_replace(Progress::Done(self.written));
         Ok(self.written)
+    }
+
+    /// Replaces the received chunks by one exact-size buffer. Chunks from the
+    /// origin connection are views into hyper's read buffers, so a 1 KiB
+    /// body could keep many KiB alive for as long as it is cached; one copy
+    /// per stored object bounds memory by the body size and makes hits a
+    /// single-buffer write.
+    fn compact(&self) {
+        let mut mem = self.fill.memory.lock().expect("fill lock");
+        if let Some(c) = mem.as_mut() {
+            let mut joined = bytes::BytesMut::with_capacity(self.written as usize);
+            for chunk in &c.data {
+                joined.extend_from_slice(chunk);
+            }
+            c.data = vec![joined.freeze()];
+            c.starts = vec![0];
+        }
     }
 
     /// Marks the body failed: readers abort, the file is removed.
