@@ -4,7 +4,6 @@
 //! escape the `meta/` tree or alias another asset is refused up front with a
 //! reason the client can act on, rather than being silently rewritten.
 
-use object_store::path::{Path as StorePath, PathPart};
 use percent_encoding::percent_decode_str;
 
 /// Suffix of metadata documents in the store. Asset path segments may not end
@@ -80,17 +79,6 @@ impl AssetPath {
     pub fn rule_path(&self) -> String {
         format!("/{}", self.0)
     }
-
-    /// The store key of this asset's metadata document: `meta/<name>.wpmeta`.
-    pub(crate) fn meta_key(&self) -> StorePath {
-        let mut segments: Vec<String> = self.0.split('/').map(str::to_string).collect();
-        if let Some(last) = segments.last_mut() {
-            last.push_str(META_SUFFIX);
-        }
-        std::iter::once(PathPart::from("meta"))
-            .chain(segments.into_iter().map(PathPart::from))
-            .collect()
-    }
 }
 
 fn check_segment(segment: &str) -> Result<(), InvalidAssetPath> {
@@ -124,7 +112,6 @@ mod tests {
         let p = AssetPath::from_url_path("static/app%20v2.js").unwrap();
         assert_eq!(p.as_str(), "static/app v2.js");
         assert_eq!(p.rule_path(), "/static/app v2.js");
-        assert_eq!(p.meta_key().as_ref(), "meta/static/app v2.js.wpmeta");
         assert!(AssetPath::new(".well-known/x").is_ok());
     }
 

@@ -10,6 +10,8 @@ pub mod asset_path;
 pub mod config;
 pub mod http_cond;
 pub mod metrics;
+pub mod peers;
+pub mod raft;
 mod response;
 mod routes;
 mod server;

@@ -52,6 +52,25 @@ pub struct Metrics {
     pub bytes_received: Counter,
     pub bytes_sent: Counter,
     pub assets: Gauge,
+    /// Time from proposing a write to a majority holding it (as seen by the
+    /// origin the client wrote to, forwarding included).
+    pub commit_latency: Histogram,
+    pub leader_changes: Gauge,
+    pub replication_lag: Family<PeerLabels, Gauge>,
+    pub blob_peer_fetches: Family<FetchLabels, Counter>,
+}
+
+/// A Raft peer, by member id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct PeerLabels {
+    pub peer: u64,
+}
+
+/// Outcome of fetching a missing blob from a peer region.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct FetchLabels {
+    /// `ok`, `corrupt` or `failed`.
+    pub result: &'static str,
 }
 
 impl Metrics {
@@ -89,6 +108,30 @@ impl Metrics {
             "Assets with metadata in this region",
             assets.clone(),
         );
+        let commit_latency = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        registry.register(
+            "raft_commit_duration_seconds",
+            "Time until a write is held by a majority of regions",
+            commit_latency.clone(),
+        );
+        let leader_changes = Gauge::default();
+        registry.register(
+            "raft_leader_changes",
+            "Leader changes this origin has seen since it started",
+            leader_changes.clone(),
+        );
+        let replication_lag = Family::<PeerLabels, Gauge>::default();
+        registry.register(
+            "raft_replication_lag_entries",
+            "On the leader: log entries each peer is behind",
+            replication_lag.clone(),
+        );
+        let blob_peer_fetches = Family::<FetchLabels, Counter>::default();
+        registry.register(
+            "blob_peer_fetches",
+            "Blobs fetched from another region on first read",
+            blob_peer_fetches.clone(),
+        );
         Self {
             registry,
             requests,
@@ -96,6 +139,10 @@ impl Metrics {
             bytes_received,
             bytes_sent,
             assets,
+            commit_latency,
+            leader_changes,
+            replication_lag,
+            blob_peer_fetches,
         }
     }
 

@@ -1,9 +1,9 @@
-//! Binding, the accept loop and graceful shutdown.
+//! Binding, the Raft node, the accept loop and graceful shutdown.
 //!
 //! Connections are served by hyper-util's auto builder, so HTTP/1.1 and
-//! cleartext HTTP/2 (prior knowledge) share one port. Each request passes
-//! through [`handle`], which adds the access log line and metrics around
-//! the router.
+//! cleartext HTTP/2 (prior knowledge) share one port; the Raft RPCs between
+//! regions arrive on the same port. Each request passes through [`handle`],
+//! which adds the access log line and metrics around the router.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -20,9 +20,11 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::metrics::{Metrics, RequestLabels, RouteLabels, method_label};
+use crate::raft::{Replica, ReplicaError};
 use crate::response::ResBody;
 use crate::routes::{self, AppState, Route};
 use crate::store::Store;
@@ -38,8 +40,8 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot count existing assets: {0}")]
-    Store(#[from] crate::store::MetaError),
+    #[error("cannot start replication: {0}")]
+    Replica(#[from] ReplicaError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -58,20 +60,16 @@ pub struct Server;
 pub struct RunningServer {
     local_addr: SocketAddr,
     stop: oneshot::Sender<()>,
+    killed: CancellationToken,
     task: JoinHandle<()>,
+    replica: Replica,
 }
 
 impl Server {
-    /// Opens the store, binds `config.listen` (port 0 picks a free port) and
-    /// starts serving in the background.
+    /// Binds `config.listen` (port 0 picks a free port), then starts as
+    /// [`Server::start_on`] does.
     pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         config.validate()?;
-        let store = Store::local(&config.data_dir).map_err(|source| StartError::DataDir {
-            dir: config.data_dir.clone(),
-            source,
-        })?;
-        let metrics = Metrics::new();
-        metrics.assets.set(store.meta.count().await? as i64);
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -79,21 +77,47 @@ impl Server {
                     addr: config.listen,
                     source,
                 })?;
+        Self::start_on(config, listener).await
+    }
+
+    /// Opens the store and the Raft node and serves on `listener` in the
+    /// background. Tests bind listeners first so they can list every
+    /// region's address in the cluster config before any region starts.
+    pub async fn start_on(
+        config: Config,
+        listener: TcpListener,
+    ) -> Result<RunningServer, StartError> {
+        config.validate()?;
         let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
             addr: config.listen,
             source,
         })?;
+        let store = Store::local(&config.data_dir).map_err(|source| StartError::DataDir {
+            dir: config.data_dir.clone(),
+            source,
+        })?;
+        let (node_id, members) = match &config.cluster {
+            Some(c) => (c.node_id, c.members.clone()),
+            None => (1, [(1, local_addr.to_string())].into()),
+        };
+        let raft_dir = config.data_dir.join("raft");
+        let replica = Replica::start(&raft_dir, node_id, members, config.token.clone()).await?;
         let state = Arc::new(AppState {
             config,
             store,
-            metrics,
+            metrics: Metrics::new(),
+            replica: replica.clone(),
+            peers: crate::peers::PeerClient::new(),
         });
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(accept_loop(listener, state, stopped));
+        let killed = CancellationToken::new();
+        let task = tokio::spawn(accept_loop(listener, state, stopped, killed.clone()));
         Ok(RunningServer {
             local_addr,
             stop,
+            killed,
             task,
+            replica,
         })
     }
 }
@@ -104,13 +128,34 @@ impl RunningServer {
         self.local_addr
     }
 
+    /// This region's Raft node (for tests and embedding).
+    pub fn replica(&self) -> &Replica {
+        &self.replica
+    }
+
     /// Stops accepting connections, lets in-flight requests finish, then
-    /// returns.
+    /// stops the Raft node.
     pub async fn shutdown(self) {
         let _ = self.stop.send(());
         if let Err(e) = self.task.await {
             tracing::error!(error = %e, "origin accept loop ended abnormally");
         }
+        stop_raft(&self.replica).await;
+    }
+
+    /// Stops at once, like a crash: open connections are cut and in-flight
+    /// requests get no answer. What was fsynced stays on disk. Failover
+    /// tests use it to kill a region in-process.
+    pub async fn kill(self) {
+        self.killed.cancel();
+        let _ = self.task.await;
+        stop_raft(&self.replica).await;
+    }
+}
+
+async fn stop_raft(replica: &Replica) {
+    if let Err(e) = replica.raft.shutdown().await {
+        tracing::error!(error = %e, "Raft node ended abnormally");
     }
 }
 
@@ -118,6 +163,7 @@ async fn accept_loop(
     listener: TcpListener,
     state: Arc<AppState>,
     mut stopped: oneshot::Receiver<()>,
+    killed: CancellationToken,
 ) {
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
@@ -134,7 +180,11 @@ async fn accept_loop(
                 }
             },
             _ = &mut stopped => break,
+            _ = killed.cancelled() => return,
         };
+        // Heads and bodies go out as separate writes: without NODELAY every
+        // small response waits ~40 ms for the peer's delayed ACK.
+        let _ = stream.set_nodelay(true);
         let state = state.clone();
         let service = service_fn(move |req| {
             let state = state.clone();
@@ -144,9 +194,13 @@ async fn accept_loop(
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();
         let conn = graceful.watch(conn);
+        let killed = killed.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            tokio::select! {
+                result = conn => if let Err(e) = result {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                },
+                _ = killed.cancelled() => {}
             }
         });
     }

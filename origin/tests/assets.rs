@@ -209,7 +209,9 @@ async fn healthz_and_metrics() {
     let o = Origin::start().await;
     let resp = o.get("/healthz").send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(resp.text().await.unwrap().trim(), "ok");
+    let health: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["role"], "leader");
     o.put("/assets/m.txt", "12345").send().await.unwrap();
     o.get("/assets/m.txt")
         .send()

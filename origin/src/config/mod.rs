@@ -4,6 +4,10 @@
 //! Parsing and validation are separate steps (as in ripgrep) so every
 //! problem is reported through [`ConfigError`] with the file and the field.
 
+mod cluster;
+
+pub use cluster::ClusterConfig;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -28,6 +32,8 @@ pub struct Config {
     pub default_cache_control: String,
     /// Per-prefix `Cache-Control`; the longest matching prefix wins.
     pub cache_rules: Vec<CacheRule>,
+    /// The Raft group of regions; `None` runs a group of one.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// One `[[cache_rules]]` entry.
@@ -48,6 +54,7 @@ struct RawConfig {
     default_cache_control: Option<String>,
     #[serde(default)]
     cache_rules: Vec<RawCacheRule>,
+    cluster: Option<cluster::RawCluster>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,6 +75,7 @@ impl Config {
             token: token.into(),
             default_cache_control: DEFAULT_CACHE_CONTROL.to_string(),
             cache_rules: Vec::new(),
+            cluster: None,
         }
     }
 
@@ -101,6 +109,9 @@ impl Config {
         }
         for (i, rule) in self.cache_rules.iter().enumerate() {
             check_rule(i, rule)?;
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.validate()?;
         }
         Ok(())
     }
@@ -145,6 +156,7 @@ fn validate(raw: RawConfig) -> Result<Config, FieldError> {
                 cache_control: r.cache_control,
             })
             .collect(),
+        cluster: raw.cluster.map(cluster::RawCluster::validate).transpose()?,
     };
     config.validate()?;
     Ok(config)
@@ -235,6 +247,45 @@ mod tests {
         let text = "data_dir = \"/x\"\ntoken = \"t\"\n[[cache_rules]]\nprefix = \"static\"\ncache_control = \"x\"";
         let msg = parse(text).unwrap_err().to_string();
         assert!(msg.contains("cache_rules[0].prefix"), "{msg}");
+    }
+
+    #[test]
+    fn cluster_parses() {
+        let text = "data_dir = \"/x\"\ntoken = \"t\"\n[cluster]\nnode_id = 2\nmembers = [{ id = 1, addr = \"10.0.0.1:7070\" }, { id = 2, addr = \"10.0.0.2:7070\" }]";
+        let c = parse(text).unwrap().cluster.unwrap();
+        assert_eq!(c.node_id, 2);
+        assert_eq!(c.members[&1], "10.0.0.1:7070");
+    }
+
+    #[test]
+    fn invalid_membership_names_field() {
+        let base = "data_dir = \"/x\"\ntoken = \"t\"\n[cluster]\n";
+        let cases = [
+            (
+                "node_id = 3\nmembers = [{ id = 1, addr = \"a:1\" }]",
+                "cluster.node_id",
+            ),
+            (
+                "node_id = 1\nmembers = [{ id = 1, addr = \"a:1\" }, { id = 1, addr = \"b:1\" }]",
+                "cluster.members[1].id",
+            ),
+            (
+                "node_id = 1\nmembers = [{ id = 1, addr = \"a\" }]",
+                "cluster.members[0].addr",
+            ),
+            (
+                "node_id = 1\nmembers = [{ id = 1, addr = \"a:1\" }, { id = 2, addr = \"a:1\" }]",
+                "cluster.members[1].addr",
+            ),
+            ("node_id = 1", "cluster.members"),
+        ];
+        for (section, field) in cases {
+            let msg = parse(&format!("{base}{section}")).unwrap_err().to_string();
+            assert!(
+                msg.contains(field) && msg.contains("origin.toml"),
+                "{field}: {msg}"
+            );
+        }
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! `/assets/{name}`: upload, download (with conditional and range requests)
 //! and delete.
 //!
-//! Deleting or replacing an asset drops only its metadata; the blob stays
-//! until blob GC exists (see [`crate::store::blobs`]).
+//! The asset index is replicated (a write is acknowledged once a majority
+//! of regions holds it); the blob is stored in the region that took the
+//! upload and fetched by other regions on first read. Deleting or replacing
+//! an asset drops only its index entry; the blob stays until blob GC exists
+//! (see [`crate::store::blobs`]).
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -12,10 +15,13 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 
-use super::AppState;
 use super::auth::require_token;
+use super::{AppState, query, unavailable};
 use crate::asset_path::AssetPath;
 use crate::http_cond::{self, Precondition, RangeOutcome, Validators};
+use crate::metrics::FetchLabels;
+use crate::peers::Fetched;
+use crate::raft::Command;
 use crate::response::{self, ResBody};
 use crate::store::{AssetMeta, BlobWriteError, meta};
 
@@ -32,10 +38,13 @@ pub async fn get(
         Ok(p) => p,
         Err(e) => return response::text(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let meta = match state.store.meta.get(&path).await {
-        Ok(Some(meta)) => meta,
-        Ok(None) => return not_found(&path),
-        Err(e) => return response::internal("reading asset metadata failed", &e),
+    if query::strong(req.uri())
+        && let Err(e) = state.replica.sync_for_read().await
+    {
+        return unavailable(&e);
+    }
+    let Some(meta) = lookup(state, &path) else {
+        return not_found(&path);
     };
     let validators = Validators::new(&meta.sha256, meta.last_modified);
     let headers = req.headers();
@@ -77,7 +86,18 @@ pub async fn get(
     if method == Method::HEAD || meta.size == 0 {
         return response;
     }
-    match state.store.blobs.get_stream(&meta.sha256, range).await {
+    let mut stream = state
+        .store
+        .blobs
+        .get_stream(&meta.sha256, range.clone())
+        .await;
+    if matches!(stream, Err(object_store::Error::NotFound { .. })) {
+        if let Err(response) = fetch_from_peers(state, &meta.sha256).await {
+            return response;
+        }
+        stream = state.store.blobs.get_stream(&meta.sha256, range).await;
+    }
+    match stream {
         Ok(stream) => {
             let body = StreamBody::new(stream.map_ok(Frame::data).map_err(Into::into));
             *response.body_mut() = body.boxed_unsync();
@@ -85,6 +105,47 @@ pub async fn get(
         }
         Err(e) => response::internal("reading the asset's blob failed", &e),
     }
+}
+
+/// The asset's replicated index entry.
+fn lookup(state: &AppState, path: &AssetPath) -> Option<AssetMeta> {
+    state
+        .replica
+        .state
+        .read(|s| s.assets.get(path.as_str()).cloned())
+}
+
+/// Pulls a blob this region lacks from the other regions.
+#[allow(clippy::result_large_err)]
+async fn fetch_from_peers(state: &AppState, sha256: &str) -> Result<(), Response<ResBody>> {
+    let status = state.replica.status();
+    let addrs: Vec<String> = status
+        .members
+        .into_iter()
+        .filter(|m| m.id != status.node_id)
+        .map(|m| m.addr)
+        .collect();
+    let result = state
+        .peers
+        .fetch_blob(&state.store.blobs, sha256, &addrs, &state.config.token)
+        .await;
+    let label = match &result {
+        Ok(Fetched::Ok) => "ok",
+        Ok(Fetched::HadCorrupt) => "corrupt",
+        Err(_) => "failed",
+    };
+    state
+        .metrics
+        .blob_peer_fetches
+        .get_or_create(&FetchLabels { result: label })
+        .inc();
+    result.map(|_| ()).map_err(|e| {
+        tracing::error!(error = %e, "blob missing in this region and no peer supplied it");
+        response::text(
+            StatusCode::BAD_GATEWAY,
+            "this region lacks the asset's bytes and no other region could supply them; retry later",
+        )
+    })
 }
 
 /// PUT: stream the body into a blob, then point the metadata at it.
@@ -104,10 +165,7 @@ pub async fn put(
         Ok(u) => u,
         Err(message) => return response::text(StatusCode::BAD_REQUEST, message),
     };
-    let previous = match state.store.meta.get(&path).await {
-        Ok(previous) => previous,
-        Err(e) => return response::internal("reading asset metadata failed", &e),
-    };
+    let previous = lookup(state, &path);
     let validators = previous
         .as_ref()
         .map(|m| Validators::new(&m.sha256, m.last_modified));
@@ -137,12 +195,8 @@ pub async fn put(
         Err(e) => return response::internal("storing the upload failed", &e),
     };
 
-    // Same bytes as before: keep Last-Modified so caches holding the old
-    // copy still validate with If-Modified-Since.
-    let last_modified = match &previous {
-        Some(p) if p.sha256 == blob.sha256 => p.last_modified,
-        _ => unix_now(),
-    };
+    // The state machine keeps the previous Last-Modified when the bytes did
+    // not change, so caches holding the old copy still validate.
     let meta = AssetMeta {
         format: meta::FORMAT,
         sha256: blob.sha256,
@@ -150,15 +204,19 @@ pub async fn put(
         content_type: upload.content_type,
         cache_control: upload.cache_control,
         surrogate_keys: upload.surrogate_keys,
-        last_modified,
+        last_modified: unix_now(),
     };
-    if let Err(e) = state.store.meta.put(&path, &meta).await {
-        return response::internal("writing asset metadata failed", &e);
-    }
     let etag = header_value(&format!("\"{}\"", meta.sha256));
+    let command = Command::PutAsset {
+        path: path.as_str().to_string(),
+        meta,
+    };
+    let outcome = match state.write(command).await {
+        Ok(outcome) => outcome,
+        Err(e) => return unavailable(&e),
+    };
     let mut response = Response::new(response::empty());
-    if previous.is_none() {
-        state.metrics.assets.inc();
+    if !outcome.existed {
         *response.status_mut() = StatusCode::CREATED;
         let location = format!("/assets/{raw_name}");
         response
@@ -184,15 +242,17 @@ pub async fn delete(
         Ok(p) => p,
         Err(e) => return response::text(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    match state.store.meta.delete(&path).await {
-        Ok(true) => {
-            state.metrics.assets.dec();
+    let command = Command::DeleteAsset {
+        path: path.as_str().to_string(),
+    };
+    match state.write(command).await {
+        Ok(outcome) if outcome.existed => {
             let mut response = Response::new(response::empty());
             *response.status_mut() = StatusCode::NO_CONTENT;
             response
         }
-        Ok(false) => not_found(&path),
-        Err(e) => response::internal("deleting asset metadata failed", &e),
+        Ok(_) => not_found(&path),
+        Err(e) => unavailable(&e),
     }
 }
 

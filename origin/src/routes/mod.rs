@@ -4,7 +4,13 @@
 
 mod assets;
 mod auth;
+mod body;
+mod cluster;
+mod events;
+mod internal;
+mod kv;
 mod ops;
+mod query;
 
 use std::sync::Arc;
 
@@ -13,6 +19,8 @@ use hyper::body::Incoming;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::peers::PeerClient;
+use crate::raft::{Replica, WriteError};
 use crate::response::{self, ResBody};
 use crate::store::Store;
 
@@ -22,12 +30,44 @@ pub struct AppState {
     pub config: Config,
     pub store: Store,
     pub metrics: Metrics,
+    pub replica: Replica,
+    pub peers: PeerClient,
+}
+
+impl AppState {
+    /// Replicates `command` and records the commit latency.
+    pub async fn write(
+        &self,
+        command: crate::raft::Command,
+    ) -> Result<crate::raft::Outcome, WriteError> {
+        let started = std::time::Instant::now();
+        let outcome = self.replica.write(command).await?;
+        self.metrics
+            .commit_latency
+            .observe(started.elapsed().as_secs_f64());
+        Ok(outcome)
+    }
+}
+
+/// 503 for a write or strong read that was not acknowledged.
+pub fn unavailable(error: &WriteError) -> Response<ResBody> {
+    let mut response = response::text(StatusCode::SERVICE_UNAVAILABLE, error.to_string());
+    response.headers_mut().insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from_static("1"),
+    );
+    response
 }
 
 /// The route template of a request, used as a bounded metrics label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     Assets,
+    Kv,
+    Events,
+    Purge,
+    Cluster,
+    Internal,
     Healthz,
     Metrics,
     Unknown,
@@ -39,7 +79,13 @@ impl Route {
         match path {
             "/healthz" => Route::Healthz,
             "/metrics" => Route::Metrics,
+            "/events" => Route::Events,
+            "/purge" => Route::Purge,
+            "/cluster" => Route::Cluster,
             p if p.starts_with("/assets/") => Route::Assets,
+            p if p.starts_with("/kv/") => Route::Kv,
+            p if p.starts_with("/cluster/") => Route::Cluster,
+            p if p.starts_with("/internal/") => Route::Internal,
             _ => Route::Unknown,
         }
     }
@@ -47,6 +93,11 @@ impl Route {
     pub fn label(self) -> &'static str {
         match self {
             Route::Assets => "assets",
+            Route::Kv => "kv",
+            Route::Events => "events",
+            Route::Purge => "purge",
+            Route::Cluster => "cluster",
+            Route::Internal => "internal",
             Route::Healthz => "healthz",
             Route::Metrics => "metrics",
             Route::Unknown => "unknown",
@@ -65,7 +116,7 @@ pub async fn dispatch(
 ) -> Response<ResBody> {
     let method = req.method().clone();
     match route {
-        Route::Healthz if is_read(&method) => ops::healthz(&method),
+        Route::Healthz if is_read(&method) => ops::healthz(state, &method),
         Route::Metrics if is_read(&method) => ops::metrics(state, &method),
         Route::Healthz | Route::Metrics => response::method_not_allowed(READ_ONLY),
         Route::Assets => {
@@ -77,10 +128,18 @@ pub async fn dispatch(
                 _ => response::method_not_allowed(ASSET_METHODS),
             }
         }
+        Route::Kv => kv::dispatch(state, req).await,
+        Route::Events if is_read(&method) => events::get(state, &req).await,
+        Route::Events => response::method_not_allowed(READ_ONLY),
+        Route::Purge if method == Method::POST => ops::purge(state, req).await,
+        Route::Purge => response::method_not_allowed("POST"),
+        Route::Cluster => cluster::dispatch(state, req).await,
+        Route::Internal => internal::dispatch(state, req).await,
         Route::Unknown => response::text(
             StatusCode::NOT_FOUND,
             format!(
-                "no route for {}; the origin serves /assets/<name>, /healthz and /metrics",
+                "no route for {}; the origin serves /assets/<name>, /kv/<namespace>/<key>, \
+                 /events, /purge, /cluster, /healthz and /metrics",
                 req.uri().path()
             ),
         ),

@@ -1,21 +1,64 @@
-//! Operational endpoints: liveness and Prometheus metrics.
+//! Operational endpoints: health, Prometheus metrics and purge.
 
 use std::sync::Arc;
 
-use http::{HeaderValue, Method, Response, StatusCode, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use serde::{Deserialize, Serialize};
 
-use super::AppState;
+use super::auth::require_token;
+use super::{AppState, body, unavailable};
+use crate::metrics::PeerLabels;
+use crate::raft::Command;
 use crate::response::{self, ResBody};
 
-/// `/healthz`: the process is up and serving.
-pub fn healthz(method: &Method) -> Response<ResBody> {
-    let mut response = response::text(StatusCode::OK, "ok");
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    node_id: u64,
+    role: String,
+    leader: Option<u64>,
+    /// Committed entries this node has not applied yet.
+    lag: u64,
+}
+
+/// `/healthz`: the server and its Raft node are running; says which role
+/// the node has and how far it lags.
+pub fn healthz(state: &Arc<AppState>, method: &Method) -> Response<ResBody> {
+    let status = state.replica.status();
+    let running = status.role != "shutdown";
+    let health = Health {
+        status: if running { "ok" } else { "stopped" },
+        node_id: status.node_id,
+        role: status.role,
+        leader: status.leader,
+        lag: status.lag,
+    };
+    let code = if running {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut response = body::json_response(code, &health);
     strip_body_for_head(method, &mut response);
     response
 }
 
-/// `/metrics`: Prometheus text of this server's registry.
+/// `/metrics`: Prometheus text of this server's registry, with the
+/// replication gauges refreshed from the Raft node first.
 pub fn metrics(state: &Arc<AppState>, method: &Method) -> Response<ResBody> {
+    let m = &state.metrics;
+    m.assets
+        .set(state.replica.state.read(|s| s.assets.len()) as i64);
+    let status = state.replica.status();
+    m.leader_changes.set(status.leader_changes as i64);
+    for peer in &status.members {
+        if let Some(lag) = peer.replication_lag {
+            m.replication_lag
+                .get_or_create(&PeerLabels { peer: peer.id })
+                .set(lag as i64);
+        }
+    }
     let mut response = Response::new(response::full(state.metrics.render()));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -23,6 +66,47 @@ pub fn metrics(state: &Arc<AppState>, method: &Method) -> Response<ResBody> {
     );
     strip_body_for_head(method, &mut response);
     response
+}
+
+/// What `POST /purge` takes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PurgeRequest {
+    #[serde(default)]
+    paths: Vec<String>,
+    #[serde(default)]
+    surrogate_keys: Vec<String>,
+    #[serde(default)]
+    soft: bool,
+}
+
+/// `POST /purge`: records a purge in the change feed, which edges follow.
+pub async fn purge(state: &Arc<AppState>, req: Request<Incoming>) -> Response<ResBody> {
+    if let Err(denied) = require_token(req.headers(), &state.config.token) {
+        return denied;
+    }
+    let purge: PurgeRequest = match body::json(req, 1024 * 1024).await {
+        Ok(p) => p,
+        Err(response) => return response,
+    };
+    if purge.paths.is_empty() && purge.surrogate_keys.is_empty() {
+        return response::text(
+            StatusCode::BAD_REQUEST,
+            "give `paths` and/or `surrogate_keys` to purge",
+        );
+    }
+    let command = Command::Purge {
+        paths: purge.paths,
+        surrogate_keys: purge.surrogate_keys,
+        soft: purge.soft,
+    };
+    match state.write(command).await {
+        Ok(outcome) => body::json_response(
+            StatusCode::ACCEPTED,
+            &serde_json::json!({ "seq": outcome.seq }),
+        ),
+        Err(e) => unavailable(&e),
+    }
 }
 
 fn strip_body_for_head(method: &Method, response: &mut Response<ResBody>) {

@@ -1,6 +1,5 @@
-//! Asset storage on `object_store`: content-addressed blobs plus one small
-//! metadata document per asset name, split so each half can later be
-//! replicated or fetched from a peer region on its own terms.
+//! Asset storage: content-addressed blobs in this region's `object_store`;
+//! the metadata that points at them is replicated by [`crate::raft`].
 
 pub mod blobs;
 pub mod meta;
@@ -11,13 +10,12 @@ use std::sync::Arc;
 use object_store::local::LocalFileSystem;
 
 pub use blobs::{BlobWriteError, Blobs, StoredBlob};
-pub use meta::{AssetMeta, MetaError, MetaStore};
+pub use meta::AssetMeta;
 
-/// Both halves of the store over one object store.
+/// This region's blob store.
 #[derive(Debug, Clone)]
 pub struct Store {
     pub blobs: Blobs,
-    pub meta: MetaStore,
 }
 
 impl Store {
@@ -30,8 +28,7 @@ impl Store {
         let fs = LocalFileSystem::new_with_prefix(data_dir).map_err(std::io::Error::other)?;
         let store: Arc<dyn object_store::ObjectStore> = Arc::new(fs);
         Ok(Self {
-            blobs: Blobs::new(store.clone()),
-            meta: MetaStore::new(store),
+            blobs: Blobs::new(store),
         })
     }
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use origin::{CacheRule, Config, RunningServer, Server};
 use reqwest::{Client, RequestBuilder};
 

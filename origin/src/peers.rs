@@ -1,0 +1,92 @@
+//! Fetching blobs a region lacks from the other regions.
+//!
+//! Metadata replicates through Raft, but blobs stay where they were
+//! uploaded; the first read of an asset in another region pulls its blob
+//! from a peer and keeps it. Blobs are content-addressed, so the fetched
+//! bytes are hashed on the way in and refused unless they hash to the
+//! address asked for; a corrupt copy on one peer makes us try the next.
+
+use std::time::Duration;
+
+use futures::TryStreamExt;
+
+use crate::store::Blobs;
+
+/// Why no peer supplied a blob.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("no other region has blob {0}")]
+    Missing(String),
+    #[error("storing the fetched blob failed: {0}")]
+    Store(#[from] crate::store::BlobWriteError),
+}
+
+/// What one fetch did, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fetched {
+    Ok,
+    /// Some peer sent bytes that did not match the address (then another
+    /// peer supplied it, or none did).
+    HadCorrupt,
+}
+
+/// An HTTP client for peer regions.
+#[derive(Debug, Clone)]
+pub struct PeerClient {
+    http: reqwest::Client,
+}
+
+impl Default for PeerClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PeerClient {
+    pub fn new() -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(500))
+            .read_timeout(Duration::from_secs(10))
+            .build()
+            .expect("reqwest client builds");
+        Self { http }
+    }
+
+    /// Pulls blob `sha256` from the first of `addrs` that has an intact
+    /// copy and stores it in `blobs`.
+    pub async fn fetch_blob(
+        &self,
+        blobs: &Blobs,
+        sha256: &str,
+        addrs: &[String],
+        token: &str,
+    ) -> Result<Fetched, FetchError> {
+        let mut saw_corrupt = false;
+        for addr in addrs {
+            let url = format!("http://{addr}/internal/blobs/{sha256}");
+            let response = match self.http.get(&url).bearer_auth(token).send().await {
+                Ok(r) if r.status().is_success() => r,
+                Ok(_) | Err(_) => continue,
+            };
+            let stream = response.bytes_stream().map_err(std::io::Error::other);
+            match blobs.put_stream(stream, |_| {}).await {
+                Ok(stored) if stored.sha256 == sha256 => {
+                    return Ok(if saw_corrupt {
+                        Fetched::HadCorrupt
+                    } else {
+                        Fetched::Ok
+                    });
+                }
+                Ok(stored) => {
+                    tracing::warn!(peer = %addr, expected = sha256, got = %stored.sha256, "peer sent a corrupt blob");
+                    saw_corrupt = true;
+                }
+                Err(crate::store::BlobWriteError::Body(e)) => {
+                    tracing::warn!(peer = %addr, error = %e, "blob transfer from peer broke off");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(FetchError::Missing(sha256.to_string()))
+    }
+}

@@ -1,0 +1,348 @@
+//! Replication of the origin's metadata across regions with Raft
+//! (openraft): every region holds the asset index, KV namespaces and the
+//! event log; a write is acknowledged once a majority of regions has it on
+//! disk, and any region forwards writes to the leader.
+//!
+//! - [`state`]: the replicated data and how commands change it,
+//! - [`log_store`] / [`state_machine`]: persistence openraft drives,
+//! - [`network`]: the RPCs between regions,
+//! - [`Replica`]: what the HTTP handlers use (write, strong read, status).
+
+pub mod log_store;
+pub mod network;
+pub mod state;
+pub mod state_machine;
+mod status;
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::{BasicNode, RaftMetrics};
+
+pub use state::{Command, Event, EventKind, Outcome, State};
+pub use state_machine::StateMachine;
+pub use status::{ClusterStatus, PeerStatus};
+
+openraft::declare_raft_types!(
+    /// Waypost's Raft types: commands in, outcomes out, nodes by address.
+    pub TypeConfig:
+        D = Command,
+        R = Outcome,
+);
+
+pub type NodeId = u64;
+pub type Raft = openraft::Raft<TypeConfig>;
+
+/// How long a write may wait for a leader and a majority before the client
+/// gets 503.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the replica could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    #[error(transparent)]
+    Log(#[from] log_store::LogOpenError),
+    #[error(transparent)]
+    Snapshot(#[from] state_machine::SnapshotLoadError),
+    #[error("invalid Raft settings: {0}")]
+    Config(#[from] openraft::ConfigError),
+    #[error("Raft stopped while starting: {0}")]
+    Fatal(#[from] openraft::error::Fatal<NodeId>),
+    #[error("cannot form the cluster: {0}")]
+    Initialize(#[from] RaftError<NodeId, InitializeError<NodeId, BasicNode>>),
+}
+
+/// Why a write or a strong read was not acknowledged.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(
+        "no majority of regions acknowledged the write within {0:?}; it was not applied \
+         (if a majority returns it may still commit; retrying is safe)"
+    )]
+    NoQuorum(Duration),
+    #[error("no leader was reachable within {0:?}; nothing was written")]
+    NoLeader(Duration),
+    #[error(
+        "the leader at {leader} stopped answering mid-request; the write may or may not have committed"
+    )]
+    Unknown { leader: String },
+    #[error("this origin's Raft node has stopped: {0}")]
+    Stopped(String),
+}
+
+/// This region's Raft node plus the state it applies.
+#[derive(Clone)]
+pub struct Replica {
+    pub raft: Raft,
+    pub state: StateMachine,
+    pub node_id: NodeId,
+    http: reqwest::Client,
+    token: String,
+    leader_changes: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Replica {
+    /// Opens the log and snapshot in `dir` and starts the Raft node. A node
+    /// with an empty log proposes `members` as the initial membership; every
+    /// region does so with the same list, which openraft allows.
+    pub async fn start(
+        dir: &Path,
+        node_id: NodeId,
+        members: BTreeMap<NodeId, String>,
+        token: String,
+    ) -> Result<Self, ReplicaError> {
+        let log = log_store::LogStore::open(dir)?;
+        let state = StateMachine::open(dir)?;
+        let config = openraft::Config {
+            cluster_name: "waypost".into(),
+            heartbeat_interval: 100,
+            election_timeout_min: 400,
+            election_timeout_max: 800,
+            ..Default::default()
+        }
+        .validate()?;
+        let http = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_millis(500))
+            .build()
+            .expect("reqwest client builds");
+        let network = network::Network::new(http.clone(), token.clone());
+        let raft = Raft::new(node_id, Arc::new(config), network, log, state.clone()).await?;
+        let alone = members.len() == 1;
+        let members: BTreeMap<_, _> = members
+            .into_iter()
+            .map(|(id, addr)| (id, BasicNode { addr }))
+            .collect();
+        match raft.initialize(members).await {
+            Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if alone {
+            // A group of one elects itself within one election timeout; wait
+            // for it so the server is writable as soon as it reports ready.
+            let _ = raft
+                .wait(Some(Duration::from_secs(5)))
+                .current_leader(node_id, "single region")
+                .await;
+        }
+        let leader_changes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        tokio::spawn(count_leader_changes(raft.metrics(), leader_changes.clone()));
+        Ok(Self {
+            raft,
+            state,
+            node_id,
+            http,
+            token,
+            leader_changes,
+        })
+    }
+
+    /// Proposes `command` and waits until a majority holds it, forwarding
+    /// to the leader when this node is not the leader.
+    pub async fn write(&self, command: Command) -> Result<Outcome, WriteError> {
+        let deadline = Instant::now() + WRITE_TIMEOUT;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let attempt =
+                tokio::time::timeout(remaining, self.raft.client_write(command.clone())).await;
+            let leader = match attempt {
+                Err(_) => return Err(WriteError::NoQuorum(WRITE_TIMEOUT)),
+                Ok(Ok(response)) => return Ok(response.data),
+                Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                    f.leader_id.zip(f.leader_node)
+                }
+                Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
+                    return Err(WriteError::Stopped(e.to_string()));
+                }
+                Ok(Err(RaftError::Fatal(e))) => return Err(WriteError::Stopped(e.to_string())),
+            };
+            match leader {
+                Some((id, node)) => match self.forward(&node.addr, &command, remaining).await {
+                    Forwarded::Done(outcome) => return Ok(outcome),
+                    Forwarded::Unknown => return Err(WriteError::Unknown { leader: node.addr }),
+                    Forwarded::NotApplied => {
+                        self.wait_leader_other_than(Some(id), deadline).await?
+                    }
+                },
+                None => self.wait_leader_other_than(None, deadline).await?,
+            }
+        }
+    }
+
+    /// Proposes `command` on this node only; `None` if it is not the leader
+    /// (the caller then finds the new leader). Used for forwarded writes.
+    pub async fn write_here(&self, command: Command) -> Result<Option<Outcome>, WriteError> {
+        match tokio::time::timeout(WRITE_TIMEOUT, self.raft.client_write(command)).await {
+            Err(_) => Err(WriteError::NoQuorum(WRITE_TIMEOUT)),
+            Ok(Ok(response)) => Ok(Some(response.data)),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Ok(None),
+            Ok(Err(e)) => Err(WriteError::Stopped(e.to_string())),
+        }
+    }
+
+    /// Waits until this node has applied everything committed before the
+    /// call (a linearizable read), asking the leader for its commit index
+    /// when this node is a follower.
+    pub async fn sync_for_read(&self) -> Result<(), WriteError> {
+        let index = match tokio::time::timeout(WRITE_TIMEOUT, self.read_index()).await {
+            Ok(result) => result?,
+            Err(_) => return Err(WriteError::NoQuorum(WRITE_TIMEOUT)),
+        };
+        self.raft
+            .wait(Some(WRITE_TIMEOUT))
+            .applied_index_at_least(Some(index), "strong read")
+            .await
+            .map_err(|_| WriteError::NoQuorum(WRITE_TIMEOUT))?;
+        Ok(())
+    }
+
+    /// The commit index a linearizable read must wait for; asks the leader
+    /// when this node is not it.
+    pub async fn read_index(&self) -> Result<u64, WriteError> {
+        let deadline = Instant::now() + WRITE_TIMEOUT;
+        loop {
+            match self.raft.ensure_linearizable().await {
+                Ok(log_id) => return Ok(log_id.map_or(0, |l| l.index)),
+                Err(RaftError::APIError(e)) => {
+                    let leader = match &e {
+                        openraft::error::CheckIsLeaderError::ForwardToLeader(f) => {
+                            f.leader_node.clone()
+                        }
+                        openraft::error::CheckIsLeaderError::QuorumNotEnough(_) => {
+                            return Err(WriteError::NoQuorum(WRITE_TIMEOUT));
+                        }
+                    };
+                    match leader {
+                        Some(node) => return self.forward_read_index(&node.addr).await,
+                        None => self.wait_leader_other_than(None, deadline).await?,
+                    }
+                }
+                Err(RaftError::Fatal(e)) => return Err(WriteError::Stopped(e.to_string())),
+            }
+        }
+    }
+
+    /// The current leader's advertised address.
+    pub fn leader_addr(&self) -> Option<String> {
+        let m = self.raft.metrics().borrow().clone();
+        let leader = m.current_leader?;
+        m.membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.addr.clone())
+    }
+
+    /// How many times this node has seen the leader change.
+    pub fn leader_changes(&self) -> u64 {
+        self.leader_changes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    async fn forward(&self, addr: &str, command: &Command, remaining: Duration) -> Forwarded {
+        let sent = self
+            .http
+            .post(format!("http://{addr}/internal/raft/write"))
+            .bearer_auth(&self.token)
+            .timeout(remaining.max(Duration::from_millis(100)))
+            .json(command)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(r) => r,
+            Err(e) if e.is_connect() => return Forwarded::NotApplied,
+            Err(_) => return Forwarded::Unknown,
+        };
+        match response.status() {
+            reqwest::StatusCode::OK => match response.json::<Outcome>().await {
+                Ok(outcome) => Forwarded::Done(outcome),
+                Err(_) => Forwarded::Unknown,
+            },
+            reqwest::StatusCode::MISDIRECTED_REQUEST => Forwarded::NotApplied,
+            _ => Forwarded::Unknown,
+        }
+    }
+
+    async fn forward_read_index(&self, addr: &str) -> Result<u64, WriteError> {
+        let response = self
+            .http
+            .get(format!("http://{addr}/internal/raft/read-index"))
+            .bearer_auth(&self.token)
+            .timeout(WRITE_TIMEOUT)
+            .send()
+            .await
+            .map_err(|_| WriteError::NoLeader(WRITE_TIMEOUT))?;
+        if !response.status().is_success() {
+            return Err(WriteError::NoQuorum(WRITE_TIMEOUT));
+        }
+        response
+            .json::<u64>()
+            .await
+            .map_err(|_| WriteError::NoLeader(WRITE_TIMEOUT))
+    }
+
+    /// Waits until a leader other than `old` is known, or the deadline.
+    async fn wait_leader_other_than(
+        &self,
+        old: Option<NodeId>,
+        deadline: Instant,
+    ) -> Result<(), WriteError> {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let mut metrics = self.raft.metrics();
+        let changed = tokio::time::timeout(remaining, async {
+            loop {
+                let leader = metrics.borrow_and_update().current_leader;
+                if leader.is_some() && leader != old {
+                    return;
+                }
+                if metrics.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        // The old leader may still be the leader (it refused for another
+        // reason); give it a moment instead of spinning.
+        if changed.is_err() {
+            return Err(WriteError::NoLeader(WRITE_TIMEOUT));
+        }
+        if old.is_some() && self.raft.metrics().borrow().current_leader == old {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+enum Forwarded {
+    Done(Outcome),
+    /// The leader did not take the write (not reachable, or no longer
+    /// leader): safe to retry elsewhere.
+    NotApplied,
+    /// The leader may have taken it; retrying could apply it twice.
+    Unknown,
+}
+
+async fn count_leader_changes(
+    mut metrics: tokio::sync::watch::Receiver<RaftMetrics<NodeId, BasicNode>>,
+    count: Arc<std::sync::atomic::AtomicU64>,
+) {
+    let mut last = metrics.borrow().current_leader;
+    while metrics.changed().await.is_ok() {
+        let leader = metrics.borrow().current_leader;
+        if leader != last && leader.is_some() {
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        last = leader;
+    }
+}

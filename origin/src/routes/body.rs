@@ -1,0 +1,53 @@
+//! Reading small request bodies (JSON, KV values) with a size cap.
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde::de::DeserializeOwned;
+
+use crate::response::{self, ResBody};
+
+/// Reads the whole body, refusing more than `limit` bytes with 413.
+#[allow(clippy::result_large_err)]
+pub async fn read(req: Request<Incoming>, limit: usize) -> Result<Bytes, Response<ResBody>> {
+    match Limited::new(req.into_body(), limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(response::text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than the {limit} bytes this endpoint accepts"),
+        )),
+        Err(e) => Err(response::text(
+            StatusCode::BAD_REQUEST,
+            format!("reading the request body failed: {e}"),
+        )),
+    }
+}
+
+/// Reads and parses a JSON body; 400 names what did not parse.
+#[allow(clippy::result_large_err)]
+pub async fn json<T: DeserializeOwned>(
+    req: Request<Incoming>,
+    limit: usize,
+) -> Result<T, Response<ResBody>> {
+    let bytes = read(req, limit).await?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        response::text(
+            StatusCode::BAD_REQUEST,
+            format!("the JSON body is not valid: {e}"),
+        )
+    })
+}
+
+/// A JSON response.
+pub fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Response<ResBody> {
+    let mut response = Response::new(response::full(
+        serde_json::to_vec(value).expect("JSON serialises"),
+    ));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}

@@ -1,0 +1,88 @@
+//! `/internal/...`: what regions ask each other, all behind the token.
+//!
+//! - `POST /internal/raft/{append,vote,snapshot}`: Raft RPCs; the answer is
+//!   the JSON of openraft's `Result`, so errors travel typed.
+//! - `POST /internal/raft/write`: a write forwarded by a follower; 421 when
+//!   this node is not the leader (nothing was applied, the caller retries).
+//! - `GET /internal/raft/read-index`: the commit index a linearizable read
+//!   on a follower waits for.
+//! - `GET /internal/blobs/{sha256}`: a blob from this region's store, for
+//!   a region that lacks it.
+
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Frame, Incoming};
+use serde::Serialize;
+
+use super::auth::require_token;
+use super::{AppState, body, unavailable};
+use crate::raft::Command;
+use crate::response::{self, ResBody};
+
+/// Largest Raft message: a batch of log entries or a snapshot chunk.
+const MAX_RPC: usize = 64 * 1024 * 1024;
+
+/// Routes an `/internal/...` request.
+pub async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> Response<ResBody> {
+    if let Err(denied) = require_token(req.headers(), &state.config.token) {
+        return denied;
+    }
+    let path = req.uri().path().to_string();
+    let raft = &state.replica.raft;
+    match (req.method().clone(), path.as_str()) {
+        (Method::POST, "/internal/raft/append") => match body::json(req, MAX_RPC).await {
+            Ok(rpc) => ok_json(&raft.append_entries(rpc).await),
+            Err(response) => response,
+        },
+        (Method::POST, "/internal/raft/vote") => match body::json(req, MAX_RPC).await {
+            Ok(rpc) => ok_json(&raft.vote(rpc).await),
+            Err(response) => response,
+        },
+        (Method::POST, "/internal/raft/snapshot") => match body::json(req, MAX_RPC).await {
+            Ok(rpc) => ok_json(&raft.install_snapshot(rpc).await),
+            Err(response) => response,
+        },
+        (Method::POST, "/internal/raft/write") => match body::json::<Command>(req, MAX_RPC).await {
+            Ok(command) => match state.replica.write_here(command).await {
+                Ok(Some(outcome)) => ok_json(&outcome),
+                Ok(None) => response::text(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    "this origin is not the leader",
+                ),
+                Err(e) => unavailable(&e),
+            },
+            Err(response) => response,
+        },
+        (Method::GET, "/internal/raft/read-index") => match state.replica.read_index().await {
+            Ok(index) => ok_json(&index),
+            Err(e) => unavailable(&e),
+        },
+        (Method::GET, p) if p.starts_with("/internal/blobs/") => {
+            blob(state, &p["/internal/blobs/".len()..]).await
+        }
+        _ => response::text(StatusCode::NOT_FOUND, "unknown internal endpoint"),
+    }
+}
+
+async fn blob(state: &Arc<AppState>, sha256: &str) -> Response<ResBody> {
+    if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return response::text(StatusCode::BAD_REQUEST, "a blob address is 64 hex digits");
+    }
+    match state.store.blobs.get_stream(sha256, None).await {
+        Ok(stream) => {
+            let body = StreamBody::new(stream.map_ok(Frame::data).map_err(Into::into));
+            Response::new(body.boxed_unsync())
+        }
+        Err(object_store::Error::NotFound { .. }) => {
+            response::text(StatusCode::NOT_FOUND, "this region does not have the blob")
+        }
+        Err(e) => response::internal("reading a blob for a peer failed", &e),
+    }
+}
+
+fn ok_json(value: &impl Serialize) -> Response<ResBody> {
+    body::json_response(StatusCode::OK, value)
+}

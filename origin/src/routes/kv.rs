@@ -1,0 +1,224 @@
+//! `/kv/{namespace}/{key}`: the replicated key-value store edge plugins use.
+//!
+//! Values are UTF-8 text up to [`MAX_VALUE`] bytes. Writes go through Raft
+//! (forwarded to the leader); reads are local unless the query says
+//! `consistency=strong`. `GET /kv/{namespace}?prefix=P` lists keys in order.
+
+use std::sync::Arc;
+
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use serde::Serialize;
+
+use super::auth::require_token;
+use super::{AppState, body, query, unavailable};
+use crate::raft::Command;
+use crate::response::{self, ResBody};
+
+/// Largest value accepted, in bytes.
+pub const MAX_VALUE: usize = 1024 * 1024;
+/// Longest namespace and key, in bytes.
+const MAX_NAME: usize = 1024;
+/// Most entries one listing returns.
+const MAX_LIST: usize = 1000;
+/// Header carrying the change-feed sequence number a write produced.
+pub const SEQ_HEADER: &str = "x-waypost-seq";
+
+/// Routes a `/kv/...` request.
+pub async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> Response<ResBody> {
+    let rest = &req.uri().path()["/kv/".len()..];
+    let (ns, key) = match rest.split_once('/') {
+        Some((ns, key)) => (decode(ns), Some(decode(key))),
+        None => (decode(rest), None),
+    };
+    if let Err(message) = check_name("namespace", &ns) {
+        return response::text(StatusCode::BAD_REQUEST, message);
+    }
+    let method = req.method().clone();
+    let Some(key) = key else {
+        return match method {
+            Method::GET => list(state, &ns, &req).await,
+            _ => response::method_not_allowed("GET"),
+        };
+    };
+    if let Err(message) = check_name("key", &key) {
+        return response::text(StatusCode::BAD_REQUEST, message);
+    }
+    match method {
+        Method::GET | Method::HEAD => get(state, &ns, &key, &req).await,
+        Method::PUT => put(state, ns, key, req).await,
+        Method::DELETE => delete(state, ns, key, &req).await,
+        _ => response::method_not_allowed("GET, HEAD, PUT, DELETE"),
+    }
+}
+
+async fn get(
+    state: &Arc<AppState>,
+    ns: &str,
+    key: &str,
+    req: &Request<Incoming>,
+) -> Response<ResBody> {
+    if query::strong(req.uri())
+        && let Err(e) = state.replica.sync_for_read().await
+    {
+        return unavailable(&e);
+    }
+    let value = state
+        .replica
+        .state
+        .read(|s| s.kv.get(ns).and_then(|n| n.get(key)).cloned());
+    let Some(value) = value else {
+        return response::text(
+            StatusCode::NOT_FOUND,
+            format!("no key {key:?} in namespace {ns:?}"),
+        );
+    };
+    let mut response = Response::new(if req.method() == Method::HEAD {
+        response::empty()
+    } else {
+        response::full(value.clone())
+    });
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(header::CONTENT_LENGTH, value.len().into());
+    response
+}
+
+async fn put(
+    state: &Arc<AppState>,
+    namespace: String,
+    key: String,
+    req: Request<Incoming>,
+) -> Response<ResBody> {
+    if let Err(denied) = require_token(req.headers(), &state.config.token) {
+        return denied;
+    }
+    let bytes = match body::read(req, MAX_VALUE).await {
+        Ok(b) => b,
+        Err(response) => return response,
+    };
+    let Ok(value) = String::from_utf8(bytes.to_vec()) else {
+        return response::text(StatusCode::BAD_REQUEST, "KV values must be UTF-8 text");
+    };
+    match state
+        .write(Command::KvPut {
+            namespace,
+            key,
+            value,
+        })
+        .await
+    {
+        Ok(outcome) => {
+            let status = if outcome.existed {
+                StatusCode::NO_CONTENT
+            } else {
+                StatusCode::CREATED
+            };
+            with_seq(status, outcome.seq)
+        }
+        Err(e) => unavailable(&e),
+    }
+}
+
+async fn delete(
+    state: &Arc<AppState>,
+    namespace: String,
+    key: String,
+    req: &Request<Incoming>,
+) -> Response<ResBody> {
+    if let Err(denied) = require_token(req.headers(), &state.config.token) {
+        return denied;
+    }
+    match state.write(Command::KvDelete { namespace, key }).await {
+        Ok(outcome) if outcome.existed => with_seq(StatusCode::NO_CONTENT, outcome.seq),
+        Ok(_) => response::text(StatusCode::NOT_FOUND, "no such key"),
+        Err(e) => unavailable(&e),
+    }
+}
+
+#[derive(Serialize)]
+struct Listing {
+    namespace: String,
+    entries: Vec<Entry>,
+    /// More keys match than one listing returns; ask again with
+    /// `after=<last key>`.
+    truncated: bool,
+}
+
+#[derive(Serialize)]
+struct Entry {
+    key: String,
+    value: String,
+}
+
+async fn list(state: &Arc<AppState>, ns: &str, req: &Request<Incoming>) -> Response<ResBody> {
+    if query::strong(req.uri())
+        && let Err(e) = state.replica.sync_for_read().await
+    {
+        return unavailable(&e);
+    }
+    let prefix = query::param(req.uri(), "prefix").unwrap_or_default();
+    let after = query::param(req.uri(), "after");
+    let mut entries: Vec<Entry> = state.replica.state.read(|s| {
+        let Some(n) = s.kv.get(ns) else {
+            return Vec::new();
+        };
+        // Start inside the prefix even when `after` sorts before it.
+        let start = after
+            .clone()
+            .filter(|a| *a > prefix)
+            .unwrap_or_else(|| prefix.clone());
+        n.range(start..)
+            .filter(|(k, _)| after.as_ref() != Some(*k))
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .take(MAX_LIST + 1)
+            .map(|(k, v)| Entry {
+                key: k.clone(),
+                value: v.clone(),
+            })
+            .collect()
+    });
+    let truncated = entries.len() > MAX_LIST;
+    entries.truncate(MAX_LIST);
+    body::json_response(
+        StatusCode::OK,
+        &Listing {
+            namespace: ns.to_string(),
+            entries,
+            truncated,
+        },
+    )
+}
+
+fn with_seq(status: StatusCode, seq: Option<u64>) -> Response<ResBody> {
+    let mut response = Response::new(response::empty());
+    *response.status_mut() = status;
+    if let Some(seq) = seq {
+        response.headers_mut().insert(SEQ_HEADER, seq.into());
+    }
+    response
+}
+
+fn decode(raw: &str) -> String {
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+fn check_name(what: &str, name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err(format!(
+            "the {what} must not be empty: use /kv/<namespace>/<key>"
+        ));
+    }
+    if name.len() > MAX_NAME {
+        return Err(format!("the {what} is longer than {MAX_NAME} bytes"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(format!("the {what} must not contain control characters"));
+    }
+    Ok(())
+}

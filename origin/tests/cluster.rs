@@ -1,0 +1,229 @@
+//! Three regions on loopback forming one Raft group: writes on any region,
+//! reads everywhere, blobs pulled across regions, leader loss without
+//! losing acknowledged writes, catch-up after restart, and refusal without
+//! a majority.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::TOKEN;
+use common::cluster::Cluster;
+use reqwest::StatusCode;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn write_on_any_region_read_on_all() {
+    let c = Cluster::start(3).await;
+    for i in 0..3 {
+        let resp = c
+            .put_kv(i, "users", &format!("u{i}"), &format!("from {i}"))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED, "region {i}");
+        assert!(resp.headers().contains_key("x-waypost-seq"));
+    }
+    for reader in 0..3 {
+        for writer in 0..3 {
+            let url = c.url(reader, &format!("/kv/users/u{writer}?consistency=strong"));
+            let resp = c.client.get(url).send().await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+            assert_eq!(resp.text().await.unwrap(), format!("from {writer}"));
+        }
+    }
+    // Overwrite says 204, delete is replicated too.
+    let resp = c.put_kv(1, "users", "u0", "again").await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let resp = c
+        .client
+        .delete(c.url(2, "/kv/users/u1"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let keys = c.kv_keys(0, "users", true).await;
+    assert_eq!(keys, ["u0", "u2"]);
+    let status: serde_json::Value = c
+        .client
+        .get(c.url(0, "/cluster"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["members"].as_array().unwrap().len(), 3);
+    assert!(status["leader"].is_u64());
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn asset_uploaded_in_one_region_is_served_by_another() {
+    let c = Cluster::start(3).await;
+    let body = "bytes that live only in region A at first".repeat(100);
+    let resp = c
+        .client
+        .put(c.url(0, "/assets/shared/a.txt"))
+        .bearer_auth(TOKEN)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let etag = resp.headers()["etag"].to_str().unwrap().to_string();
+    let resp = c
+        .client
+        .get(c.url(2, "/assets/shared/a.txt?consistency=strong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["etag"].to_str().unwrap(), etag);
+    assert_eq!(resp.text().await.unwrap(), body);
+    // Region C now has its own copy: a range read works without the peer.
+    let resp = c
+        .client
+        .get(c.url(2, "/assets/shared/a.txt"))
+        .header("range", "bytes=0-4")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(resp.text().await.unwrap(), "bytes");
+    let metrics = c
+        .client
+        .get(c.url(2, "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("origin_blob_peer_fetches_total{result=\"ok\"} 1"),
+        "{metrics}"
+    );
+    c.shutdown().await;
+}
+
+/// Writes continuously while the leader is killed: every acknowledged write
+/// is on the survivors, a new leader is elected within 3 s, and the killed
+/// region catches up after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leader_kill_loses_no_acknowledged_write() {
+    let mut c = Cluster::start(3).await;
+    let old_leader = c.leader().unwrap();
+    let acked = Arc::new(Mutex::new(BTreeSet::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let down = Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX));
+    let urls: Vec<String> = (0..3).map(|i| c.url(i, "")).collect();
+    let writer = {
+        let (acked, stop, down) = (acked.clone(), stop.clone(), down.clone());
+        tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(8))
+                .build()
+                .unwrap();
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let region = (n % 3) as usize;
+                n += 1;
+                if region == down.load(std::sync::atomic::Ordering::Relaxed) {
+                    continue;
+                }
+                let key = format!("k{n:06}");
+                let sent = client
+                    .put(format!("{}/kv/log/{key}", urls[region]))
+                    .bearer_auth(TOKEN)
+                    .body("v")
+                    .send()
+                    .await;
+                if sent.is_ok_and(|r| r.status().is_success()) {
+                    acked.lock().unwrap().insert(key);
+                }
+            }
+        })
+    };
+    let acked_count = || acked.lock().unwrap().len();
+    while acked_count() < 100 {
+        tokio::task::yield_now().await;
+    }
+    down.store(old_leader, std::sync::atomic::Ordering::Relaxed);
+    let before_kill = acked_count();
+    let killed_at = Instant::now();
+    c.kill(old_leader).await;
+    let new_leader = c
+        .wait_for_leader(Some(old_leader), Duration::from_secs(3))
+        .await;
+    assert!(
+        killed_at.elapsed() < Duration::from_secs(3),
+        "new leader after {:?}",
+        killed_at.elapsed()
+    );
+    assert_ne!(new_leader, old_leader);
+    while acked_count() < before_kill + 100 {
+        tokio::task::yield_now().await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.await.unwrap();
+    let acked = acked.lock().unwrap().clone();
+
+    for i in (0..3).filter(|i| *i != old_leader) {
+        let present: BTreeSet<String> = c.kv_keys(i, "log", true).await.into_iter().collect();
+        let lost: Vec<_> = acked.difference(&present).collect();
+        assert!(
+            lost.is_empty(),
+            "region {i} lost acknowledged writes {lost:?}"
+        );
+    }
+
+    c.restart(old_leader).await;
+    let commit = c
+        .server(new_leader)
+        .replica()
+        .raft
+        .metrics()
+        .borrow()
+        .last_applied
+        .unwrap()
+        .index;
+    c.wait_applied(old_leader, commit, Duration::from_secs(10))
+        .await;
+    let present: BTreeSet<String> = c
+        .kv_keys(old_leader, "log", false)
+        .await
+        .into_iter()
+        .collect();
+    assert!(
+        acked.is_subset(&present),
+        "restarted region is missing acknowledged writes"
+    );
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_without_a_majority_fail_with_503() {
+    let mut c = Cluster::start(3).await;
+    let survivor = c.leader().unwrap();
+    for i in (0..3).filter(|i| *i != survivor) {
+        c.kill(i).await;
+    }
+    let started = Instant::now();
+    let resp = c.put_kv(survivor, "n", "k", "v").await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(resp.headers().contains_key("retry-after"));
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("majority"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(8));
+    // Not applied on the survivor either.
+    let resp = c
+        .client
+        .get(c.url(survivor, "/kv/n/k"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    c.shutdown().await;
+}

@@ -1,0 +1,197 @@
+//! A Raft group of in-process origins, one per "region", each on its own
+//! loopback address (127.0.0.11, .12, ...) and a port picked by the OS.
+//! Listeners are bound before any region starts so every config can list
+//! every member; readiness is Raft's own leader metric, never a sleep.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use origin::config::ClusterConfig;
+use origin::{Config, RunningServer, Server};
+use reqwest::Client;
+use tokio::net::TcpListener;
+
+use super::TOKEN;
+
+pub struct Cluster {
+    nodes: Vec<Option<RunningServer>>,
+    addrs: Vec<SocketAddr>,
+    dirs: Vec<tempfile::TempDir>,
+    pub client: Client,
+}
+
+impl Cluster {
+    /// Starts `n` regions and waits until they agree on a leader.
+    pub async fn start(n: usize) -> Self {
+        let mut listeners = Vec::new();
+        for i in 0..n {
+            let ip = format!("127.0.0.{}:0", 11 + i);
+            listeners.push(TcpListener::bind(ip).await.unwrap());
+        }
+        let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+        let dirs = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
+        let mut cluster = Self {
+            nodes: Vec::new(),
+            addrs,
+            dirs,
+            client: Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+        };
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let server = Server::start_on(cluster.config(i), listener).await.unwrap();
+            cluster.nodes.push(Some(server));
+        }
+        cluster.wait_for_leader(None, Duration::from_secs(10)).await;
+        cluster
+    }
+
+    fn config(&self, i: usize) -> Config {
+        let mut config = Config::for_data_dir(self.dirs[i].path(), TOKEN);
+        config.listen = self.addrs[i];
+        config.cluster = Some(ClusterConfig {
+            node_id: i as u64 + 1,
+            members: self
+                .addrs
+                .iter()
+                .enumerate()
+                .map(|(j, a)| (j as u64 + 1, a.to_string()))
+                .collect(),
+        });
+        config
+    }
+
+    pub fn url(&self, i: usize, path: &str) -> String {
+        format!("http://{}{}", self.addrs[i], path)
+    }
+
+    pub fn len(&self) -> usize {
+        self.addrs.len()
+    }
+
+    pub fn is_up(&self, i: usize) -> bool {
+        self.nodes[i].is_some()
+    }
+
+    pub fn server(&self, i: usize) -> &RunningServer {
+        self.nodes[i].as_ref().expect("region is running")
+    }
+
+    /// The index of the region every running region agrees is the leader.
+    pub fn leader(&self) -> Option<usize> {
+        let mut seen = None;
+        for node in self.nodes.iter().flatten() {
+            let leader = node.replica().raft.metrics().borrow().current_leader?;
+            if seen.is_some_and(|s| s != leader) {
+                return None;
+            }
+            seen = Some(leader);
+        }
+        seen.map(|id| id as usize - 1)
+    }
+
+    /// Waits until the running regions agree on a leader other than `not`;
+    /// returns its index.
+    pub async fn wait_for_leader(&self, not: Option<usize>, limit: Duration) -> usize {
+        let mut watches: Vec<_> = self
+            .nodes
+            .iter()
+            .flatten()
+            .map(|n| n.replica().raft.metrics())
+            .collect();
+        tokio::time::timeout(limit, async {
+            loop {
+                if let Some(l) = self.leader().filter(|l| Some(*l) != not && self.is_up(*l)) {
+                    return l;
+                }
+                let changes = watches.iter_mut().map(|w| Box::pin(w.changed()));
+                let _ = futures::future::select_all(changes).await;
+            }
+        })
+        .await
+        .expect("no leader elected in time")
+    }
+
+    /// Crashes region `i`: connections cut, Raft stopped, disk kept.
+    pub async fn kill(&mut self, i: usize) {
+        self.nodes[i]
+            .take()
+            .expect("region is running")
+            .kill()
+            .await;
+    }
+
+    /// Restarts region `i` on its old address and data directory.
+    pub async fn restart(&mut self, i: usize) {
+        let listener = TcpListener::bind(self.addrs[i]).await.unwrap();
+        let server = Server::start_on(self.config(i), listener).await.unwrap();
+        self.nodes[i] = Some(server);
+    }
+
+    /// Waits until region `i` has applied at least `index`.
+    pub async fn wait_applied(&self, i: usize, index: u64, limit: Duration) {
+        self.server(i)
+            .replica()
+            .raft
+            .wait(Some(limit))
+            .applied_index_at_least(Some(index), "catch up")
+            .await
+            .expect("region did not catch up in time");
+    }
+
+    pub async fn put_kv(
+        &self,
+        i: usize,
+        ns: &str,
+        key: &str,
+        value: &str,
+    ) -> reqwest::Result<reqwest::Response> {
+        self.client
+            .put(self.url(i, &format!("/kv/{ns}/{key}")))
+            .bearer_auth(TOKEN)
+            .body(value.to_string())
+            .send()
+            .await
+    }
+
+    /// Every key in `ns` as region `i` sees it (strongly consistent if
+    /// asked), following `truncated` pages.
+    pub async fn kv_keys(&self, i: usize, ns: &str, strong: bool) -> Vec<String> {
+        let mut keys = Vec::new();
+        let mut after = String::new();
+        loop {
+            let mut url = format!(
+                "{}?prefix=&after={after}",
+                self.url(i, &format!("/kv/{ns}"))
+            );
+            if strong {
+                url.push_str("&consistency=strong");
+            }
+            let page: serde_json::Value = self
+                .client
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            for e in page["entries"].as_array().unwrap() {
+                keys.push(e["key"].as_str().unwrap().to_string());
+            }
+            if !page["truncated"].as_bool().unwrap() {
+                return keys;
+            }
+            after = keys.last().unwrap().clone();
+        }
+    }
+
+    pub async fn shutdown(mut self) {
+        for node in self.nodes.iter_mut() {
+            if let Some(n) = node.take() {
+                n.shutdown().await;
+            }
+        }
+    }
+}
