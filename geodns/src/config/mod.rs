@@ -1,0 +1,385 @@
+//! GeoDNS configuration: the TOML file (`raw`) validated into the types the
+//! server runs on, so a bad region name, CIDR or record is reported with its
+//! file and field before anything binds, and a bad reload keeps the old
+//! configuration serving.
+
+mod raw;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use ipnet::IpNet;
+use service_base::config_file::{self, ConfigError, FieldError};
+
+use raw::{RawConfig, RawRegion, RawZone};
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Each address is served over UDP and TCP.
+    pub dns: Vec<SocketAddr>,
+    pub metrics: Option<SocketAddr>,
+    pub tcp_timeout: Duration,
+    pub geoip: GeoIpConfig,
+    pub health: HealthConfig,
+    pub regions: Vec<Region>,
+    pub zones: Vec<ZoneConfig>,
+    pub query_log: bool,
+    /// The file this came from; watched for changes and re-read on SIGHUP.
+    pub source: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct GeoIpConfig {
+    pub database: Option<PathBuf>,
+    /// CIDR → region index; these win over the database.
+    pub overrides: Vec<(IpNet, usize)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HealthConfig {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Region {
+    pub name: String,
+    pub latitude: f64,
+    pub longitude: f64,
+    /// Upper-case ISO 3166 codes.
+    pub countries: Vec<String>,
+    /// Upper-case continent codes.
+    pub continents: Vec<String>,
+    pub endpoints: Vec<Endpoint>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub address: IpAddr,
+    pub weight: u32,
+    pub health: Option<reqwest::Url>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ZoneConfig {
+    pub origin: Name,
+    pub ttl: u32,
+    pub geo_ttl: u32,
+    pub degraded_ttl: u32,
+    pub max_answers: usize,
+    pub nameservers: Vec<Name>,
+    pub rname: Name,
+    pub serial: u32,
+    pub refresh: i32,
+    pub retry: i32,
+    pub expire: i32,
+    pub minimum: u32,
+    pub records: Vec<Record>,
+    pub geo: Vec<GeoName>,
+}
+
+/// A name answered from the nearest healthy region.
+#[derive(Debug, Clone)]
+pub struct GeoName {
+    pub name: Name,
+    /// Indexes into [`Config::regions`].
+    pub regions: Vec<usize>,
+    pub ttl: Option<u32>,
+}
+
+impl Config {
+    /// Reads and validates `path`; relative database paths are taken from
+    /// the file's directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        config_file::load(path, |raw| validate(raw, path))
+    }
+
+    /// Validates `text` as if it were the content of `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        config_file::parse(path, text, |raw| validate(raw, path))
+    }
+}
+
+fn validate(raw: RawConfig, path: &Path) -> Result<Config, FieldError> {
+    let dns = raw
+        .listen
+        .dns
+        .iter()
+        .enumerate()
+        .map(|(i, a)| parse_addr(a, &format!("listen.dns[{i}]")))
+        .collect::<Result<Vec<_>, _>>()?;
+    if dns.is_empty() {
+        return Err(FieldError::new("listen.dns", "needs at least one address"));
+    }
+    let metrics = raw
+        .listen
+        .metrics
+        .as_deref()
+        .map(|a| parse_addr(a, "listen.metrics"))
+        .transpose()?;
+
+    let mut regions = Vec::new();
+    for (name, region) in &raw.regions {
+        regions.push(validate_region(name, region)?);
+    }
+    let region_index = |name: &str, field: String| {
+        regions
+            .iter()
+            .position(|r| r.name == name)
+            .ok_or_else(|| FieldError::new(field, format!("unknown region `{name}`")))
+    };
+
+    let base = path.parent().unwrap_or(Path::new("."));
+    let database = raw.geoip.database.as_ref().map(|d| base.join(d));
+    if let Some(db) = &database
+        && !db.is_file()
+    {
+        return Err(FieldError::new(
+            "geoip.database",
+            format!("no such file: {}", db.display()),
+        ));
+    }
+    let mut overrides = Vec::new();
+    for (i, o) in raw.geoip.overrides.iter().enumerate() {
+        let net = IpNet::from_str(&o.cidr).map_err(|e| {
+            FieldError::new(
+                format!("geoip.overrides[{i}].cidr"),
+                format!("`{}` is not a CIDR: {e}", o.cidr),
+            )
+        })?;
+        let region = region_index(&o.region, format!("geoip.overrides[{i}].region"))?;
+        overrides.push((net.trunc(), region));
+    }
+
+    let health = HealthConfig {
+        interval: raw.health.interval,
+        timeout: raw.health.timeout,
+        rise: raw.health.rise.max(1),
+        fall: raw.health.fall.max(1),
+    };
+    if health.interval.is_zero() || health.timeout.is_zero() {
+        return Err(FieldError::new(
+            "health",
+            "interval and timeout must be above 0",
+        ));
+    }
+
+    let mut zones = Vec::new();
+    for (i, zone) in raw.zones.iter().enumerate() {
+        zones.push(validate_zone(zone, &format!("zones[{i}]"), &region_index)?);
+    }
+    if zones.is_empty() {
+        return Err(FieldError::new("zones", "needs at least one zone"));
+    }
+
+    Ok(Config {
+        dns,
+        metrics,
+        tcp_timeout: raw.listen.tcp_timeout,
+        geoip: GeoIpConfig {
+            database,
+            overrides,
+        },
+        health,
+        regions,
+        zones,
+        query_log: raw.query_log,
+        source: Some(path.to_path_buf()),
+    })
+}
+
+fn parse_addr(text: &str, field: &str) -> Result<SocketAddr, FieldError> {
+    text.parse()
+        .map_err(|_| FieldError::new(field, format!("`{text}` is not an IP:port address")))
+}
+
+fn validate_region(name: &str, raw: &RawRegion) -> Result<Region, FieldError> {
+    let field = format!("regions.{name}");
+    if !(-90.0..=90.0).contains(&raw.latitude) || !(-180.0..=180.0).contains(&raw.longitude) {
+        return Err(FieldError::new(field, "latitude/longitude out of range"));
+    }
+    if raw.endpoints.is_empty() {
+        return Err(FieldError::new(
+            format!("{field}.endpoints"),
+            "needs at least one endpoint",
+        ));
+    }
+    let mut endpoints = Vec::new();
+    for (i, e) in raw.endpoints.iter().enumerate() {
+        let f = format!("{field}.endpoints[{i}]");
+        let address = e.address.parse().map_err(|_| {
+            FieldError::new(
+                format!("{f}.address"),
+                format!("`{}` is not an IP address", e.address),
+            )
+        })?;
+        if e.weight == 0 {
+            return Err(FieldError::new(format!("{f}.weight"), "must be at least 1"));
+        }
+        let health = e
+            .health
+            .as_deref()
+            .map(|u| {
+                reqwest::Url::parse(u)
+                    .ok()
+                    .filter(|u| u.scheme() == "http" || u.scheme() == "https")
+                    .ok_or_else(|| {
+                        FieldError::new(
+                            format!("{f}.health"),
+                            format!("`{u}` is not an http(s) URL"),
+                        )
+                    })
+            })
+            .transpose()?;
+        endpoints.push(Endpoint {
+            address,
+            weight: e.weight,
+            health,
+        });
+    }
+    Ok(Region {
+        name: name.to_owned(),
+        latitude: raw.latitude,
+        longitude: raw.longitude,
+        countries: raw
+            .countries
+            .iter()
+            .map(|c| c.to_ascii_uppercase())
+            .collect(),
+        continents: raw
+            .continents
+            .iter()
+            .map(|c| c.to_ascii_uppercase())
+            .collect(),
+        endpoints,
+    })
+}
+
+fn validate_zone(
+    raw: &RawZone,
+    field: &str,
+    region_index: &dyn Fn(&str, String) -> Result<usize, FieldError>,
+) -> Result<ZoneConfig, FieldError> {
+    let origin = Name::from_str(&raw.origin)
+        .map_err(|e| FieldError::new(format!("{field}.origin"), e.to_string()))?
+        .append_domain(&Name::root())
+        .map_err(|e| FieldError::new(format!("{field}.origin"), e.to_string()))?;
+    let origin = origin.to_lowercase();
+    let name_in_zone = |text: &str, f: String| -> Result<Name, FieldError> {
+        let name = if text == "@" {
+            origin.clone()
+        } else if text.ends_with('.') {
+            Name::from_str(text).map_err(|e| FieldError::new(&f, e.to_string()))?
+        } else {
+            Name::from_str(text)
+                .and_then(|n| n.append_domain(&origin))
+                .map_err(|e| FieldError::new(&f, e.to_string()))?
+        };
+        if !origin.zone_of(&name) {
+            return Err(FieldError::new(
+                f,
+                format!("`{text}` is outside the zone {origin}"),
+            ));
+        }
+        Ok(name.to_lowercase())
+    };
+    let absolute = |text: &str, f: String| -> Result<Name, FieldError> {
+        Name::from_str(text)
+            .and_then(|n| n.append_domain(&Name::root()))
+            .map_err(|e| FieldError::new(f, e.to_string()))
+    };
+
+    if raw.nameservers.is_empty() {
+        return Err(FieldError::new(
+            format!("{field}.nameservers"),
+            "needs at least one name server",
+        ));
+    }
+    let nameservers = raw
+        .nameservers
+        .iter()
+        .enumerate()
+        .map(|(i, n)| absolute(n, format!("{field}.nameservers[{i}]")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let rname = match &raw.soa.rname {
+        Some(r) => absolute(r, format!("{field}.soa.rname"))?,
+        None => Name::from_str("hostmaster")
+            .and_then(|n| n.append_domain(&origin))
+            .map_err(|e| FieldError::new(format!("{field}.soa.rname"), e.to_string()))?,
+    };
+
+    let mut records = Vec::new();
+    for (i, r) in raw.records.iter().enumerate() {
+        let f = format!("{field}.records[{i}]");
+        let name = name_in_zone(&r.name, format!("{f}.name"))?;
+        let rtype = RecordType::from_str(&r.rtype.to_ascii_uppercase()).map_err(|_| {
+            FieldError::new(format!("{f}.type"), format!("unknown type `{}`", r.rtype))
+        })?;
+        if matches!(rtype, RecordType::SOA | RecordType::OPT | RecordType::ANY) {
+            return Err(FieldError::new(
+                format!("{f}.type"),
+                format!("{rtype} cannot be a static record"),
+            ));
+        }
+        let rdata = RData::try_from_str(rtype, &r.value)
+            .map_err(|e| FieldError::new(format!("{f}.value"), e.to_string()))?;
+        records.push(Record::from_rdata(name, r.ttl.unwrap_or(raw.ttl), rdata));
+    }
+
+    let mut geo = Vec::new();
+    for (i, g) in raw.geo.iter().enumerate() {
+        let f = format!("{field}.geo[{i}]");
+        let name = name_in_zone(&g.name, format!("{f}.name"))?;
+        if g.regions.is_empty() {
+            return Err(FieldError::new(
+                format!("{f}.regions"),
+                "needs at least one region",
+            ));
+        }
+        let regions = g
+            .regions
+            .iter()
+            .map(|r| region_index(r, format!("{f}.regions")))
+            .collect::<Result<Vec<_>, _>>()?;
+        if records.iter().any(|r: &Record| r.name == name) {
+            return Err(FieldError::new(
+                format!("{f}.name"),
+                "also has static records",
+            ));
+        }
+        geo.push(GeoName {
+            name,
+            regions,
+            ttl: g.ttl,
+        });
+    }
+    if raw.max_answers == 0 {
+        return Err(FieldError::new(
+            format!("{field}.max_answers"),
+            "must be at least 1",
+        ));
+    }
+
+    Ok(ZoneConfig {
+        origin,
+        ttl: raw.ttl,
+        geo_ttl: raw.geo_ttl,
+        degraded_ttl: raw.degraded_ttl,
+        max_answers: raw.max_answers,
+        nameservers,
+        rname,
+        serial: raw.soa.serial,
+        refresh: raw.soa.refresh,
+        retry: raw.soa.retry,
+        expire: raw.soa.expire,
+        minimum: raw.soa.minimum,
+        records,
+        geo,
+    })
+}

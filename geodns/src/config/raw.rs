@@ -1,0 +1,250 @@
+//! The config file as written: serde types with every default spelled out
+//! and unknown fields refused, so a typo is an error rather than a silently
+//! ignored setting. `super` turns these into validated types.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub listen: RawListen,
+    #[serde(default)]
+    pub geoip: RawGeoIp,
+    #[serde(default)]
+    pub health: RawHealth,
+    #[serde(default)]
+    pub regions: BTreeMap<String, RawRegion>,
+    #[serde(default)]
+    pub zones: Vec<RawZone>,
+    /// Log every query as a JSON line (target `geodns::query`).
+    #[serde(default)]
+    pub query_log: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListen {
+    /// Addresses served over both UDP and TCP.
+    #[serde(default = "default_dns")]
+    pub dns: Vec<String>,
+    /// HTTP address of `/metrics`; none when absent.
+    pub metrics: Option<String>,
+    /// Idle TCP connections are closed after this long.
+    #[serde(default = "default_tcp_timeout", with = "humantime_serde")]
+    pub tcp_timeout: Duration,
+}
+
+impl Default for RawListen {
+    fn default() -> Self {
+        Self {
+            dns: default_dns(),
+            metrics: None,
+            tcp_timeout: default_tcp_timeout(),
+        }
+    }
+}
+
+fn default_dns() -> Vec<String> {
+    vec!["127.0.0.1:5353".to_owned()]
+}
+
+fn default_tcp_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGeoIp {
+    /// A MaxMind-format database (City or Country).
+    pub database: Option<String>,
+    #[serde(default)]
+    pub overrides: Vec<RawOverride>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOverride {
+    pub cidr: String,
+    /// The region clients in `cidr` belong to.
+    pub region: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    #[serde(default = "default_threshold")]
+    pub rise: u32,
+    #[serde(default = "default_threshold")]
+    pub fall: u32,
+}
+
+impl Default for RawHealth {
+    fn default() -> Self {
+        Self {
+            interval: default_interval(),
+            timeout: default_timeout(),
+            rise: default_threshold(),
+            fall: default_threshold(),
+        }
+    }
+}
+
+/// Two failed checks half a second apart, each given 400 ms, take a dead
+/// region out within about 1.3 s: under the 2 s failover budget.
+fn default_interval() -> Duration {
+    Duration::from_millis(500)
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_millis(400)
+}
+
+fn default_threshold() -> u32 {
+    2
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegion {
+    pub latitude: f64,
+    pub longitude: f64,
+    /// ISO country codes whose clients go here first.
+    #[serde(default)]
+    pub countries: Vec<String>,
+    /// Continent codes (EU, NA, …) whose clients go here before distance counts.
+    #[serde(default)]
+    pub continents: Vec<String>,
+    pub endpoints: Vec<RawEndpoint>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEndpoint {
+    pub address: String,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// `http://…` URL whose 2xx answer means the endpoint is up; without it
+    /// the endpoint is always considered healthy.
+    pub health: Option<String>,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawZone {
+    pub origin: String,
+    #[serde(default = "default_ttl")]
+    pub ttl: u32,
+    /// TTL of geo answers while every region is healthy.
+    #[serde(default = "default_geo_ttl")]
+    pub geo_ttl: u32,
+    /// TTL of geo answers while any region is down, so clients come back
+    /// soon after it recovers.
+    #[serde(default = "default_degraded_ttl")]
+    pub degraded_ttl: u32,
+    /// Most endpoints in one geo answer; weights choose among more.
+    #[serde(default = "default_max_answers")]
+    pub max_answers: usize,
+    pub nameservers: Vec<String>,
+    #[serde(default)]
+    pub soa: RawSoa,
+    #[serde(default)]
+    pub records: Vec<RawRecord>,
+    #[serde(default)]
+    pub geo: Vec<RawGeo>,
+}
+
+fn default_ttl() -> u32 {
+    300
+}
+
+fn default_geo_ttl() -> u32 {
+    30
+}
+
+fn default_degraded_ttl() -> u32 {
+    5
+}
+
+fn default_max_answers() -> usize {
+    2
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSoa {
+    /// Mailbox in name form; `hostmaster.<origin>` by default.
+    pub rname: Option<String>,
+    #[serde(default = "default_serial")]
+    pub serial: u32,
+    #[serde(default = "default_refresh")]
+    pub refresh: i32,
+    #[serde(default = "default_retry")]
+    pub retry: i32,
+    #[serde(default = "default_expire")]
+    pub expire: i32,
+    /// Negative-caching TTL (RFC 2308).
+    #[serde(default = "default_minimum")]
+    pub minimum: u32,
+}
+
+impl Default for RawSoa {
+    fn default() -> Self {
+        Self {
+            rname: None,
+            serial: default_serial(),
+            refresh: default_refresh(),
+            retry: default_retry(),
+            expire: default_expire(),
+            minimum: default_minimum(),
+        }
+    }
+}
+
+fn default_serial() -> u32 {
+    1
+}
+fn default_refresh() -> i32 {
+    3600
+}
+fn default_retry() -> i32 {
+    600
+}
+fn default_expire() -> i32 {
+    604_800
+}
+fn default_minimum() -> u32 {
+    60
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRecord {
+    /// `@`, a name relative to the origin, or an absolute name ending in `.`.
+    pub name: String,
+    #[serde(rename = "type")]
+    pub rtype: String,
+    /// Record data in zone-file syntax; names inside it must be absolute.
+    pub value: String,
+    pub ttl: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGeo {
+    pub name: String,
+    /// Regions that may answer for this name.
+    pub regions: Vec<String>,
+    pub ttl: Option<u32>,
+}

@@ -1,0 +1,162 @@
+//! Active health checks: an HTTP GET of each endpoint's health URL on an
+//! interval, with rise/fall thresholds so one lost packet does not move
+//! traffic. The state is a flat array of flags read lock-free by every query.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+
+use crate::config::{Config, HealthConfig};
+use crate::metrics::Metrics;
+
+/// Up/down per endpoint, indexed `[region][endpoint]`.
+#[derive(Debug)]
+pub struct Health {
+    regions: Vec<Vec<AtomicBool>>,
+}
+
+impl Health {
+    /// Everything starts up, so a fresh server answers at once; a dead
+    /// endpoint is out after `fall` checks.
+    pub fn new(config: &Config) -> Self {
+        Self {
+            regions: config
+                .regions
+                .iter()
+                .map(|r| r.endpoints.iter().map(|_| AtomicBool::new(true)).collect())
+                .collect(),
+        }
+    }
+
+    /// Copies the state of endpoints that `old` also had (same region name
+    /// and address).
+    pub fn inherit(&self, config: &Config, old_config: &Config, old: &Health) {
+        for (r, region) in config.regions.iter().enumerate() {
+            let Some(old_r) = old_config
+                .regions
+                .iter()
+                .position(|o| o.name == region.name)
+            else {
+                continue;
+            };
+            for (e, endpoint) in region.endpoints.iter().enumerate() {
+                let old_endpoints = &old_config.regions[old_r].endpoints;
+                if let Some(old_e) = old_endpoints
+                    .iter()
+                    .position(|o| o.address == endpoint.address)
+                {
+                    let up = old.endpoint_up(old_r, old_e);
+                    self.regions[r][e].store(up, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    pub fn endpoint_up(&self, region: usize, endpoint: usize) -> bool {
+        self.regions[region][endpoint].load(Ordering::Relaxed)
+    }
+
+    pub fn region_up(&self, region: usize) -> bool {
+        self.regions[region]
+            .iter()
+            .any(|e| e.load(Ordering::Relaxed))
+    }
+
+    pub fn all_up(&self, regions: &[usize]) -> bool {
+        regions.iter().all(|&r| self.region_up(r))
+    }
+}
+
+/// Starts one checker task per endpoint that has a health URL; dropping
+/// the returned set stops them (on reload and shutdown).
+pub fn spawn_checks(config: &Config, health: Arc<Health>, metrics: Arc<Metrics>) -> JoinSet<()> {
+    let mut tasks = JoinSet::new();
+    let client = reqwest::Client::builder()
+        .timeout(config.health.timeout)
+        .connect_timeout(config.health.timeout)
+        .no_proxy()
+        .build()
+        .expect("a client without TLS roots or proxies always builds");
+    for (r, region) in config.regions.iter().enumerate() {
+        for (e, endpoint) in region.endpoints.iter().enumerate() {
+            let Some(url) = endpoint.health.clone() else {
+                continue;
+            };
+            let check = Checker {
+                client: client.clone(),
+                url,
+                settings: config.health.clone(),
+                health: health.clone(),
+                metrics: metrics.clone(),
+                region: r,
+                endpoint: e,
+                region_name: region.name.clone(),
+                address: endpoint.address.to_string(),
+            };
+            tasks.spawn(check.run());
+        }
+    }
+    tasks
+}
+
+struct Checker {
+    client: reqwest::Client,
+    url: reqwest::Url,
+    settings: HealthConfig,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+    region: usize,
+    endpoint: usize,
+    region_name: String,
+    address: String,
+}
+
+impl Checker {
+    async fn run(self) {
+        let mut ticker = tokio::time::interval(self.settings.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (mut successes, mut failures) = (0u32, 0u32);
+        loop {
+            ticker.tick().await;
+            let ok = self.probe().await;
+            let flag = &self.health.regions[self.region][self.endpoint];
+            let up = flag.load(Ordering::Relaxed);
+            if ok {
+                successes += 1;
+                failures = 0;
+            } else {
+                failures += 1;
+                successes = 0;
+            }
+            let change = if !up && successes >= self.settings.rise {
+                Some(true)
+            } else if up && failures >= self.settings.fall {
+                Some(false)
+            } else {
+                None
+            };
+            if let Some(now_up) = change {
+                flag.store(now_up, Ordering::Relaxed);
+                self.metrics
+                    .health_changed(&self.region_name, &self.address, now_up);
+                let region_up = self.health.region_up(self.region);
+                if now_up {
+                    tracing::info!(region = %self.region_name, endpoint = %self.address, region_up, "endpoint up");
+                } else {
+                    tracing::warn!(region = %self.region_name, endpoint = %self.address, region_up, url = %self.url, "endpoint down");
+                }
+            }
+        }
+    }
+
+    async fn probe(&self) -> bool {
+        let request = self.client.get(self.url.clone()).send();
+        match tokio::time::timeout(self.settings.timeout + Duration::from_millis(50), request).await
+        {
+            Ok(Ok(response)) => response.status().is_success(),
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! GeoDNS figures in a registry owned by each server, so several servers in
+//! one test process keep separate counts.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueryLabels {
+    /// Query type name (`A`, `AAAA`, …); unknown types are `OTHER` so
+    /// clients cannot grow the label set.
+    pub qtype: &'static str,
+    pub rcode: &'static str,
+    pub transport: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RegionLabels {
+    pub region: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    pub region: String,
+    pub endpoint: String,
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub queries: Family<QueryLabels, Counter>,
+    pub answers: Family<RegionLabels, Counter>,
+    /// Answers given with every endpoint because no region was healthy.
+    pub fail_open: Counter,
+    pub endpoint_up: Family<EndpointLabels, Gauge>,
+    pub health_changes: Family<EndpointLabels, Counter>,
+    /// Seconds spent building each answer (decoding to sending).
+    pub latency: Histogram,
+    pub reloads: Family<ReloadLabels, Counter>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    pub result: &'static str,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("geodns");
+        let queries = Family::<QueryLabels, Counter>::default();
+        registry.register("queries", "DNS queries answered", queries.clone());
+        let answers = Family::<RegionLabels, Counter>::default();
+        registry.register("geo_answers", "Geo answers by region", answers.clone());
+        let fail_open = Counter::default();
+        registry.register(
+            "geo_fail_open",
+            "Geo answers with every endpoint because no region was healthy",
+            fail_open.clone(),
+        );
+        let endpoint_up = Family::<EndpointLabels, Gauge>::default();
+        registry.register(
+            "endpoint_up",
+            "1 if the endpoint passes its health check",
+            endpoint_up.clone(),
+        );
+        let health_changes = Family::<EndpointLabels, Counter>::default();
+        registry.register(
+            "health_changes",
+            "Endpoint health state changes",
+            health_changes.clone(),
+        );
+        let latency = Histogram::new(exponential_buckets(1e-6, 2.0, 16));
+        registry.register(
+            "query_seconds",
+            "Time to build and send an answer",
+            latency.clone(),
+        );
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register("reloads", "Config and database reloads", reloads.clone());
+        Self {
+            registry,
+            queries,
+            answers,
+            fail_open,
+            endpoint_up,
+            health_changes,
+            latency,
+            reloads,
+        }
+    }
+
+    pub fn health_changed(&self, region: &str, endpoint: &str, up: bool) {
+        let labels = EndpointLabels {
+            region: region.to_owned(),
+            endpoint: endpoint.to_owned(),
+        };
+        self.endpoint_up.get_or_create(&labels).set(i64::from(up));
+        self.health_changes.get_or_create(&labels).inc();
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
