@@ -392,3 +392,70 @@ async fn invalid_components_and_missing_imports_are_refused_at_load() {
         .to_string();
     assert!(err.contains("acme:missing/api@1.0.0"), "{err}");
 }
+
+#[path = "../../geodns/tests/support/mmdb.rs"]
+mod mmdb;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn geo_plugin_sees_the_client_location_and_redirects_by_country() {
+    let origin = ScriptedOrigin::start().await;
+    origin.route("/shop", |seen, _| {
+        let country = seen
+            .headers
+            .get("x-geo-country")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        resp(
+            200,
+            &format!("shop for {country}"),
+            &[("cache-control", "no-store")],
+        )
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("geo.mmdb");
+    std::fs::write(
+        &db,
+        mmdb::write(&[mmdb::Entry {
+            network: "127.0.0.0/8".parse().unwrap(),
+            latitude: 52.5,
+            longitude: 13.4,
+            country: "DE",
+            continent: "EU",
+        }]),
+    )
+    .unwrap();
+    let wasm = plugin_wasm("geo");
+    let extra = format!("geoip_db = \"{}\"\n", db.display());
+    let mut toml = plugin_edge_toml(
+        origin.addr,
+        dir.path(),
+        &[("geo", &wasm)],
+        &["geo"],
+        "",
+        &extra,
+    );
+    toml.push_str("[[sites]]\nhosts = [\"redirect.test\"]\npool = \"main\"\nplugins = [\"geo\"]\nplugin_config = { \"redirect.DE\" = \"https://de.example.com/\" }\n");
+    let edge = start_edge_with(&toml, dir.path()).await;
+    let c = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = c.get(url(&edge, "/shop")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-geo-country"], "DE");
+    assert_eq!(r.headers()["x-geo-continent"], "EU");
+    assert_eq!(
+        text(r).await,
+        "shop for DE",
+        "the plugin adds geo headers to the request it forwards"
+    );
+    let r = c
+        .get(url(&edge, "/shop"))
+        .header("host", "redirect.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(r.headers()["location"], "https://de.example.com/");
+}
