@@ -88,10 +88,11 @@ origins = ["{origin_addr}"]
 [[sites]]
 hosts = ["*"]
 pool = "origin"
-"#,
+{plugin_sites}"#,
         http = SocketAddr::new(args.ip, args.http_port),
         admin = SocketAddr::new(args.ip, args.admin_port),
         cache = data_dir.join("edge-cache").display(),
+        plugin_sites = plugin_sites(&data_dir),
     );
     let edge_config = edge_node::Config::from_toml(&data_dir.join("edge.toml"), &edge_toml)?;
     let edge = edge_node::Server::start(edge_config)
@@ -148,6 +149,36 @@ pool = "origin"
         );
     }
 
+    if plugin_dir().is_some() {
+        let resp = client.get(format!("{edge_url}/hello")).send().await?;
+        let plugin = resp
+            .headers()
+            .get("x-plugin")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_string();
+        let first = resp
+            .text()
+            .await?
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        println!("  GET /hello -> plugin `{plugin}` answered: {first}");
+        let resp = client
+            .get(format!("{edge_url}/assets/static/app.css"))
+            .send()
+            .await?;
+        let hsts = resp
+            .headers()
+            .get("strict-transport-security")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-");
+        println!(
+            "  GET /assets/static/app.css -> security-headers plugin added Strict-Transport-Security: {hsts}"
+        );
+    }
+
     println!();
     println!("Waypost is up (1 region, data in {}):", data_dir.display());
     println!("  edge    {edge_url}");
@@ -159,6 +190,12 @@ pool = "origin"
     println!("  curl -i -H 'Range: bytes=0-4' {edge_url}/assets/hello.txt");
     println!("  curl -X POST -H 'Authorization: Bearer {DEV_TOKEN}' '{admin_url}/purge?key=demo'");
     println!("  curl -s {admin_url}/metrics | grep waypost_edge_requests");
+    if plugin_dir().is_some() {
+        println!("  curl -i {edge_url}/hello                  # a wasm plugin answering");
+        println!(
+            "  curl -I {edge_url}/assets/static/app.css  # a plugin chained in front of the cache"
+        );
+    }
     if args.check {
         edge.shutdown().await;
         origin.shutdown().await;
@@ -171,4 +208,76 @@ pool = "origin"
     edge.shutdown().await;
     origin.shutdown().await;
     Ok(())
+}
+
+/// Where the example plugins are built, once they are.
+fn plugin_dir() -> Option<PathBuf> {
+    let dir = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../plugins/target/wasm32-wasip2/release"
+    ));
+    ["hello", "security-headers"]
+        .iter()
+        .all(|p| dir.join(format!("{p}.wasm")).is_file())
+        .then_some(dir)
+}
+
+/// Builds the example plugins if needed; without the wasm32-wasip2
+/// target the platform starts without them and says how to add them.
+fn ensure_plugins() -> Option<PathBuf> {
+    if let Some(dir) = plugin_dir() {
+        return Some(dir);
+    }
+    eprintln!("      building the example plugins (wasm32-wasip2) ...");
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins/Cargo.toml");
+    let built =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--manifest-path",
+                manifest,
+            ])
+            .status()
+            .is_ok_and(|s| s.success());
+    if !built {
+        eprintln!(
+            "      plugins not built: run `rustup target add wasm32-wasip2` and start again to see them"
+        );
+    }
+    plugin_dir()
+}
+
+/// Sites that put the example plugins in front of the origin: `/hello`
+/// answered by a plugin, `/assets/static/` through the security-headers
+/// middleware and then the cache.
+fn plugin_sites(data_dir: &std::path::Path) -> String {
+    let Some(dir) = ensure_plugins() else {
+        return String::new();
+    };
+    format!(
+        r#"[[sites]]
+hosts = ["*"]
+path_prefix = "/hello"
+pool = "origin"
+plugins = ["hello"]
+[[sites]]
+hosts = ["*"]
+path_prefix = "/assets/static/"
+pool = "origin"
+plugins = ["security-headers"]
+[[plugins]]
+name = "hello"
+file = "{dir}/hello.wasm"
+[[plugins]]
+name = "security-headers"
+file = "{dir}/security-headers.wasm"
+[plugin_runtime]
+compile_cache_dir = "{cache}"
+"#,
+        dir = dir.display(),
+        cache = data_dir.join("wasm-cache").display(),
+    )
 }

@@ -153,4 +153,12 @@ fn quick_start_command_shows_a_miss_then_a_hit() {
         stdout.contains("curl -i http://127.0.3.7:8080/assets/hello.txt"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("GET /hello -> plugin `hello` answered: Hello from Waypost!"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("security-headers plugin added Strict-Transport-Security: max-age="),
+        "{stdout}"
+    );
 }
