@@ -40,6 +40,8 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot open blob storage: {0}")]
+    Storage(#[source] std::io::Error),
     #[error("cannot start replication: {0}")]
     Replica(#[from] ReplicaError),
     #[error("cannot listen on {addr}: {source}")]
@@ -92,10 +94,11 @@ impl Server {
             addr: config.listen,
             source,
         })?;
-        let store = Store::local(&config.data_dir).map_err(|source| StartError::DataDir {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
             dir: config.data_dir.clone(),
             source,
         })?;
+        let store = Store::open(&config).map_err(StartError::Storage)?;
         let (node_id, members) = match &config.cluster {
             Some(c) => (c.node_id, c.members.clone()),
             None => (1, [(1, local_addr.to_string())].into()),

@@ -5,8 +5,10 @@
 //! problem is reported through [`ConfigError`] with the file and the field.
 
 mod cluster;
+mod storage;
 
 pub use cluster::ClusterConfig;
+pub use storage::{S3Config, StorageConfig};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -34,6 +36,9 @@ pub struct Config {
     pub cache_rules: Vec<CacheRule>,
     /// The Raft group of regions; `None` runs a group of one.
     pub cluster: Option<ClusterConfig>,
+    /// Where blobs live (the Raft log and snapshots always stay in
+    /// `data_dir`).
+    pub storage: StorageConfig,
 }
 
 /// One `[[cache_rules]]` entry.
@@ -55,6 +60,7 @@ struct RawConfig {
     #[serde(default)]
     cache_rules: Vec<RawCacheRule>,
     cluster: Option<cluster::RawCluster>,
+    storage: Option<storage::RawStorage>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -76,6 +82,7 @@ impl Config {
             default_cache_control: DEFAULT_CACHE_CONTROL.to_string(),
             cache_rules: Vec::new(),
             cluster: None,
+            storage: StorageConfig::Local,
         }
     }
 
@@ -113,6 +120,7 @@ impl Config {
         if let Some(cluster) = &self.cluster {
             cluster.validate()?;
         }
+        self.storage.validate()?;
         Ok(())
     }
 }
@@ -157,6 +165,11 @@ fn validate(raw: RawConfig) -> Result<Config, FieldError> {
             })
             .collect(),
         cluster: raw.cluster.map(cluster::RawCluster::validate).transpose()?,
+        storage: raw
+            .storage
+            .map(storage::RawStorage::validate)
+            .transpose()?
+            .unwrap_or_default(),
     };
     config.validate()?;
     Ok(config)
@@ -286,6 +299,22 @@ mod tests {
                 "{field}: {msg}"
             );
         }
+    }
+
+    #[test]
+    fn s3_storage_needs_bucket_and_keys() {
+        let base = "data_dir = \"/x\"\ntoken = \"t\"\n[storage]\nbackend = \"s3\"\n";
+        let msg = parse(base).unwrap_err().to_string();
+        assert!(msg.contains("storage.bucket"), "{msg}");
+        let text = format!(
+            "{base}bucket = \"b\"\naccess_key_id = \"a\"\nsecret_access_key = \"s\"\nendpoint = \"localhost:9000\""
+        );
+        let msg = parse(&text).unwrap_err().to_string();
+        assert!(msg.contains("storage.endpoint"), "{msg}");
+        let msg = parse("data_dir = \"/x\"\ntoken = \"t\"\n[storage]\nbackend = \"ftp\"")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("storage.backend"), "{msg}");
     }
 
     #[test]

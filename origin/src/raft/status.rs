@@ -16,9 +16,8 @@ pub struct ClusterStatus {
     pub leader_addr: Option<String>,
     pub last_log_index: u64,
     pub applied_index: u64,
-    /// Entries committed on the leader that this node has not applied yet;
-    /// known exactly only on the leader (0 there), else an estimate from the
-    /// local log.
+    /// Entries in this node's log it has not applied yet (`/healthz`
+    /// reports the lag behind the leader's commit index).
     pub lag: u64,
     pub members: Vec<PeerStatus>,
     pub leader_changes: u64,

@@ -116,7 +116,7 @@ pub async fn dispatch(
 ) -> Response<ResBody> {
     let method = req.method().clone();
     match route {
-        Route::Healthz if is_read(&method) => ops::healthz(state, &method),
+        Route::Healthz if is_read(&method) => ops::healthz(state, &method).await,
         Route::Metrics if is_read(&method) => ops::metrics(state, &method),
         Route::Healthz | Route::Metrics => response::method_not_allowed(READ_ONLY),
         Route::Assets => {

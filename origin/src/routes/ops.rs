@@ -1,6 +1,7 @@
 //! Operational endpoints: health, Prometheus metrics and purge.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -14,32 +15,49 @@ use crate::response::{self, ResBody};
 
 #[derive(Serialize)]
 struct Health {
+    /// `ok`, `catching_up`, `no_leader` or `stopped`; only `ok` answers 200.
     status: &'static str,
     node_id: u64,
     role: String,
     leader: Option<u64>,
-    /// Committed entries this node has not applied yet.
-    lag: u64,
+    /// Committed entries this node has not applied yet (as of the leader's
+    /// commit index); `null` when the leader could not be asked.
+    lag: Option<u64>,
 }
 
-/// `/healthz`: the server and its Raft node are running; says which role
-/// the node has and how far it lags.
-pub fn healthz(state: &Arc<AppState>, method: &Method) -> Response<ResBody> {
+/// How long `/healthz` waits for the leader's commit index.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// `/healthz`: ready (200) when the Raft node runs, a leader is reachable
+/// and this node has applied everything the leader had committed. A region
+/// that is catching up after a restart answers 503, so edges keep reading
+/// from another region until it serves current data.
+pub async fn healthz(state: &Arc<AppState>, method: &Method) -> Response<ResBody> {
     let status = state.replica.status();
-    let running = status.role != "shutdown";
-    let health = Health {
-        status: if running { "ok" } else { "stopped" },
+    let (health, lag) = if status.role == "shutdown" {
+        ("stopped", None)
+    } else {
+        match tokio::time::timeout(HEALTH_TIMEOUT, state.replica.read_index()).await {
+            Ok(Ok(commit)) => {
+                let lag = commit.saturating_sub(state.replica.state.applied_index());
+                (if lag == 0 { "ok" } else { "catching_up" }, Some(lag))
+            }
+            Ok(Err(_)) | Err(_) => ("no_leader", None),
+        }
+    };
+    let body = Health {
+        status: health,
         node_id: status.node_id,
         role: status.role,
         leader: status.leader,
-        lag: status.lag,
+        lag,
     };
-    let code = if running {
+    let code = if health == "ok" {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let mut response = body::json_response(code, &health);
+    let mut response = body::json_response(code, &body);
     strip_body_for_head(method, &mut response);
     response
 }

@@ -7,7 +7,11 @@ pub mod meta;
 use std::path::Path;
 use std::sync::Arc;
 
+use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
+use object_store::prefix::PrefixStore;
+
+use crate::config::{S3Config, StorageConfig};
 
 pub use blobs::{BlobWriteError, Blobs, StoredBlob};
 pub use meta::AssetMeta;
@@ -19,6 +23,40 @@ pub struct Store {
 }
 
 impl Store {
+    /// The store `config` chooses: an S3 bucket, or `data_dir` on disk.
+    pub fn open(config: &crate::Config) -> std::io::Result<Self> {
+        match &config.storage {
+            StorageConfig::Local => Self::local(&config.data_dir),
+            StorageConfig::S3(s3) => Self::s3(s3),
+        }
+    }
+
+    /// A store in an S3-compatible bucket. Nothing is sent until first use,
+    /// so a wrong endpoint shows up as failing uploads, not at start-up.
+    pub fn s3(config: &S3Config) -> std::io::Result<Self> {
+        let mut builder = AmazonS3Builder::new()
+            .with_bucket_name(&config.bucket)
+            .with_region(&config.region)
+            .with_access_key_id(&config.access_key_id)
+            .with_secret_access_key(&config.secret_access_key);
+        if let Some(endpoint) = &config.endpoint {
+            // Path-style requests: self-hosted stores rarely have wildcard
+            // DNS for bucket subdomains.
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"))
+                .with_virtual_hosted_style_request(false);
+        }
+        let s3 = builder.build().map_err(std::io::Error::other)?;
+        let store: Arc<dyn object_store::ObjectStore> = match &config.prefix {
+            Some(prefix) => Arc::new(PrefixStore::new(s3, prefix.as_str())),
+            None => Arc::new(s3),
+        };
+        Ok(Self {
+            blobs: Blobs::new(store),
+        })
+    }
+
     /// A store rooted at `data_dir` on the local file system, created if
     /// missing.
     pub fn local(data_dir: &Path) -> std::io::Result<Self> {
