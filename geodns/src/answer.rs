@@ -1,5 +1,6 @@
 //! The endpoints a geo name answers with for one client: the healthy
-//! endpoints of the first healthy region in the client's order, chosen by
+//! endpoints of the first region in the client's order that has healthy
+//! endpoints of the asked family, chosen by
 //! weight when there are more than fit, or every endpoint when no region is
 //! healthy (failing open beats sending everyone nowhere).
 
@@ -38,10 +39,17 @@ pub fn geo_answer(
         _ => true,
     };
 
-    let chosen = order
-        .iter()
-        .map(|&r| usize::from(r))
-        .find(|&r| health.region_up(r));
+    // A region counts as up for this question when it has a healthy
+    // endpoint of the asked family: an IPv4 client is not sent to a region
+    // whose only live endpoints are IPv6.
+    let serves = |r: usize| {
+        regions[r]
+            .endpoints
+            .iter()
+            .enumerate()
+            .any(|(e, endpoint)| wanted(endpoint) && health.endpoint_up(r, e))
+    };
+    let chosen = order.iter().map(|&r| usize::from(r)).find(|&r| serves(r));
     let candidates: Vec<&Endpoint> = match chosen {
         Some(r) => regions[r]
             .endpoints

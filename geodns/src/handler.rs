@@ -192,7 +192,7 @@ fn decide(snapshot: &Snapshot, request: &Request, metrics: &Metrics) -> Reply {
         let fallback: Vec<u16> = hit.geo.regions.iter().map(|&r| r as u16).collect();
         let order = placement.map_or(&fallback[..], |p| p.order);
         let answer = geo_answer(&hit, order, regions, &snapshot.health);
-        if answer.region.is_none() {
+        if answer.region.is_none() && !answer.records.is_empty() {
             // Logged on the first and then every thousandth such answer, so
             // an outage is visible without a line per query.
             if metrics.fail_open.inc().is_multiple_of(1000) {
