@@ -72,7 +72,13 @@ impl Proxy {
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
         let started = Instant::now();
         let method = req.method().clone();
-        let path = req.uri().path().to_string();
+        // Only pay for the log's copy of the path when the log is on.
+        let log = tracing::enabled!(target: "waypost::access", tracing::Level::INFO);
+        let path = if log {
+            req.uri().path().to_string()
+        } else {
+            String::new()
+        };
         let peer = conn.peer;
         let (parts, incoming) = req.into_parts();
         let (resp, result, host) = match self.route(&parts, conn) {
@@ -100,17 +106,19 @@ impl Proxy {
             .unwrap_or(0);
         self.metrics.count_request(status, result);
         self.metrics.add_bytes_sent(bytes);
-        tracing::info!(
-            target: "waypost::access",
-            peer = %peer,
-            method = %method,
-            host = %host,
-            path = %path,
-            status,
-            cache = ?result,
-            bytes,
-            duration_us = started.elapsed().as_micros() as u64,
-        );
+        if log {
+            tracing::info!(
+                target: "waypost::access",
+                peer = %peer,
+                method = %method,
+                host = %host,
+                path = %path,
+                status,
+                cache = ?result,
+                bytes,
+                duration_us = started.elapsed().as_micros() as u64,
+            );
+        }
         resp
     }
 
@@ -246,10 +254,18 @@ impl Proxy {
         };
         // One spelling of the host for every protocol (HTTP/2 sends none), so
         // stored policies match later requests whatever their version.
-        if let Ok(host) = HeaderValue::from_str(&ctx.host) {
+        if creq
+            .parts
+            .headers
+            .get(header::HOST)
+            .is_none_or(|h| h.as_bytes() != ctx.host.as_bytes())
+            && let Ok(host) = HeaderValue::from_str(&ctx.host)
+        {
             creq.parts.headers.insert(header::HOST, host);
         }
-        creq.parts.uri = path.parse().expect("a path and query is a valid URI");
+        if creq.parts.uri.authority().is_some() {
+            creq.parts.uri = path.parse().expect("a path and query is a valid URI");
+        }
         let ctx = Arc::new(ctx);
         let now = SystemTime::now();
         let key = self.cache.lookup_key(&creq);

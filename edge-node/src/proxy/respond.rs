@@ -43,9 +43,10 @@ pub fn from_cache(
     let meta = &obj.meta;
     let mut headers = meta.headers.clone();
     headers.insert(header::AGE, HeaderValue::from(obj.age(now)));
+    let status = format!("waypost; {status_detail}; ttl={}", obj.ttl(now));
     headers.append(
         "cache-status",
-        cache_status(&format!("{status_detail}; ttl={}", obj.ttl(now))),
+        HeaderValue::from_str(&status).expect("cache-status details are ASCII"),
     );
 
     if meta.status == StatusCode::OK && not_modified(req, &headers) {

@@ -75,13 +75,52 @@ impl Router {
 /// The request's host, lower-cased and without port: the `:authority` of
 /// HTTP/2 or absolute-form requests, else the `Host` header.
 pub fn request_host(req: &http::request::Parts) -> Option<String> {
-    let raw = match req.uri.authority() {
-        Some(a) => a.host().to_string(),
-        None => {
-            let h = req.headers.get(http::header::HOST)?.to_str().ok()?;
-            let auth: http::uri::Authority = h.parse().ok()?;
-            auth.host().to_string()
-        }
+    let host = match req.uri.authority() {
+        Some(a) => a.host(),
+        None => host_without_port(req.headers.get(http::header::HOST)?.to_str().ok()?)?,
     };
-    Some(raw.trim_end_matches('.').to_ascii_lowercase())
+    let host = host.trim_end_matches('.');
+    if host.is_empty() {
+        return None;
+    }
+    Some(if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        host.to_ascii_lowercase()
+    } else {
+        host.to_string()
+    })
+}
+
+/// The host part of a `Host` header value (`name`, `name:port`, `[v6]:port`),
+/// without allocating; `None` when it is not a valid authority.
+fn host_without_port(value: &str) -> Option<&str> {
+    let host = if value.starts_with('[') {
+        &value[..=value.find(']')?]
+    } else {
+        value.rsplit_once(':').map_or(value, |(h, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                h
+            } else {
+                value
+            }
+        })
+    };
+    let valid = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b));
+    valid.then_some(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_without_port;
+
+    #[test]
+    fn host_header_forms() {
+        assert_eq!(host_without_port("cdn.test"), Some("cdn.test"));
+        assert_eq!(host_without_port("cdn.test:8080"), Some("cdn.test"));
+        assert_eq!(host_without_port("[::1]:8080"), Some("[::1]"));
+        assert_eq!(host_without_port("bad host"), None);
+        assert_eq!(host_without_port(""), None);
+    }
 }
