@@ -3,6 +3,7 @@
 //! edge's admin API.
 
 mod up;
+mod up_dns;
 
 use std::process::ExitCode;
 

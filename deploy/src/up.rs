@@ -28,6 +28,9 @@ pub struct UpArgs {
     /// Where the origin's store and the edge's disk cache live.
     #[arg(long, default_value = ".waypost")]
     data_dir: PathBuf,
+    /// UDP/TCP port of the local GeoDNS server (on --ip).
+    #[arg(long, default_value_t = 5353)]
+    dns_port: u16,
     /// Exit after showing the platform working instead of serving.
     #[arg(long)]
     check: bool,
@@ -103,6 +106,14 @@ pool = "origin"
         edge.http_addr().expect("http listener configured")
     );
     let admin_url = format!("http://{}", edge.admin_addr());
+
+    let dns = crate::up_dns::start(
+        args.ip,
+        args.dns_port,
+        args.ip,
+        &format!("{admin_url}/healthz"),
+    )
+    .await?;
 
     eprintln!("[3/4] uploading sample assets ...");
     let client = reqwest::Client::builder()
@@ -184,12 +195,20 @@ pool = "origin"
     println!("  edge    {edge_url}");
     println!("  admin   {admin_url}   (health, metrics, purge; token {DEV_TOKEN})");
     println!("  origin  http://{origin_addr}   (PUT /assets/... with the token)");
+    println!(
+        "  geodns  udp+tcp {}   (zone waypost.test)",
+        dns.udp_addrs()[0]
+    );
     println!();
     println!("Try:");
     println!("  curl -i {edge_url}/assets/hello.txt");
     println!("  curl -i -H 'Range: bytes=0-4' {edge_url}/assets/hello.txt");
     println!("  curl -X POST -H 'Authorization: Bearer {DEV_TOKEN}' '{admin_url}/purge?key=demo'");
     println!("  curl -s {admin_url}/metrics | grep waypost_edge_requests");
+    println!(
+        "  {}   # GeoDNS: the nearest healthy edge",
+        crate::up_dns::dig_line(&dns)
+    );
     if plugin_dir().is_some() {
         println!("  curl -i {edge_url}/hello                  # a wasm plugin answering");
         println!(
@@ -197,6 +216,7 @@ pool = "origin"
         );
     }
     if args.check {
+        dns.shutdown().await;
         edge.shutdown().await;
         origin.shutdown().await;
         return Ok(());
@@ -205,6 +225,7 @@ pool = "origin"
     println!("Press Ctrl-C to stop.");
     tokio::signal::ctrl_c().await?;
     eprintln!("stopping ...");
+    dns.shutdown().await;
     edge.shutdown().await;
     origin.shutdown().await;
     Ok(())
