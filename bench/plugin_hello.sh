@@ -29,7 +29,7 @@
 #
 # Knobs (environment): REPS=5 DURATION=5s CONNS=64 THREADS=1 LOW_DURATION=5s
 # QUIET_WAIT=45 QUIET_BUSY=20 PEER_WAIT=120 PORT_BASE=18200 SKIP_BUILD=0
-# KEEP_WORK=0 TIME_LIMIT=900 (measuring only; the one-time install is not
+# KEEP_WORK=0 EDGE_BIN/ORIGIN_BIN (default: the release builds) TIME_LIMIT=900 (measuring only; the one-time install is not
 # counted) WASMTIME_ROOT=$HOME/.cache/waypost-bench/wasmtime-<version>
 set -euo pipefail
 
@@ -164,10 +164,10 @@ build() {
         (cd "$ROOT" && cargo build --release -q -p edge-node -p origin) >&2
         (cd "$ROOT" && cargo build --release -q --target wasm32-wasip2 --manifest-path plugins/Cargo.toml) >&2
     fi
-    EDGE_BIN=$target/release/edge-node
-    ORIGIN_BIN=$target/release/origin
+    EDGE_BIN=${EDGE_BIN:-$target/release/edge-node}
+    ORIGIN_BIN=${ORIGIN_BIN:-$target/release/origin}
     PLUGIN_DIR=$ROOT/plugins/target/wasm32-wasip2/release
-    [ -x "$EDGE_BIN" ] && [ -x "$ORIGIN_BIN" ] || die "binaries not found under $target/release"
+    [ -x "$EDGE_BIN" ] && [ -x "$ORIGIN_BIN" ] || die "binaries not found: $EDGE_BIN $ORIGIN_BIN"
     [ -f "$PLUGIN_DIR/hello.wasm" ] && [ -f "$PLUGIN_DIR/security-headers.wasm" ] \
         || die "plugins not found under $PLUGIN_DIR"
 }
@@ -303,7 +303,7 @@ main() {
     check_answers
     local i
     for i in $(seq 200); do
-        curl -fsS -o /dev/null "${HTTP[edge]}/" "${HTTP[wasmtime]}/"
+        curl -fsS -o /dev/null -o /dev/null "${HTTP[edge]}/" "${HTTP[wasmtime]}/"
         curl -fsS -o /dev/null -H 'Host: chain.bench' "${HTTP[edge]}/"
     done
     log "warmed; measuring"
