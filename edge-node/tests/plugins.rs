@@ -459,3 +459,42 @@ async fn geo_plugin_sees_the_client_location_and_redirects_by_country() {
     assert_eq!(r.status(), 302);
     assert_eq!(r.headers()["location"], "https://de.example.com/");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_counter_keeps_state_in_the_origin_kv() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = origin::Config::for_data_dir(dir.path().join("origin"), "kv-token");
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let origin = origin::Server::start(config).await.unwrap();
+    let wasm = plugin_wasm("kv-counter");
+    let extra = "kv_pool = \"main\"\nkv_token = \"kv-token\"\nkv_cache_ttl = \"1ms\"\n";
+    let toml = plugin_edge_toml(
+        origin.local_addr(),
+        dir.path(),
+        &[("counter", &wasm)],
+        &["counter"],
+        "",
+        extra,
+    );
+    let edge = start_edge_with(&toml, dir.path()).await;
+    let c = client();
+    let get = c.get(url(&edge, "/counter/visits")).send().await.unwrap();
+    assert_eq!(get.status(), 200);
+    assert_eq!(get.json::<serde_json::Value>().await.unwrap()["value"], 0);
+    for n in 1..=3 {
+        let r = c.post(url(&edge, "/counter/visits")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.json::<serde_json::Value>().await.unwrap()["value"], n);
+    }
+    // The value lives in the origin, not in the plugin instance.
+    let stored = c
+        .get(format!("http://{}/kv/counters/visits", origin.local_addr()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(stored.trim(), "3");
+    origin.shutdown().await;
+}
