@@ -92,7 +92,11 @@ pub struct DiskConfig {
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
     pub name: String,
+    /// Every origin, region by region in order of preference.
     pub origins: Vec<Authority>,
+    /// The regions, in order of preference, as ranges of `origins`; a pool
+    /// configured with a plain `origins` list has one region.
+    pub regions: Vec<PoolRegion>,
     pub health_path: String,
     pub health_interval: Duration,
     pub health_timeout: Duration,
@@ -103,6 +107,14 @@ pub struct PoolConfig {
     pub connect_timeout: Duration,
     /// Time allowed for the origin's response headers.
     pub response_timeout: Duration,
+}
+
+/// One origin region of a pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolRegion {
+    pub name: String,
+    /// Indexes into [`PoolConfig::origins`].
+    pub origins: std::ops::Range<usize>,
 }
 
 /// Which requests a site serves and where its misses go.
@@ -216,17 +228,7 @@ fn validate(raw: raw::RawConfig, base: &Path) -> Result<Config, FieldError> {
                 format!("pool `{}` is defined twice", p.name),
             ));
         }
-        if p.origins.is_empty() {
-            return Err(FieldError::new(
-                field("origins"),
-                "list at least one origin as \"host:port\"",
-            ));
-        }
-        let origins = p
-            .origins
-            .iter()
-            .map(|o| parse_origin(o).map_err(|r| FieldError::new(field("origins"), r)))
-            .collect::<Result<Vec<_>, _>>()?;
+        let (origins, regions) = pool_regions(&p, &field)?;
         if !p.health_path.starts_with('/') {
             return Err(FieldError::new(field("health_path"), "must start with `/`"));
         }
@@ -239,6 +241,7 @@ fn validate(raw: raw::RawConfig, base: &Path) -> Result<Config, FieldError> {
         pools.push(PoolConfig {
             name: p.name,
             origins,
+            regions,
             health_path: p.health_path,
             health_interval: p.health_interval,
             health_timeout: p.health_timeout,
@@ -393,6 +396,67 @@ fn validate_plugins(
     Ok(out)
 }
 
+/// A pool's origins in preference order and its regions: either the plain
+/// `origins` list (one region) or `regions = [{ name, origins }, ...]`.
+fn pool_regions(
+    p: &raw::RawPool,
+    field: &dyn Fn(&str) -> String,
+) -> Result<(Vec<Authority>, Vec<PoolRegion>), FieldError> {
+    let groups: Vec<(String, &[String], String)> =
+        match (p.origins.is_empty(), p.regions.is_empty()) {
+            (false, true) => vec![("default".into(), &p.origins, field("origins"))],
+            (true, false) => p
+                .regions
+                .iter()
+                .enumerate()
+                .map(|(j, r)| {
+                    (
+                        r.name.clone(),
+                        r.origins.as_slice(),
+                        field(&format!("regions[{j}].origins")),
+                    )
+                })
+                .collect(),
+            (true, true) => {
+                return Err(FieldError::new(
+                    field("origins"),
+                    "list at least one origin as \"host:port\", or `regions` with origins each",
+                ));
+            }
+            (false, false) => {
+                return Err(FieldError::new(
+                    field("regions"),
+                    "give either `origins` (one region) or `regions`, not both",
+                ));
+            }
+        };
+    let mut origins = Vec::new();
+    let mut regions: Vec<PoolRegion> = Vec::new();
+    for (j, (name, list, list_field)) in groups.into_iter().enumerate() {
+        if name.is_empty() || regions.iter().any(|r| r.name == name) {
+            return Err(FieldError::new(
+                field(&format!("regions[{j}].name")),
+                "every region needs a distinct, non-empty name",
+            ));
+        }
+        if list.is_empty() {
+            return Err(FieldError::new(
+                list_field,
+                "list at least one origin as \"host:port\"",
+            ));
+        }
+        let start = origins.len();
+        for o in list {
+            origins.push(parse_origin(o).map_err(|r| FieldError::new(list_field.clone(), r))?);
+        }
+        regions.push(PoolRegion {
+            name,
+            origins: start..origins.len(),
+        });
+    }
+    Ok((origins, regions))
+}
+
 fn parse_origin(text: &str) -> Result<Authority, String> {
     let bare = text
         .strip_prefix("http://")
@@ -451,6 +515,52 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("pools[0].origins"), "{err}");
+    }
+
+    #[test]
+    fn pool_regions_keep_preference_order() {
+        let text = MINIMAL.replace(
+            "origins = [\"127.0.0.1:7070\"]",
+            "regions = [{ name = \"near\", origins = [\"127.0.0.1:1\", \"127.0.0.2:1\"] }, \
+             { name = \"far\", origins = [\"127.0.0.3:1\"] }]",
+        );
+        let c = Config::from_toml(Path::new("edge.toml"), &text).unwrap();
+        let pool = &c.pools[0];
+        assert_eq!(pool.origins.len(), 3);
+        assert_eq!(pool.regions[0].name, "near");
+        assert_eq!(pool.regions[0].origins, 0..2);
+        assert_eq!(pool.regions[1].origins, 2..3);
+        assert_eq!(c.pools[0].origins[2].host(), "127.0.0.3");
+        let single = Config::from_toml(Path::new("edge.toml"), MINIMAL).unwrap();
+        assert_eq!(single.pools[0].regions[0].origins, 0..1);
+    }
+
+    #[test]
+    fn bad_pool_regions_name_the_field() {
+        let cases = [
+            (
+                "regions = [{ name = \"a\", origins = [] }]",
+                "pools[0].regions[0].origins",
+            ),
+            (
+                "regions = [{ name = \"a\", origins = [\"h:1\"] }, { name = \"a\", origins = [\"h:2\"] }]",
+                "pools[0].regions[1].name",
+            ),
+            (
+                "origins = [\"h:1\"]\nregions = [{ name = \"a\", origins = [\"h:2\"] }]",
+                "pools[0].regions",
+            ),
+        ];
+        for (pool, field) in cases {
+            let text = MINIMAL.replace("origins = [\"127.0.0.1:7070\"]", pool);
+            let err = Config::from_toml(Path::new("edge.toml"), &text)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("edge.toml") && err.contains(field),
+                "{field}: {err}"
+            );
+        }
     }
 
     #[test]

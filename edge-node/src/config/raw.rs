@@ -148,7 +148,13 @@ pub struct RawDisk {
 #[serde(deny_unknown_fields)]
 pub struct RawPool {
     pub name: String,
+    /// One region's origins; or use `regions` for failover across regions.
+    #[serde(default)]
     pub origins: Vec<String>,
+    /// Origin regions in order of preference (nearest first): traffic goes
+    /// to the first region with a healthy origin.
+    #[serde(default)]
+    pub regions: Vec<RawRegion>,
     #[serde(default = "default_health_path")]
     pub health_path: String,
     #[serde(with = "humantime_serde", default = "secs::<1>")]
@@ -163,6 +169,13 @@ pub struct RawPool {
     pub connect_timeout: Duration,
     #[serde(with = "humantime_serde", default = "secs::<30>")]
     pub response_timeout: Duration,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegion {
+    pub name: String,
+    pub origins: Vec<String>,
 }
 
 fn default_health_path() -> String {

@@ -118,13 +118,22 @@ impl Pool {
         &self.client
     }
 
-    /// Origins in the order to try: healthy ones round-robin first, then the
-    /// ones marked down (if all are down, trying them beats failing blind).
+    /// Origins in the order to try: healthy ones first, region by region in
+    /// order of preference and round-robin within a region, then the ones
+    /// marked down (if all are down, trying them beats failing blind). So
+    /// traffic stays in the nearest region with a healthy origin, moves to
+    /// the next when all of its origins are down, and returns once health
+    /// checks see one of them rise again.
     fn order(&self) -> Vec<usize> {
-        let n = self.origins.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let (mut up, mut down): (Vec<usize>, Vec<usize>) = (0..n)
-            .map(|i| (start + i) % n)
+        let (mut up, mut down): (Vec<usize>, Vec<usize>) = self
+            .config
+            .regions
+            .iter()
+            .flat_map(|region| {
+                let (base, n) = (region.origins.start, region.origins.len());
+                (0..n).map(move |i| base + (start + i) % n)
+            })
             .partition(|&i| self.origins[i].is_up());
         up.append(&mut down);
         up
