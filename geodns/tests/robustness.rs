@@ -72,7 +72,8 @@ async fn odd_queries_get_error_codes() {
     );
     let mut v1 = query("waypost.test.", RecordType::SOA);
     v1.edns.as_mut().unwrap().set_version(1);
-    assert_eq!(rcode_of(&t, &v1).await, ResponseCode::BADVERS);
+    // BADVERS and BADSIG share code 16; hickory decodes it as BADSIG.
+    assert_eq!(u16::from(rcode_of(&t, &v1).await), 16);
     let mut two = query("waypost.test.", RecordType::SOA);
     two.add_query(query("static.waypost.test.", RecordType::A).queries[0].clone());
     assert_eq!(rcode_of(&t, &two).await, ResponseCode::FormErr);
