@@ -260,6 +260,8 @@ fn ensure_plugins() -> Option<PathBuf> {
                 "wasm32-wasip2",
                 "--manifest-path",
                 manifest,
+                "--target-dir",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins/target"),
             ])
             .status()
             .is_ok_and(|s| s.success());

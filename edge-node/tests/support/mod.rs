@@ -251,6 +251,11 @@ pub fn plugin_wasm(name: &str) -> std::path::PathBuf {
                     "--manifest-path",
                 ])
                 .arg(&manifest)
+                // Pinned, so a CARGO_TARGET_DIR set for the main workspace
+                // does not move the components away from where they are
+                // looked up.
+                .arg("--target-dir")
+                .arg(root.join("plugins/target"))
                 .status()
                 .expect("running cargo for the plugins");
         assert!(
