@@ -162,7 +162,7 @@ build() {
     if [ "${SKIP_BUILD:-0}" != 1 ]; then
         log "building edge-node and origin (release) and the plugins (wasm32-wasip2, release)"
         (cd "$ROOT" && cargo build --release -q -p edge-node -p origin) >&2
-        (cd "$ROOT" && cargo build --release -q --target wasm32-wasip2 --manifest-path plugins/Cargo.toml) >&2
+        (cd "$ROOT" && cargo build --release -q --target wasm32-wasip2 --manifest-path plugins/Cargo.toml --target-dir plugins/target) >&2
     fi
     EDGE_BIN=${EDGE_BIN:-$target/release/edge-node}
     ORIGIN_BIN=${ORIGIN_BIN:-$target/release/origin}
