@@ -22,6 +22,13 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// Instances the pool holds at once across all plugins.
 const POOL_INSTANCES: u32 = 1000;
 
+/// Bytes of each memory and table slot kept resident between instances.
+const KEEP_RESIDENT: usize = 1 << 20;
+
+/// Slots released to the kernel together, so one madvise/TLB flush covers
+/// many requests.
+const DECOMMIT_BATCH: usize = 16;
+
 pub fn build(max_memory: u64, cache_dir: Option<&Path>) -> wasmtime::Result<Engine> {
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(POOL_INSTANCES)
@@ -31,7 +38,13 @@ pub fn build(max_memory: u64, cache_dir: Option<&Path>) -> wasmtime::Result<Engi
         .max_memory_size(max_memory as usize)
         .max_memories_per_component(4)
         .max_tables_per_component(8)
-        .max_core_instances_per_component(32);
+        .max_core_instances_per_component(32)
+        // Keep the first pages of each slot resident and reset them with
+        // memset instead of madvise: per-request instances otherwise spend
+        // ~30% of the edge's CPU on page faults and TLB shootdowns.
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(KEEP_RESIDENT)
+        .decommit_batch_size(DECOMMIT_BATCH);
     let mut config = Config::new();
     config
         .wasm_component_model(true)
