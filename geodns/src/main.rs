@@ -23,26 +23,10 @@ fn main() -> ExitCode {
     match try_main() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("geodns: {}", one_line(&e));
+            eprintln!("geodns: {}", service_base::error_line::one_line(e.as_ref()));
             ExitCode::FAILURE
         }
     }
-}
-
-/// The cause chain on one line, skipping causes an outer message quotes.
-fn one_line(error: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in error.chain() {
-        let text = cause.to_string();
-        if line.contains(&text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    line
 }
 
 fn try_main() -> anyhow::Result<()> {

@@ -32,28 +32,10 @@ fn main() -> ExitCode {
     match try_main() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("origin: {}", one_line(&e));
+            eprintln!("origin: {}", service_base::error_line::one_line(e.as_ref()));
             ExitCode::FAILURE
         }
     }
-}
-
-/// The cause chain on one line, without a backtrace, so operators see the
-/// file, field and reason at once. Causes that an outer message already
-/// quotes (some errors print their source) are not repeated.
-fn one_line(error: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in error.chain() {
-        let text = cause.to_string();
-        if line.contains(&text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    line
 }
 
 fn try_main() -> anyhow::Result<()> {

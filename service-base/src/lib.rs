@@ -3,5 +3,6 @@
 //! JSON logs on stderr, and Prometheus text exposition.
 
 pub mod config_file;
+pub mod error_line;
 pub mod logging;
 pub mod metrics_text;
