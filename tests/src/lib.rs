@@ -122,3 +122,14 @@ fn answers_200(url: &str) -> bool {
         && s.read_exact(&mut head).is_ok()
         && head.starts_with(b"HTTP/1.1 200")
 }
+
+/// A port that was free on `ip` a moment ago, for processes whose address
+/// must be known before they start (Raft members list each other). The
+/// kernel does not hand the same ephemeral port out again right away, so
+/// the window in which another process could take it is small.
+pub fn free_port(ip: &str) -> u16 {
+    std::net::TcpListener::bind((ip, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port on {ip}: {e}"))
+}
