@@ -58,6 +58,7 @@ pub struct Metrics {
     pub leader_changes: Gauge,
     pub replication_lag: Family<PeerLabels, Gauge>,
     pub blob_peer_fetches: Family<FetchLabels, Counter>,
+    pub blob_corrupt: Family<CorruptLabels, Counter>,
 }
 
 /// A Raft peer, by member id.
@@ -71,6 +72,15 @@ pub struct PeerLabels {
 pub struct FetchLabels {
     /// `ok`, `corrupt` or `failed`.
     pub result: &'static str,
+}
+
+/// How a local blob was found to be damaged.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct CorruptLabels {
+    /// `size` (stored length differs from the metadata, seen before
+    /// sending) or `hash` (bytes did not hash to the address, seen at the
+    /// end of a full download).
+    pub kind: &'static str,
 }
 
 impl Metrics {
@@ -132,6 +142,12 @@ impl Metrics {
             "Blobs fetched from another region on first read",
             blob_peer_fetches.clone(),
         );
+        let blob_corrupt = Family::<CorruptLabels, Counter>::default();
+        registry.register(
+            "blob_corrupt",
+            "Local blob copies found damaged, deleted and refetched from a peer",
+            blob_corrupt.clone(),
+        );
         Self {
             registry,
             requests,
@@ -143,6 +159,7 @@ impl Metrics {
             leader_changes,
             replication_lag,
             blob_peer_fetches,
+            blob_corrupt,
         }
     }
 

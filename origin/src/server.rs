@@ -111,6 +111,7 @@ impl Server {
             metrics: Metrics::new(),
             replica: replica.clone(),
             peers: crate::peers::PeerClient::new(),
+            stopping: CancellationToken::new(),
         });
         let (stop, stopped) = oneshot::channel();
         let killed = CancellationToken::new();
@@ -182,7 +183,10 @@ async fn accept_loop(
                     continue;
                 }
             },
-            _ = &mut stopped => break,
+            _ = &mut stopped => {
+                state.stopping.cancel();
+                break;
+            }
             _ = killed.cancelled() => return,
         };
         // Heads and bodies go out as separate writes: without NODELAY every

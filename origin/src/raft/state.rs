@@ -1,4 +1,5 @@
-//! The replicated state: the asset index, KV namespaces and the event log.
+//! The replicated state: the asset index, KV namespaces, the plugin
+//! registry and the event log.
 //!
 //! Every origin applies the same committed commands in the same order, so
 //! everything here must be deterministic: no clocks, no randomness (the
@@ -40,6 +41,22 @@ pub enum Command {
         surrogate_keys: Vec<String>,
         soft: bool,
     },
+    /// Makes the blob `sha256` the current version of plugin `name`.
+    PutPlugin {
+        name: String,
+        sha256: String,
+        size: u64,
+    },
+    DeletePlugin {
+        name: String,
+    },
+}
+
+/// The current version of one plugin: a content-addressed wasm blob.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginVersion {
+    pub sha256: String,
+    pub size: u64,
 }
 
 /// What applying a command did, returned to the writer.
@@ -87,6 +104,16 @@ pub enum EventKind {
         surrogate_keys: Vec<String>,
         soft: bool,
     },
+    /// Edges fetch `GET /plugins/{name}` when they see this and swap the
+    /// plugin in once the bytes hash to `sha256`.
+    PluginVersion {
+        name: String,
+        sha256: String,
+        size: u64,
+    },
+    PluginDeleted {
+        name: String,
+    },
 }
 
 /// The state machine's data; serialised whole into snapshots.
@@ -98,6 +125,10 @@ pub struct State {
     pub events: VecDeque<Event>,
     /// The sequence number of the newest event ever produced.
     pub last_seq: u64,
+    /// Plugin name → current version. Defaulted so snapshots written
+    /// before the registry existed still load (same snapshot format).
+    #[serde(default)]
+    pub plugins: BTreeMap<String, PluginVersion>,
 }
 
 impl State {
@@ -182,6 +213,33 @@ impl State {
                 });
                 Outcome {
                     existed: false,
+                    seq: Some(seq),
+                    asset: None,
+                }
+            }
+            Command::PutPlugin { name, sha256, size } => {
+                let version = PluginVersion {
+                    sha256: sha256.clone(),
+                    size,
+                };
+                let existed = self.plugins.insert(name.clone(), version).is_some();
+                // Re-deploying the same bytes still produces an event: a
+                // deploy tool can wait for it, and edges skip a version
+                // they already run by its hash.
+                let seq = self.push(EventKind::PluginVersion { name, sha256, size });
+                Outcome {
+                    existed,
+                    seq: Some(seq),
+                    asset: None,
+                }
+            }
+            Command::DeletePlugin { name } => {
+                if self.plugins.remove(&name).is_none() {
+                    return Outcome::default();
+                }
+                let seq = self.push(EventKind::PluginDeleted { name });
+                Outcome {
+                    existed: true,
                     seq: Some(seq),
                     asset: None,
                 }
@@ -271,6 +329,41 @@ mod tests {
         }
         assert!(s.events_after(0, 1).is_none());
         assert_eq!(s.events_after(3, 1).unwrap()[0].seq, 4);
+    }
+
+    #[test]
+    fn plugin_versions_are_events_with_the_edge_contract() {
+        let mut s = State::default();
+        let put = |sha: &str| Command::PutPlugin {
+            name: "hello".into(),
+            sha256: sha.into(),
+            size: 8,
+        };
+        assert!(!s.apply(put("aa")).existed);
+        assert!(s.apply(put("bb")).existed);
+        assert_eq!(s.plugins["hello"].sha256, "bb");
+        let event = serde_json::to_value(&s.events[1]).unwrap();
+        assert_eq!(
+            event,
+            serde_json::json!({"seq": 2, "type": "plugin_version", "name": "hello", "sha256": "bb", "size": 8})
+        );
+        let deleted = s.apply(Command::DeletePlugin {
+            name: "hello".into(),
+        });
+        assert_eq!(deleted.seq, Some(3));
+        assert!(s.plugins.is_empty());
+        let again = s.apply(Command::DeletePlugin {
+            name: "hello".into(),
+        });
+        assert_eq!(again, Outcome::default());
+    }
+
+    #[test]
+    fn state_written_before_the_plugin_registry_still_loads() {
+        let old = r#"{"assets":{},"kv":{"n":{"k":"v"}},"events":[],"last_seq":4}"#;
+        let s: State = serde_json::from_str(old).unwrap();
+        assert_eq!(s.last_seq, 4);
+        assert!(s.plugins.is_empty());
     }
 
     #[test]

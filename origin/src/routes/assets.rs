@@ -10,17 +10,14 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use futures::TryStreamExt;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, StreamBody};
-use hyper::body::{Frame, Incoming};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 
 use super::auth::require_token;
-use super::{AppState, query, unavailable};
+use super::{AppState, blob_body, query, unavailable};
 use crate::asset_path::AssetPath;
 use crate::http_cond::{self, Precondition, RangeOutcome, Validators};
-use crate::metrics::FetchLabels;
-use crate::peers::Fetched;
 use crate::raft::Command;
 use crate::response::{self, ResBody};
 use crate::store::{AssetMeta, BlobWriteError, meta};
@@ -86,24 +83,12 @@ pub async fn get(
     if method == Method::HEAD || meta.size == 0 {
         return response;
     }
-    let mut stream = state
-        .store
-        .blobs
-        .get_stream(&meta.sha256, range.clone())
-        .await;
-    if matches!(stream, Err(object_store::Error::NotFound { .. })) {
-        if let Err(response) = fetch_from_peers(state, &meta.sha256).await {
-            return response;
-        }
-        stream = state.store.blobs.get_stream(&meta.sha256, range).await;
-    }
-    match stream {
-        Ok(stream) => {
-            let body = StreamBody::new(stream.map_ok(Frame::data).map_err(Into::into));
-            *response.body_mut() = body.boxed_unsync();
+    match blob_body::open(state, path.as_str(), &meta.sha256, meta.size, range).await {
+        Ok(body) => {
+            *response.body_mut() = body;
             response
         }
-        Err(e) => response::internal("reading the asset's blob failed", &e),
+        Err(response) => response,
     }
 }
 
@@ -113,39 +98,6 @@ fn lookup(state: &AppState, path: &AssetPath) -> Option<AssetMeta> {
         .replica
         .state
         .read(|s| s.assets.get(path.as_str()).cloned())
-}
-
-/// Pulls a blob this region lacks from the other regions.
-#[allow(clippy::result_large_err)]
-async fn fetch_from_peers(state: &AppState, sha256: &str) -> Result<(), Response<ResBody>> {
-    let status = state.replica.status();
-    let addrs: Vec<String> = status
-        .members
-        .into_iter()
-        .filter(|m| m.id != status.node_id)
-        .map(|m| m.addr)
-        .collect();
-    let result = state
-        .peers
-        .fetch_blob(&state.store.blobs, sha256, &addrs, &state.config.token)
-        .await;
-    let label = match &result {
-        Ok(Fetched::Ok) => "ok",
-        Ok(Fetched::HadCorrupt) => "corrupt",
-        Err(_) => "failed",
-    };
-    state
-        .metrics
-        .blob_peer_fetches
-        .get_or_create(&FetchLabels { result: label })
-        .inc();
-    result.map(|_| ()).map_err(|e| {
-        tracing::error!(error = %e, "blob missing in this region and no peer supplied it");
-        response::text(
-            StatusCode::BAD_GATEWAY,
-            "this region lacks the asset's bytes and no other region could supply them; retry later",
-        )
-    })
 }
 
 /// PUT: stream the body into a blob, then point the metadata at it.

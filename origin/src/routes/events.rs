@@ -1,4 +1,6 @@
-//! `GET /events?after=SEQ&wait=SECONDS`: the change feed, as long-poll.
+//! `GET /events?after=SEQ&wait=SECONDS`: the change feed, as long-poll,
+//! or as Server-Sent Events when the client accepts `text/event-stream`
+//! ([`super::sse`]).
 //!
 //! Returns the committed events with a sequence number above `after`, in
 //! order, as `{"events": [...], "last_seq": N}`. With `wait`, an empty answer
@@ -9,11 +11,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
+use futures::StreamExt;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Frame, Incoming};
 use serde::Serialize;
 
-use super::{AppState, body, query};
+use super::{AppState, body, query, sse};
 use crate::raft::Event;
 use crate::response::{self, ResBody};
 
@@ -31,6 +35,9 @@ struct Page {
 
 /// GET /events.
 pub async fn get(state: &Arc<AppState>, req: &Request<Incoming>) -> Response<ResBody> {
+    if req.method() == Method::GET && wants_event_stream(req.headers()) {
+        return event_stream(state, req);
+    }
     let number = |name: &str| -> Result<u64, String> {
         query::param(req.uri(), name).map_or(Ok(0), |v| {
             v.parse()
@@ -65,4 +72,57 @@ pub async fn get(state: &Arc<AppState>, req: &Request<Incoming>) -> Response<Res
             ),
         ),
     }
+}
+
+fn wants_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/event-stream"))
+}
+
+/// The SSE form: resumes after `Last-Event-ID` if given, else `after`.
+fn event_stream(state: &Arc<AppState>, req: &Request<Incoming>) -> Response<ResBody> {
+    let resume = match req.headers().get("last-event-id") {
+        Some(v) => match v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()) {
+            Some(seq) => Some(seq),
+            None => {
+                return response::text(
+                    StatusCode::BAD_REQUEST,
+                    "Last-Event-ID must be the sequence number of the last event received",
+                );
+            }
+        },
+        None => None,
+    };
+    let after = match resume {
+        Some(seq) => seq,
+        None => match query::param(req.uri(), "after").map(|v| v.parse::<u64>()) {
+            None => 0,
+            Some(Ok(after)) => after,
+            Some(Err(_)) => {
+                return response::text(StatusCode::BAD_REQUEST, "`after` must be a whole number");
+            }
+        },
+    };
+    let events = sse::stream(
+        state.replica.state.clone(),
+        after,
+        state.replica.state.subscribe(),
+        sse::HEARTBEAT,
+        state.stopping.clone(),
+    );
+    let body =
+        StreamBody::new(events.map(|frame| frame.map(Frame::data).map_err(|never| match never {})));
+    let mut response = Response::new(body.boxed_unsync());
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Tells nginx-style proxies not to buffer the stream.
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
 }

@@ -72,8 +72,8 @@ async fn blob(state: &Arc<AppState>, sha256: &str) -> Response<ResBody> {
         return response::text(StatusCode::BAD_REQUEST, "a blob address is 64 hex digits");
     }
     match state.store.blobs.get_stream(sha256, None).await {
-        Ok(stream) => {
-            let body = StreamBody::new(stream.map_ok(Frame::data).map_err(Into::into));
+        Ok(blob) => {
+            let body = StreamBody::new(blob.stream.map_ok(Frame::data).map_err(Into::into));
             Response::new(body.boxed_unsync())
         }
         Err(object_store::Error::NotFound { .. }) => {

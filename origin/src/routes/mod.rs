@@ -4,13 +4,16 @@
 
 mod assets;
 mod auth;
+mod blob_body;
 mod body;
 mod cluster;
 mod events;
 mod internal;
 mod kv;
 mod ops;
+mod plugins;
 mod query;
+mod sse;
 
 use std::sync::Arc;
 
@@ -32,6 +35,9 @@ pub struct AppState {
     pub metrics: Metrics,
     pub replica: Replica,
     pub peers: PeerClient,
+    /// Cancelled when a graceful shutdown starts, so endless responses
+    /// (SSE streams) end instead of holding up the drain.
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 impl AppState {
@@ -64,6 +70,7 @@ pub fn unavailable(error: &WriteError) -> Response<ResBody> {
 pub enum Route {
     Assets,
     Kv,
+    Plugins,
     Events,
     Purge,
     Cluster,
@@ -82,8 +89,10 @@ impl Route {
             "/events" => Route::Events,
             "/purge" => Route::Purge,
             "/cluster" => Route::Cluster,
+            "/plugins" => Route::Plugins,
             p if p.starts_with("/assets/") => Route::Assets,
             p if p.starts_with("/kv/") => Route::Kv,
+            p if p.starts_with("/plugins/") => Route::Plugins,
             p if p.starts_with("/cluster/") => Route::Cluster,
             p if p.starts_with("/internal/") => Route::Internal,
             _ => Route::Unknown,
@@ -94,6 +103,7 @@ impl Route {
         match self {
             Route::Assets => "assets",
             Route::Kv => "kv",
+            Route::Plugins => "plugins",
             Route::Events => "events",
             Route::Purge => "purge",
             Route::Cluster => "cluster",
@@ -129,6 +139,7 @@ pub async fn dispatch(
             }
         }
         Route::Kv => kv::dispatch(state, req).await,
+        Route::Plugins => plugins::dispatch(state, req).await,
         Route::Events if is_read(&method) => events::get(state, &req).await,
         Route::Events => response::method_not_allowed(READ_ONLY),
         Route::Purge if method == Method::POST => ops::purge(state, req).await,
@@ -139,7 +150,7 @@ pub async fn dispatch(
             StatusCode::NOT_FOUND,
             format!(
                 "no route for {}; the origin serves /assets/<name>, /kv/<namespace>/<key>, \
-                 /events, /purge, /cluster, /healthz and /metrics",
+                 /plugins/<name>, /events, /purge, /cluster, /healthz and /metrics",
                 req.uri().path()
             ),
         ),

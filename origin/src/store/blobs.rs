@@ -40,6 +40,13 @@ pub enum BlobWriteError {
     Store(#[from] object_store::Error),
 }
 
+/// An open blob: the stored object's length (the whole object, whatever
+/// range was asked for) and the requested bytes.
+pub struct BlobStream {
+    pub stored_size: u64,
+    pub stream: BoxStream<'static, object_store::Result<Bytes>>,
+}
+
 /// The blob half of the store.
 #[derive(Debug, Clone)]
 pub struct Blobs {
@@ -95,15 +102,38 @@ impl Blobs {
     }
 
     /// Streams the bytes of blob `sha256` in `range` (the whole blob if
-    /// `None`).
+    /// `None`), with the stored object's size so a caller that knows the
+    /// expected size can spot a truncated copy before sending anything.
     pub async fn get_stream(
         &self,
         sha256: &str,
         range: Option<Range<u64>>,
-    ) -> Result<BoxStream<'static, object_store::Result<Bytes>>, object_store::Error> {
+    ) -> Result<BlobStream, object_store::Error> {
         let options = GetOptions::default().with_range(range);
         let result = self.store.get_opts(&blob_key(sha256), options).await?;
-        Ok(result.into_stream())
+        Ok(BlobStream {
+            stored_size: result.meta.size,
+            stream: result.into_stream(),
+        })
+    }
+
+    /// The stored length of blob `sha256`.
+    pub async fn stored_size(&self, sha256: &str) -> Result<u64, object_store::Error> {
+        Ok(self.store.head(&blob_key(sha256)).await?.size)
+    }
+
+    /// Removes this region's copy of blob `sha256` (a missing copy is not
+    /// an error), so the next read fetches it from a peer.
+    pub async fn delete(&self, sha256: &str) -> Result<(), object_store::Error> {
+        match self.store.delete(&blob_key(sha256)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The store key of blob `sha256`, for log lines.
+    pub fn key(sha256: &str) -> String {
+        blob_key(sha256).to_string()
     }
 }
 
@@ -131,13 +161,9 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.size, 11);
         assert_eq!(a.sha256, hex::encode(Sha256::digest(b"hello world")));
-        let part: Vec<Bytes> = blobs
-            .get_stream(&a.sha256, Some(6..11))
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap();
+        let part = blobs.get_stream(&a.sha256, Some(6..11)).await.unwrap();
+        assert_eq!(part.stored_size, 11);
+        let part: Vec<Bytes> = part.stream.try_collect().await.unwrap();
         assert_eq!(part.concat(), b"world");
     }
 

@@ -3,6 +3,7 @@
 
 pub mod blobs;
 pub mod meta;
+pub mod verify;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use object_store::prefix::PrefixStore;
 
 use crate::config::{S3Config, StorageConfig};
 
-pub use blobs::{BlobWriteError, Blobs, StoredBlob};
+pub use blobs::{BlobStream, BlobWriteError, Blobs, StoredBlob};
 pub use meta::AssetMeta;
 
 /// This region's blob store.

@@ -66,6 +66,22 @@ impl Cluster {
         format!("http://{}{}", self.addrs[i], path)
     }
 
+    /// Region `i`'s data directory (blobs live under `blobs/sha256/`).
+    pub fn data_dir(&self, i: usize) -> &std::path::Path {
+        self.dirs[i].path()
+    }
+
+    /// Prometheus text of region `i`.
+    pub async fn metrics(&self, i: usize) -> String {
+        let resp = self
+            .client
+            .get(self.url(i, "/metrics"))
+            .send()
+            .await
+            .unwrap();
+        resp.text().await.unwrap()
+    }
+
     pub fn len(&self) -> usize {
         self.addrs.len()
     }

@@ -1,0 +1,286 @@
+//! `/plugins`: the plugin registry edges deploy from.
+//!
+//! - `PUT /plugins/{name}` (token): the body is a wasm module or component;
+//!   it is stored as a content-addressed blob and `{name, sha256, size}` is
+//!   committed through Raft, which adds a `plugin_version` event to the
+//!   change feed.
+//! - `GET /plugins/{name}`: the current bytes, `ETag: "<sha256>"` and
+//!   `x-waypost-plugin-sha256`; `If-None-Match` gives 304.
+//! - `GET /plugins`: `{"<name>": "<sha256>", ...}`.
+//! - `DELETE /plugins/{name}` (token): a `plugin_deleted` event.
+//!
+//! Edges follow the feed and fetch `GET /plugins/{name}` on each
+//! `plugin_version` event, so that pair is a contract: event fields
+//! `name`, `sha256`, `size`, and a GET that returns exactly those bytes.
+//! Names follow DNS-label rules so they can appear in hostnames, paths and
+//! metric labels unescaped.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use headers::{ETag, HeaderMapExt, IfNoneMatch};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use serde::Serialize;
+
+use super::auth::require_token;
+use super::kv::SEQ_HEADER;
+use super::{AppState, blob_body, body, unavailable};
+use crate::raft::Command;
+use crate::raft::state::PluginVersion;
+use crate::response::{self, ResBody};
+use crate::store::BlobWriteError;
+
+/// The header that carries the plugin's SHA-256 on GET.
+pub const SHA256_HEADER: &str = "x-waypost-plugin-sha256";
+/// Longest plugin name.
+const MAX_NAME: usize = 64;
+/// The first bytes of every wasm binary, module or component.
+const WASM_MAGIC: &[u8; 4] = b"\0asm";
+
+/// What a successful `PUT` answers.
+#[derive(Serialize)]
+struct Stored<'a> {
+    name: &'a str,
+    sha256: &'a str,
+    size: u64,
+    seq: Option<u64>,
+}
+
+/// Routes `/plugins` and `/plugins/{name}`.
+pub async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> Response<ResBody> {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    let Some(name) = path.strip_prefix("/plugins/") else {
+        return match method {
+            Method::GET => list(state),
+            _ => response::method_not_allowed("GET"),
+        };
+    };
+    if let Err(reason) = check_name(name) {
+        return response::text(StatusCode::BAD_REQUEST, reason);
+    }
+    match method {
+        Method::GET | Method::HEAD => get(state, name, &req).await,
+        Method::PUT => put(state, name, req).await,
+        Method::DELETE => delete(state, name, &req).await,
+        _ => response::method_not_allowed("GET, HEAD, PUT, DELETE"),
+    }
+}
+
+/// A plugin name is a DNS label: 1 to 64 of `a-z`, `0-9` and `-`, not
+/// starting or ending with `-`.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_NAME {
+        return Err(format!(
+            "a plugin name is 1 to {MAX_NAME} characters, got {}",
+            name.len()
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return Err(format!(
+            "plugin name {name:?} contains {c:?}; use only a-z, 0-9 and -"
+        ));
+    }
+    if name.starts_with('-') || name.ends_with('-') {
+        return Err(format!("plugin name {name:?} must not start or end with -"));
+    }
+    Ok(())
+}
+
+fn list(state: &AppState) -> Response<ResBody> {
+    let plugins: BTreeMap<String, String> = state.replica.state.read(|s| {
+        s.plugins
+            .iter()
+            .map(|(name, v)| (name.clone(), v.sha256.clone()))
+            .collect()
+    });
+    body::json_response(StatusCode::OK, &plugins)
+}
+
+fn current(state: &AppState, name: &str) -> Option<PluginVersion> {
+    state.replica.state.read(|s| s.plugins.get(name).cloned())
+}
+
+fn not_found(name: &str) -> Response<ResBody> {
+    response::text(
+        StatusCode::NOT_FOUND,
+        format!("no plugin named {name:?}; deploy one with PUT /plugins/{name}"),
+    )
+}
+
+async fn get(state: &Arc<AppState>, name: &str, req: &Request<Incoming>) -> Response<ResBody> {
+    let Some(version) = current(state, name) else {
+        return not_found(name);
+    };
+    let etag = format!("\"{}\"", version.sha256);
+    let mut response = Response::new(response::empty());
+    let h = response.headers_mut();
+    h.insert(header::ETAG, header_value(&etag));
+    h.insert(SHA256_HEADER, header_value(&version.sha256));
+    let current_etag: Option<ETag> = etag.parse().ok();
+    let matches = req
+        .headers()
+        .typed_get::<IfNoneMatch>()
+        .zip(current_etag)
+        .is_some_and(|(inm, etag)| !inm.precondition_passes(&etag));
+    if matches {
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        return response;
+    }
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/wasm"),
+    );
+    h.insert(header::CONTENT_LENGTH, version.size.into());
+    if req.method() == Method::HEAD {
+        return response;
+    }
+    let what = format!("plugin {name}");
+    match blob_body::open(state, &what, &version.sha256, version.size, None).await {
+        Ok(body) => {
+            *response.body_mut() = body;
+            response
+        }
+        Err(response) => response,
+    }
+}
+
+async fn put(state: &Arc<AppState>, name: &str, req: Request<Incoming>) -> Response<ResBody> {
+    if let Err(denied) = require_token(req.headers(), &state.config.token) {
+        return denied;
+    }
+    let received = state.metrics.bytes_received.clone();
+    let stream = req.into_body().into_data_stream();
+    let blob = match state
+        .store
+        .blobs
+        .put_stream(stream, |n| {
+            received.inc_by(n as u64);
+        })
+        .await
+    {
+        Ok(blob) => blob,
+        Err(BlobWriteError::Body(e)) => {
+            return response::text(
+                StatusCode::BAD_REQUEST,
+                format!("the upload body ended early ({e}); nothing was stored, retry the upload"),
+            );
+        }
+        Err(e) => return response::internal("storing the plugin failed", &e),
+    };
+    match starts_with_wasm_magic(state, &blob.sha256, blob.size).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return response::text(
+                StatusCode::BAD_REQUEST,
+                "the body is not a WebAssembly module or component (it must start with \\0asm)",
+            );
+        }
+        Err(e) => return response::internal("reading back the stored plugin failed", &e),
+    }
+    let command = Command::PutPlugin {
+        name: name.to_string(),
+        sha256: blob.sha256.clone(),
+        size: blob.size,
+    };
+    let outcome = match state.write(command).await {
+        Ok(outcome) => outcome,
+        Err(e) => return unavailable(&e),
+    };
+    let status = if outcome.existed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let stored = Stored {
+        name,
+        sha256: &blob.sha256,
+        size: blob.size,
+        seq: outcome.seq,
+    };
+    let mut response = body::json_response(status, &stored);
+    let h = response.headers_mut();
+    h.insert(header::ETAG, header_value(&format!("\"{}\"", blob.sha256)));
+    if let Some(seq) = outcome.seq {
+        h.insert(SEQ_HEADER, seq.into());
+    }
+    response
+}
+
+/// Whether the stored blob begins like a wasm binary; checked after the
+/// upload so the body is streamed once and never buffered whole.
+async fn starts_with_wasm_magic(
+    state: &AppState,
+    sha256: &str,
+    size: u64,
+) -> Result<bool, object_store::Error> {
+    if size < WASM_MAGIC.len() as u64 {
+        return Ok(false);
+    }
+    let head = state
+        .store
+        .blobs
+        .get_stream(sha256, Some(0..WASM_MAGIC.len() as u64))
+        .await?;
+    let head: Vec<Bytes> = head.stream.try_collect().await?;
+    Ok(head.concat() == WASM_MAGIC)
+}
+
+async fn delete(state: &Arc<AppState>, name: &str, req: &Request<Incoming>) -> Response<ResBody> {
+    if let Err(denied) = require_token(req.headers(), &state.config.token) {
+        return denied;
+    }
+    let command = Command::DeletePlugin {
+        name: name.to_string(),
+    };
+    match state.write(command).await {
+        Ok(outcome) if outcome.existed => {
+            let mut response = Response::new(response::empty());
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            if let Some(seq) = outcome.seq {
+                response.headers_mut().insert(SEQ_HEADER, seq.into());
+            }
+            response
+        }
+        Ok(_) => not_found(name),
+        Err(e) => unavailable(&e),
+    }
+}
+
+/// Values come from our own validated state; fall back rather than fail.
+fn header_value(value: &str) -> HeaderValue {
+    HeaderValue::from_str(value).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_name;
+
+    #[test]
+    fn names_are_dns_labels() {
+        for ok in ["hello", "a", "geo-headers", "ab-test-2", &"x".repeat(64)] {
+            assert!(check_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "Hello",
+            "a_b",
+            "-a",
+            "a-",
+            "a.b",
+            "a/b",
+            &"x".repeat(65),
+        ] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+        assert!(check_name("a_b").unwrap_err().contains("'_'"));
+    }
+}
