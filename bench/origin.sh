@@ -22,11 +22,15 @@
 #   lost_acked_writes             acknowledged churn keys missing from any of the three origins at
 #                                 the end (a local listing on each, after all report healthy)
 #
+# Also probes the disk first (fdatasync latency of small appends in the work
+# dir) as context: the Raft log fsyncs every append.
+#
 # Ends with one line:
 #   figures failover_s=<max of KILLS> lost_acked_writes=<n> p99_commit_ms=<3 regions, CONNS> read_qps=<n> …
 #
 # Knobs (environment): DURATION=10 CONNS=16 READ_CONNS=32 LAG_SAMPLES=300 KILLS=5 CHURN_CONNS=4
 # PORT_BASE=18700 QUIET_WAIT=20 QUIET_BUSY=30 TIME_LIMIT=420 SKIP_BUILD=0 KEEP_WORK=0
+# DATA_ROOT=<dir> (where the data dirs go; default the work dir under /tmp, on disk)
 # ORIGIN_BIN=… LOAD_BIN=… (prebuilt binaries; default target/release/{origin,examples/origin_load})
 set -euo pipefail
 
@@ -57,6 +61,9 @@ declare -A ADDR=(
 declare -A PID=()   # process name -> pid of the process we started
 
 WORK=$(mktemp -d /tmp/waypost-origin-bench.XXXXXX)
+# The origins' data dirs (Raft log, snapshots, blobs). DATA_ROOT=/dev/shm
+# puts them in memory: a diagnostic that takes fsync cost out, not a figure.
+DATA=$(mktemp -d "${DATA_ROOT:-$WORK}/waypost-origin-data.XXXXXX")
 FIG=$WORK/figures   # "key=value" lines gathered along the way
 
 log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
@@ -82,6 +89,7 @@ cleanup() {
     for name in "${!PID[@]}"; do stop_proc "$name"; done
     [ -n "${WATCHDOG:-}" ] && kill "$WATCHDOG" 2>/dev/null || true
     wait 2>/dev/null || true
+    [ -n "${DATA_ROOT:-}" ] && rm -rf "$DATA"
     if [ "${KEEP_WORK:-0}" = 1 ] || [ "$rc" != 0 ]; then
         log "work dir kept: $WORK"
     else
@@ -151,7 +159,7 @@ write_config() {
     mkdir -p "$WORK/$name"
     {
         echo "listen = \"${ADDR[$name]}\""
-        echo "data_dir = \"$WORK/$name/data\""
+        echo "data_dir = \"$DATA/$name\""
         echo "token = \"$ORIGIN_TOKEN\""
         if [ $# -gt 0 ]; then
             echo "[cluster]"
@@ -294,7 +302,8 @@ three_regions() {
     wrk -t1 -c"$READ_CONNS" -d"${DURATION}s" --latency "$(url "$follower")/kv/$NS/read-key" >"$WORK/wrk-read.txt"
     grep -q 'Non-2xx' "$WORK/wrk-read.txt" && log "WARNING: non-2xx reads: $(grep Non-2xx "$WORK/wrk-read.txt")"
     fig read_qps "$(awk '/^Requests\/sec/ {printf "%.0f", $2}' "$WORK/wrk-read.txt")"
-    fig read_p99_ms "$(awk '$1 == "99%" {print $2}' "$WORK/wrk-read.txt")"
+    fig read_p99_ms "$(awk '$1 == "99%" { v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v)
+        printf "%.2f", v * (u == "us" ? 0.001 : u == "s" ? 1000 : 1) }' "$WORK/wrk-read.txt")"
 
     failover
 }
@@ -355,6 +364,12 @@ main() {
     build
     log "work dir $WORK; DURATION=${DURATION}s CONNS=$CONNS READ_CONNS=$READ_CONNS KILLS=$KILLS; $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)"
     : >"$FIG"
+    # Context, not a figure of the origin: what one fsynced append costs on
+    # this disk right now (the Raft log fsyncs every append).
+    local fsync
+    fsync=$($PY fsync 3 "$DATA")
+    log "disk: 200 B append + fdatasync for 3 s in $DATA: $fsync"
+    fig fsync_p99_ms "$(field p99_ms "$fsync")"
     one_region
     three_regions
     log "machine CPU busy before each measurement (after waiting up to ${QUIET_WAIT}s for <=${QUIET_BUSY}%): $(cat "$WORK/quiet.log")"
@@ -366,7 +381,7 @@ main() {
         "p99_commit_ms_1r=$(get p99_commit_ms_1r) p99_commit_ms_c1=$(get p99_commit_ms_c1) p99_commit_ms_1r_c1=$(get p99_commit_ms_1r_c1)" \
         "p99_commit_ms_server=$(get p99_commit_ms_server) p99_commit_ms_1r_server=$(get p99_commit_ms_1r_server)" \
         "repl_lag_ms=$(get repl_lag_ms) repl_lag_p50_ms=$(get repl_lag_p50_ms) repl_lag_entries_max=$(get repl_lag_entries_max)" \
-        "read_p99_ms=$(get read_p99_ms)"
+        "read_p99_ms=$(get read_p99_ms) fsync_p99_ms=$(get fsync_p99_ms)"
 }
 
 main "$@"

@@ -6,7 +6,10 @@
                                      /metrics snapshots, as the upper bound of its bucket, in ms
   metrics.py max-lag FILE            largest origin_raft_replication_lag_entries value in FILE
                                      (concatenated /metrics samples)
+  metrics.py fsync SECONDS DIR       append 200 B + fdatasync in a loop in DIR for SECONDS:
+                                     "p50_ms=… p99_ms=… max_ms=…" (what one Raft log append costs)
 """
+import os
 import re
 import sys
 import time
@@ -62,12 +65,34 @@ def max_lag(path):
     return best
 
 
+def fsync_probe(seconds, directory):
+    path = os.path.join(directory, "fsync-probe.dat")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    lat = []
+    end = time.monotonic() + float(seconds)
+    try:
+        while time.monotonic() < end:
+            os.write(fd, b"x" * 200 + b"\n")
+            t = time.perf_counter()
+            os.fdatasync(fd)
+            lat.append((time.perf_counter() - t) * 1000)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    lat.sort()
+    n = len(lat)
+    pick = lambda p: lat[min(n - 1, max(0, -(-n * p // 100) - 1))]
+    return f"p50_ms={pick(50):.2f} p99_ms={pick(99):.2f} max_ms={lat[-1]:.2f} n={n}"
+
+
 def main(argv):
     cmd, args = argv[1], argv[2:]
     if cmd == "busy":
         print(busy(args[0]))
     elif cmd == "hist-p99":
         print(hist_p99(args[0], args[1]))
+    elif cmd == "fsync":
+        print(fsync_probe(args[0], args[1]))
     elif cmd == "max-lag":
         print(max_lag(args[0]))
     else:
