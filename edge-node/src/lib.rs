@@ -9,6 +9,7 @@ pub mod server;
 mod admin;
 mod body;
 mod cache;
+mod feed;
 mod metrics;
 mod plugin;
 mod proxy;

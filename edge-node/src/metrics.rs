@@ -1,6 +1,6 @@
 //! The edge's Prometheus metrics: requests by status and cache result,
 //! origin latency and health, bytes sent, cache size, purges, plus the
-//! listeners' connection and limit counters.
+//! listeners' connection and limit counters and the change-feed follower's.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::feed::FeedMetrics;
 use crate::listen::ListenerMetrics;
 
 /// How the cache handled a request (the `cache` label).
@@ -77,6 +78,7 @@ pub struct Metrics {
     purges: Family<PurgeLabels, Counter>,
     plugin_seconds: Family<PluginLabels, Histogram, fn() -> Histogram>,
     pub listener: Arc<ListenerMetrics>,
+    pub feed: Arc<FeedMetrics>,
 }
 
 impl Metrics {
@@ -140,6 +142,8 @@ impl Metrics {
         );
         let listener = Arc::new(ListenerMetrics::default());
         listener.register(&mut registry);
+        let feed = Arc::new(FeedMetrics::default());
+        feed.register(&mut registry);
         Self {
             registry,
             requests,
@@ -152,6 +156,7 @@ impl Metrics {
             purges,
             plugin_seconds,
             listener,
+            feed,
         }
     }
 

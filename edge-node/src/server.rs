@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::Admin;
 use crate::cache::Cache;
 use crate::config::Config;
+use crate::feed;
 use crate::listen::{self, ConnInfo, Limits, TlsAcceptor};
 use crate::metrics::Metrics;
 use crate::plugin::Runtime;
@@ -83,6 +84,22 @@ impl Server {
         let plugins = Runtime::start(&config, &pools, cache.clone(), metrics.clone())?;
         if let Some(rt) = &plugins {
             rt.spawn_watcher(config.plugin_runtime.reload_interval, stop.clone());
+        }
+        if let Some(feed) = &config.feed {
+            let follow = plugins
+                .clone()
+                .filter(|_| feed.plugins)
+                .map(|runtime| feed::Plugins {
+                    runtime,
+                    names: config.plugins.iter().map(|p| p.name.clone()).collect(),
+                });
+            feed::Follower::new(
+                pools[feed.pool].clone(),
+                cache.clone(),
+                follow,
+                metrics.feed.clone(),
+            )
+            .spawn(stop.clone());
         }
         let router = Router::new(
             config

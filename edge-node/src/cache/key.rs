@@ -40,6 +40,28 @@ pub fn is_variant_of(variant_key: &str, primary: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('\n'))
 }
 
+/// Whether the object stored under `key` is a copy of URL path `path` on
+/// any host, whatever its query string. Both sides are compared
+/// percent-decoded, so `/a%20b` and `/a b` name the same resource. Used by
+/// purges that come from the origin's change feed, which knows paths but not
+/// the host names clients used.
+pub fn path_matches(key: &str, path: &str) -> bool {
+    let primary = key.split('\n').next().unwrap_or(key);
+    let Some(at) = primary.find('/') else {
+        return false;
+    };
+    let stored = &primary[at..];
+    decoded(without_query(stored)) == decoded(without_query(path))
+}
+
+fn without_query(path: &str) -> &str {
+    path.split_once('?').map_or(path, |(p, _)| p)
+}
+
+fn decoded(path: &str) -> std::borrow::Cow<'_, str> {
+    percent_encoding::percent_decode_str(path).decode_utf8_lossy()
+}
+
 /// The header names listed in a response's `Vary`, lower-cased and sorted so
 /// two spellings of the same list give the same keys.
 pub fn vary_names(headers: &HeaderMap) -> Vec<HeaderName> {
@@ -58,6 +80,21 @@ pub fn vary_names(headers: &HeaderMap) -> Vec<HeaderName> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn path_matches_any_host_query_and_encoding() {
+        let key = primary("cdn.example", "/assets/a%20b.js?v=3");
+        assert!(path_matches(&key, "/assets/a b.js"));
+        assert!(path_matches(&key, "/assets/a%20b.js?v=9"));
+        let variant = format!("{key}\naccept-encoding=gzip");
+        assert!(path_matches(&variant, "/assets/a b.js"));
+        assert!(!path_matches(&key, "/assets/a b"));
+        assert!(!path_matches(&key, "/assets/a b.js/x"));
+        assert!(!path_matches(
+            &primary("cdn.example", "/other"),
+            "/assets/a b.js"
+        ));
+    }
 
     #[test]
     fn variants_differ_by_vary_values() {

@@ -348,6 +348,22 @@ impl Cache {
         self.purge(soft, move |o| o.meta.surrogate_keys.contains(&k))
     }
 
+    /// Purges every object stored for URL path `path` on any host and with
+    /// any query string (a purge or deploy announced by the origin's change
+    /// feed, which does not know the host names clients use).
+    pub fn purge_path(&self, path: &str, soft: bool) -> usize {
+        let p = path.to_string();
+        self.purge(soft, move |o| key::path_matches(&o.meta.key, &p))
+    }
+
+    /// Purges everything: after this edge missed change-feed events, any
+    /// stored object may be out of date. Soft, so each is revalidated with
+    /// its validators (cheap when unchanged) and can still be served stale
+    /// if the origin is down.
+    pub fn soft_purge_all(&self) -> usize {
+        self.purge(true, |_| true)
+    }
+
     fn purge(
         &self,
         soft: bool,

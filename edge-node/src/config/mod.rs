@@ -31,6 +31,7 @@ pub struct Config {
     pub sites: Vec<SiteConfig>,
     pub plugins: Vec<PluginConfig>,
     pub plugin_runtime: PluginRuntimeConfig,
+    pub feed: Option<FeedConfig>,
 }
 
 /// One plugin and the limits every request it handles runs under.
@@ -107,6 +108,17 @@ pub struct PoolConfig {
     pub connect_timeout: Duration,
     /// Time allowed for the origin's response headers.
     pub response_timeout: Duration,
+}
+
+/// `[feed]`: the origin change feed this edge follows, so deploys, purges
+/// and plugin versions published at the origin reach it without anyone
+/// calling its admin API.
+#[derive(Debug, Clone)]
+pub struct FeedConfig {
+    /// Index into [`Config::pools`].
+    pub pool: usize,
+    /// Whether published plugin versions replace declared plugins'.
+    pub plugins: bool,
 }
 
 /// One origin region of a pool.
@@ -310,6 +322,15 @@ fn validate(raw: raw::RawConfig, base: &Path) -> Result<Config, FieldError> {
             FieldError::new("plugin_runtime.kv_pool", format!("no pool named `{name}`"))
         })?),
     };
+    let feed = match raw.feed {
+        None => None,
+        Some(f) => Some(FeedConfig {
+            pool: pools.iter().position(|p| p.name == f.pool).ok_or_else(|| {
+                FieldError::new("feed.pool", format!("no pool named `{}`", f.pool))
+            })?,
+            plugins: f.plugins,
+        }),
+    };
     let plugin_runtime = PluginRuntimeConfig {
         compile_cache_dir: rt.compile_cache_dir.map(&resolve),
         geoip_db: rt.geoip_db.map(&resolve),
@@ -347,6 +368,7 @@ fn validate(raw: raw::RawConfig, base: &Path) -> Result<Config, FieldError> {
         sites,
         plugins,
         plugin_runtime,
+        feed,
     })
 }
 

@@ -29,6 +29,23 @@ pub struct RawConfig {
     pub plugins: Vec<RawPlugin>,
     #[serde(default)]
     pub plugin_runtime: RawPluginRuntime,
+    pub feed: Option<RawFeed>,
+}
+
+/// `[feed]`: follow an origin's change feed.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFeed {
+    /// The pool whose origins serve `GET /events`.
+    pub pool: String,
+    /// Whether plugin versions published at the origin replace the
+    /// versions of the plugins this edge declares.
+    #[serde(default = "yes")]
+    pub plugins: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Deserialize)]

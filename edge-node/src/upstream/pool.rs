@@ -110,6 +110,11 @@ impl Pool {
         pool
     }
 
+    /// How long a request may wait for an origin's response head.
+    pub fn response_timeout(&self) -> Duration {
+        self.config.response_timeout
+    }
+
     pub fn name(&self) -> &str {
         &self.config.name
     }

@@ -251,10 +251,10 @@ impl State {
     /// when `after` is older than the oldest event kept (a gap).
     pub fn events_after(&self, after: u64, limit: usize) -> Option<Vec<Event>> {
         let oldest = self.events.front().map_or(self.last_seq + 1, |e| e.seq);
-        if after + 1 < oldest && after < self.last_seq {
+        if after.saturating_add(1) < oldest && after < self.last_seq {
             return None;
         }
-        let skip = (after + 1).saturating_sub(oldest) as usize;
+        let skip = after.saturating_add(1).saturating_sub(oldest) as usize;
         Some(self.events.iter().skip(skip).take(limit).cloned().collect())
     }
 

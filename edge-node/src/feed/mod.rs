@@ -1,0 +1,276 @@
+//! Following the origin's change feed (`GET /events`, long-poll), so a
+//! deploy, a purge or a plugin version published at the origin reaches every
+//! edge in every region within one round trip, without anyone calling each
+//! edge's admin API.
+//!
+//! The feed is read through the configured pool, so it fails over between
+//! origin regions like requests do. The position (the last applied event's
+//! sequence number) is kept next to the disk cache, because the disk cache
+//! survives restarts and must not keep serving what was purged while the edge
+//! was down. When the edge has missed events (the origin no longer keeps
+//! them, or the origin's feed restarted behind our position) every stored
+//! object is soft-purged: revalidation is cheap for what did not change, and
+//! nothing out of date is served as fresh.
+
+mod apply;
+mod event;
+mod metrics;
+mod position;
+
+pub use self::metrics::FeedMetrics;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use tokio_util::sync::CancellationToken;
+
+use self::event::Page;
+use self::position::{Position, Saved};
+use crate::cache::Cache;
+use crate::plugin::Runtime;
+use crate::upstream::Pool;
+
+/// Longest long-poll; kept under the pool's response timeout, which would
+/// otherwise mark a healthy origin down.
+const MAX_WAIT: Duration = Duration::from_secs(25);
+/// Backoff after a failed poll, doubling up to the maximum.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(250), Duration::from_secs(10));
+/// Largest feed page accepted.
+const MAX_PAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Why one poll of the feed failed; the follower logs it and retries.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    #[error("no origin of pool `{pool}` answered: {source}")]
+    Unreachable {
+        pool: String,
+        source: crate::upstream::FetchError,
+    },
+    #[error("origin answered {status} for {path}: {body}")]
+    Status {
+        status: StatusCode,
+        path: String,
+        body: String,
+    },
+    #[error("reading {path} from the origin: {reason}")]
+    Body { path: String, reason: String },
+}
+
+/// What one poll returned.
+enum Poll {
+    Page(Page),
+    /// The origin no longer keeps the events after our position.
+    Gone,
+}
+
+/// The plugins a follower keeps at their published versions.
+pub struct Plugins {
+    pub runtime: Arc<Runtime>,
+    /// The plugins this edge declares; only these are installed.
+    pub names: Vec<String>,
+}
+
+/// The feed follower of one edge.
+pub struct Follower {
+    pool: Arc<Pool>,
+    cache: Arc<Cache>,
+    /// Where published plugin versions are installed, if they should be.
+    plugins: Option<Plugins>,
+    position: Position,
+    metrics: Arc<FeedMetrics>,
+}
+
+impl Follower {
+    pub fn new(
+        pool: Arc<Pool>,
+        cache: Arc<Cache>,
+        plugins: Option<Plugins>,
+        metrics: Arc<FeedMetrics>,
+    ) -> Self {
+        let position = Position::new(cache.config().disk.as_ref().map(|d| d.dir.as_path()));
+        Self {
+            pool,
+            cache,
+            plugins,
+            position,
+            metrics,
+        }
+    }
+
+    /// Follows the feed until `stop`.
+    pub fn spawn(self, stop: CancellationToken) {
+        tokio::spawn(async move {
+            tokio::select! {
+                () = self.run() => {}
+                () = stop.cancelled() => {}
+            }
+        });
+    }
+
+    async fn run(self) {
+        let mut after = match self.position.load() {
+            Saved::At(seq) => seq,
+            Saved::Nothing => {
+                let now = self.current_seq().await;
+                self.position.save(now);
+                now
+            }
+            Saved::Unreadable => {
+                let now = self.current_seq().await;
+                self.resync(now);
+                now
+            }
+        };
+        self.metrics.position.set(after as i64);
+        self.install_published_plugins().await;
+        let mut backoff = BACKOFF.0;
+        let mut failing = false;
+        loop {
+            match self.poll(after).await {
+                Ok(Poll::Page(page)) if page.last_seq < after => {
+                    tracing::warn!(
+                        pool = self.pool.name(),
+                        position = after,
+                        origin_last_seq = page.last_seq,
+                        "the origin's change feed is behind this edge's position (was the origin's data reset?); soft-purging the cache and following from the origin's position"
+                    );
+                    self.resync(page.last_seq);
+                    after = page.last_seq;
+                }
+                Ok(Poll::Page(page)) => {
+                    for event in &page.events {
+                        self.apply(&event.kind).await;
+                        after = event.seq;
+                    }
+                    self.metrics.position.set(after as i64);
+                    if !page.events.is_empty() {
+                        self.position.save(after);
+                    }
+                }
+                Ok(Poll::Gone) => {
+                    let now = self.current_seq().await;
+                    tracing::warn!(
+                        pool = self.pool.name(),
+                        position = after,
+                        origin_last_seq = now,
+                        "this edge missed change-feed events the origin no longer keeps; soft-purging the cache so every object is revalidated"
+                    );
+                    self.resync(now);
+                    after = now;
+                }
+                Err(e) => {
+                    self.metrics.errors.inc();
+                    if !failing {
+                        tracing::warn!(pool = self.pool.name(), error = %e, "change feed poll failed; purges and deploys reach this edge late until it recovers (retrying with backoff)");
+                    }
+                    failing = true;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF.1);
+                    continue;
+                }
+            }
+            if failing {
+                tracing::info!(
+                    pool = self.pool.name(),
+                    position = after,
+                    "change feed recovered"
+                );
+            }
+            failing = false;
+            backoff = BACKOFF.0;
+            if self.wait().is_zero() {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+
+    fn resync(&self, seq: u64) {
+        let purged = self.cache.soft_purge_all();
+        self.metrics.resyncs.inc();
+        self.metrics.position.set(seq as i64);
+        self.position.save(seq);
+        tracing::info!(purged, position = seq, "change feed resynchronised");
+    }
+
+    /// The origin's newest sequence number, retried until an origin answers:
+    /// where a follower without a saved position starts.
+    async fn current_seq(&self) -> u64 {
+        let mut backoff = BACKOFF.0;
+        loop {
+            match self.get("/events?after=18446744073709551615&wait=0").await {
+                Ok((StatusCode::OK, _, body)) => match serde_json::from_slice::<Page>(&body) {
+                    Ok(page) => return page.last_seq,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the origin's /events answer is not a feed page; retrying")
+                    }
+                },
+                Ok((status, _, _)) => {
+                    tracing::warn!(%status, "the origin refused /events; retrying")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "change feed: cannot reach the origin yet; retrying")
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF.1);
+        }
+    }
+
+    fn wait(&self) -> Duration {
+        Duration::from_secs((self.pool.response_timeout().as_secs() / 2).min(MAX_WAIT.as_secs()))
+    }
+
+    async fn poll(&self, after: u64) -> Result<Poll, FeedError> {
+        let path = format!("/events?after={after}&wait={}", self.wait().as_secs());
+        match self.get(&path).await? {
+            (StatusCode::OK, _, body) => {
+                serde_json::from_slice(&body)
+                    .map(Poll::Page)
+                    .map_err(|e| FeedError::Body {
+                        path,
+                        reason: format!("not a feed page: {e}"),
+                    })
+            }
+            (StatusCode::GONE, _, _) => Ok(Poll::Gone),
+            (status, _, body) => Err(FeedError::Status {
+                status,
+                path,
+                body: String::from_utf8_lossy(&body).trim().to_string(),
+            }),
+        }
+    }
+
+    /// GETs `path` from the pool (failing over between its origins) and
+    /// reads the whole body.
+    async fn get(
+        &self,
+        path: &str,
+    ) -> Result<(StatusCode, http::HeaderMap, bytes::Bytes), FeedError> {
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(path)
+            .header(http::header::HOST, "feed")
+            .body(crate::body::empty())
+            .expect("static request parts are valid");
+        let resp = self
+            .pool
+            .send(req, true)
+            .await
+            .map_err(|source| FeedError::Unreachable {
+                pool: self.pool.name().to_string(),
+                source,
+            })?;
+        let (parts, body) = resp.into_parts();
+        let body = http_body_util::Limited::new(body, MAX_PAGE_BYTES)
+            .collect()
+            .await
+            .map_err(|e| FeedError::Body {
+                path: path.to_string(),
+                reason: e.to_string(),
+            })?
+            .to_bytes();
+        Ok((parts.status, parts.headers, body))
+    }
+}
