@@ -88,6 +88,8 @@ disk = {{ dir = "{cache}", capacity = "4GiB" }}
 [[pools]]
 name = "origin"
 origins = ["{origin_addr}"]
+[feed]
+pool = "origin"
 [[sites]]
 hosts = ["*"]
 pool = "origin"
