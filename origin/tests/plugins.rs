@@ -90,7 +90,8 @@ async fn a_version_is_announced_and_served_everywhere() {
         .await
         .unwrap();
     assert_eq!(resp.bytes().await.unwrap(), v2);
-    put(&c, 0, "geo", wasm("geo")).await;
+    let geo: Value = put(&c, 0, "geo", wasm("geo")).await.json().await.unwrap();
+    event_after(&c, 0, geo["seq"].as_u64().unwrap() - 1).await;
     let list: Value = c
         .client
         .get(c.url(0, "/plugins"))
