@@ -1,10 +1,10 @@
 //! Waypost origin: the store edges pull assets from.
 //!
-//! One region for now: assets live in an `object_store` under the data
-//! directory as content-addressed blobs plus per-asset metadata, served
-//! over HTTP/1.1 and h2c with ETag/Last-Modified validation and byte
-//! ranges. Start it in-process with [`Server::start`]; `main.rs` is a thin
-//! CLI around the same call.
+//! Assets and plugins live in an `object_store` as content-addressed blobs;
+//! their metadata, the KV namespaces and the change feed are replicated
+//! across regions with Raft ([`raft`]). Served over HTTP/1.1 and h2c with
+//! ETag/Last-Modified validation and byte ranges. Start it in-process with
+//! [`Server::start`]; `main.rs` is a thin CLI around the same call.
 
 pub mod asset_path;
 pub mod config;

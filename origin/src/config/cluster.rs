@@ -14,6 +14,27 @@
 //! Every region lists the same members; `addr` is where the other regions
 //! reach this origin's HTTP API. Without the section the origin is a
 //! single-region group of one.
+//!
+//! The list only matters for a node whose Raft log is empty: it is the
+//! membership a new deployment is founded with. After that, membership
+//! lives in the Raft log and changes at runtime. To add region 4, start it
+//! with the current members plus itself,
+//!
+//! ```toml
+//! [cluster]
+//! node_id = 4
+//! members = [
+//!   { id = 1, addr = "10.0.1.10:7070" },
+//!   { id = 2, addr = "10.0.2.10:7070" },
+//!   { id = 3, addr = "10.0.3.10:7070" },
+//!   { id = 4, addr = "10.0.4.10:7070" },
+//! ]
+//! ```
+//!
+//! then `POST /cluster/members {"id": 4, "addr": "10.0.4.10:7070"}` on any
+//! member. Seeing that the others already form a cluster, it waits to be
+//! added instead of founding its own ([`crate::raft::bootstrap`]). Update
+//! the other regions' lists when convenient; they are not read again.
 
 use std::collections::BTreeMap;
 

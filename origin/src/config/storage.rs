@@ -86,7 +86,7 @@ impl RawStorage {
 }
 
 impl StorageConfig {
-    /// Checks what [`RawStorage::validate`] checks, for configs built in code.
+    /// Checks what `RawStorage::validate` checks, for configs built in code.
     pub fn validate(&self) -> Result<(), FieldError> {
         let StorageConfig::S3(s3) = self else {
             return Ok(());

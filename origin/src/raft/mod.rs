@@ -6,9 +6,13 @@
 //! - [`state`]: the replicated data and how commands change it,
 //! - [`log_store`] / [`state_machine`]: persistence openraft drives,
 //! - [`network`]: the RPCs between regions,
+//! - [`bootstrap`]: founding the cluster versus waiting to be added,
+//! - [`membership`]: adding and removing regions at runtime,
 //! - [`Replica`]: what the HTTP handlers use (write, strong read, status).
 
+pub mod bootstrap;
 pub mod log_store;
+pub mod membership;
 pub mod network;
 pub mod state;
 pub mod state_machine;
@@ -87,8 +91,10 @@ pub struct Replica {
 
 impl Replica {
     /// Opens the log and snapshot in `dir` and starts the Raft node. A node
-    /// with an empty log proposes `members` as the initial membership; every
-    /// region does so with the same list, which openraft allows.
+    /// with an empty log proposes `members` as the initial membership
+    /// (every founding region does so with the same list, which openraft
+    /// allows), unless a listed peer already belongs to a cluster: then it
+    /// waits to be added ([`bootstrap`]).
     pub async fn start(
         dir: &Path,
         node_id: NodeId,
@@ -113,13 +119,16 @@ impl Replica {
         let network = network::Network::new(http.clone(), token.clone());
         let raft = Raft::new(node_id, Arc::new(config), network, log, state.clone()).await?;
         let alone = members.len() == 1;
-        let members: BTreeMap<_, _> = members
-            .into_iter()
-            .map(|(id, addr)| (id, BasicNode { addr }))
-            .collect();
-        match raft.initialize(members).await {
-            Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
-            Err(e) => return Err(e.into()),
+        if !raft.is_initialized().await? {
+            match bootstrap::existing_cluster(&http, node_id, &members).await {
+                Some(peer) => tracing::info!(
+                    node_id,
+                    %peer,
+                    "a cluster already exists; not founding one, waiting to be added \
+                     (POST /cluster/members on any member)"
+                ),
+                None => initialize(&raft, members).await?,
+            }
         }
         if alone {
             // A group of one elects itself within one election timeout; wait
@@ -236,6 +245,11 @@ impl Replica {
             .map(|n| n.addr.clone())
     }
 
+    /// The client this node uses to reach other regions.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// How many times this node has seen the leader change.
     pub fn leader_changes(&self) -> u64 {
         self.leader_changes
@@ -313,6 +327,19 @@ impl Replica {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Ok(())
+    }
+}
+
+/// Proposes `members` as the first membership; `NotAllowed` means another
+/// founding region's identical proposal got here first, which is fine.
+async fn initialize(raft: &Raft, members: BTreeMap<NodeId, String>) -> Result<(), ReplicaError> {
+    let members: BTreeMap<_, _> = members
+        .into_iter()
+        .map(|(id, addr)| (id, BasicNode { addr }))
+        .collect();
+    match raft.initialize(members).await {
+        Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -20,6 +20,11 @@ pub struct ClusterStatus {
     /// reports the lag behind the leader's commit index).
     pub lag: u64,
     pub members: Vec<PeerStatus>,
+    /// Ids of the members that vote (and count towards a majority).
+    pub voters: Vec<NodeId>,
+    /// Ids of the members that receive the log without voting (a region
+    /// being added, until it has caught up).
+    pub learners: Vec<NodeId>,
     pub leader_changes: u64,
 }
 
@@ -41,6 +46,7 @@ impl Replica {
         let applied_index = m.last_applied.map_or(0, |l| l.index);
         let membership = m.membership_config.membership();
         let voters: Vec<NodeId> = membership.voter_ids().collect();
+        let learners = membership.learner_ids().collect();
         let members = membership
             .nodes()
             .map(|(id, node)| {
@@ -66,6 +72,8 @@ impl Replica {
             applied_index,
             lag: last_log_index.saturating_sub(applied_index),
             members,
+            voters,
+            learners,
             leader_changes: self.leader_changes(),
         }
     }

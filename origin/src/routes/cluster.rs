@@ -1,24 +1,34 @@
 //! `/cluster`: the Raft group as JSON, and adding or removing a region at
-//! runtime.
+//! runtime (both behind the token).
 //!
-//! - `GET /cluster`: [`crate::raft::ClusterStatus`] from this node.
+//! - `GET /cluster`: [`crate::raft::ClusterStatus`] from this node,
+//!   including `voters` and `learners`.
 //! - `POST /cluster/members` `{"id": 4, "addr": "10.0.4.10:7070"}`: adds a
-//!   region; it first catches up as a learner, then becomes a voter.
-//! - `DELETE /cluster/members/{id}`: removes a region from the voters.
+//!   region; it catches up as a learner, then becomes a voter. The answer
+//!   (200) comes once it votes. The new region must already run: see
+//!   [`crate::raft::bootstrap`] for how it starts and waits to be added.
+//! - `DELETE /cluster/members/{id}`: removes a region.
 //!
-//! Membership changes run on the leader; other nodes answer 307 to it.
+//! Membership changes run on the leader; any other region forwards the
+//! request there, as it does writes. Refusals are 4xx with the reason
+//! ([`MembershipError`]).
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
+use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-use openraft::{BasicNode, ChangeMembers};
 use serde::Deserialize;
 
 use super::auth::require_token;
 use super::{AppState, body};
+use crate::raft::membership::{CATCH_UP_TIMEOUT, MembershipError};
 use crate::response::{self, ResBody};
+
+/// Marks a request one region forwarded to the leader, so a leader change
+/// in between cannot bounce it around.
+const FORWARDED: &str = "x-waypost-forwarded";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,86 +50,106 @@ pub async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> Response
     if let Err(denied) = require_token(req.headers(), &state.config.token) {
         return denied;
     }
-    if let Some(redirect) = to_leader(state, &path) {
-        return redirect;
-    }
-    match (method, path.strip_prefix("/cluster/members")) {
-        (Method::POST, Some("")) => add(state, req).await,
-        (Method::DELETE, Some(id)) if id.starts_with('/') => match id[1..].parse::<u64>() {
-            Ok(id) => remove(state, id).await,
-            Err(_) => response::text(StatusCode::BAD_REQUEST, "the member id must be a number"),
-        },
-        _ => response::text(
-            StatusCode::NOT_FOUND,
-            "use POST /cluster/members or DELETE /cluster/members/<id>",
-        ),
-    }
-}
-
-async fn add(state: &Arc<AppState>, req: Request<Incoming>) -> Response<ResBody> {
-    let member: NewMember = match body::json(req, 64 * 1024).await {
-        Ok(m) => m,
-        Err(response) => return response,
+    let forwarded = req.headers().contains_key(FORWARDED);
+    let result = match (&method, path.strip_prefix("/cluster/members")) {
+        (&Method::POST, Some("")) => {
+            let bytes = match body::read(req, 64 * 1024).await {
+                Ok(b) => b,
+                Err(response) => return response,
+            };
+            let member: NewMember = match serde_json::from_slice(&bytes) {
+                Ok(m) => m,
+                Err(e) => {
+                    return response::text(
+                        StatusCode::BAD_REQUEST,
+                        format!("give {{\"id\": <number>, \"addr\": \"host:port\"}}: {e}"),
+                    );
+                }
+            };
+            match state.replica.add_member(member.id, member.addr).await {
+                Err(MembershipError::NotLeader) if !forwarded => {
+                    return forward(state, &method, &path, bytes).await;
+                }
+                other => other,
+            }
+        }
+        (&Method::DELETE, Some(id)) if id.starts_with('/') => {
+            let Ok(id) = id[1..].parse::<u64>() else {
+                return response::text(StatusCode::BAD_REQUEST, "the member id must be a number");
+            };
+            match state.replica.remove_member(id).await {
+                Err(MembershipError::NotLeader) if !forwarded => {
+                    return forward(state, &method, &path, Bytes::new()).await;
+                }
+                other => other,
+            }
+        }
+        _ => {
+            return response::text(
+                StatusCode::NOT_FOUND,
+                "use POST /cluster/members or DELETE /cluster/members/<id>",
+            );
+        }
     };
-    if member.id == 0
-        || member
-            .addr
-            .rsplit_once(':')
-            .is_none_or(|(_, p)| p.parse::<u16>().is_err())
-    {
+    match result {
+        Ok(()) => body::json_response(StatusCode::OK, &state.replica.status()),
+        Err(e) => response::text(status_of(&e), e.to_string()),
+    }
+}
+
+fn status_of(e: &MembershipError) -> StatusCode {
+    use MembershipError as E;
+    match e {
+        E::BadAddr(_) | E::ZeroId => StatusCode::BAD_REQUEST,
+        E::UnknownId { .. } => StatusCode::NOT_FOUND,
+        E::DuplicateId { .. }
+        | E::DuplicateAddr { .. }
+        | E::LastVoter(_)
+        | E::NoMajorityLeft { .. } => StatusCode::CONFLICT,
+        E::Unreachable { .. } | E::WrongId { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        E::NotCaughtUp { .. } => StatusCode::GATEWAY_TIMEOUT,
+        E::NotLeader | E::Raft(_) => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// Sends the request to the leader and relays its answer.
+async fn forward(state: &AppState, method: &Method, path: &str, body: Bytes) -> Response<ResBody> {
+    let Some(leader) = state.replica.leader_addr() else {
         return response::text(
-            StatusCode::BAD_REQUEST,
-            "give a non-zero `id` and an `addr` like 10.0.4.10:7070",
-        );
-    }
-    let raft = &state.replica.raft;
-    // Blocks until the learner has caught up, so the voter change below does
-    // not stall writes on a member that is far behind.
-    if let Err(e) = raft
-        .add_learner(member.id, BasicNode { addr: member.addr }, true)
-        .await
-    {
-        return response::text(StatusCode::CONFLICT, format!("cannot add the region: {e}"));
-    }
-    let change = ChangeMembers::AddVoterIds(BTreeSet::from([member.id]));
-    match raft.change_membership(change, false).await {
-        Ok(_) => body::json_response(StatusCode::OK, &state.replica.status()),
-        Err(e) => response::text(
-            StatusCode::CONFLICT,
-            format!("cannot make the region a voter: {e}"),
-        ),
-    }
-}
-
-async fn remove(state: &Arc<AppState>, id: u64) -> Response<ResBody> {
-    let change = ChangeMembers::RemoveVoters(BTreeSet::from([id]));
-    match state.replica.raft.change_membership(change, false).await {
-        Ok(_) => body::json_response(StatusCode::OK, &state.replica.status()),
-        Err(e) => response::text(
-            StatusCode::CONFLICT,
-            format!("cannot remove region {id}: {e}"),
-        ),
-    }
-}
-
-/// A 307 to the leader when this node is not it.
-fn to_leader(state: &AppState, path: &str) -> Option<Response<ResBody>> {
-    let status = state.replica.status();
-    if status.leader == Some(status.node_id) {
-        return None;
-    }
-    let Some(addr) = status.leader_addr else {
-        return Some(response::text(
             StatusCode::SERVICE_UNAVAILABLE,
             "no leader is known yet; retry in a second",
-        ));
+        );
     };
-    let mut response = response::text(
-        StatusCode::TEMPORARY_REDIRECT,
-        format!("membership changes run on the leader at {addr}"),
+    let sent = state
+        .replica
+        .http()
+        .request(method.clone(), format!("http://{leader}{path}"))
+        .bearer_auth(&state.config.token)
+        .header(FORWARDED, "1")
+        .header(header::CONTENT_TYPE, "application/json")
+        .timeout(CATCH_UP_TIMEOUT + Duration::from_secs(10))
+        .body(body)
+        .send()
+        .await;
+    let answer = match sent {
+        Ok(answer) => answer,
+        Err(e) => {
+            return response::text(
+                StatusCode::BAD_GATEWAY,
+                format!(
+                    "forwarding to the leader at {leader} failed ({e}); check GET /cluster before retrying"
+                ),
+            );
+        }
+    };
+    let status = answer.status();
+    let content_type = answer.headers().get(header::CONTENT_TYPE).cloned();
+    let bytes = answer.bytes().await.unwrap_or_default();
+    let mut response = Response::new(response::full(bytes));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        content_type.unwrap_or(HeaderValue::from_static("text/plain; charset=utf-8")),
     );
-    if let Ok(location) = HeaderValue::from_str(&format!("http://{addr}{path}")) {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    Some(response)
+    response
 }

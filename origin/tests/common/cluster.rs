@@ -129,6 +129,26 @@ impl Cluster {
         .expect("no leader elected in time")
     }
 
+    /// Starts one more region (id `len() + 1`) whose config lists every
+    /// region and itself, as an operator would write it; it finds the
+    /// running cluster and waits to be added. Returns its index.
+    pub async fn add_region(&mut self) -> usize {
+        let i = self.addrs.len();
+        let listener = TcpListener::bind(format!("127.0.0.{}:0", 11 + i))
+            .await
+            .unwrap();
+        self.addrs.push(listener.local_addr().unwrap());
+        self.dirs.push(tempfile::tempdir().unwrap());
+        let server = Server::start_on(self.config(i), listener).await.unwrap();
+        self.nodes.push(Some(server));
+        i
+    }
+
+    /// Region `i`'s advertised address.
+    pub fn addr(&self, i: usize) -> SocketAddr {
+        self.addrs[i]
+    }
+
     /// Crashes region `i`: connections cut, Raft stopped, disk kept.
     pub async fn kill(&mut self, i: usize) {
         self.nodes[i]

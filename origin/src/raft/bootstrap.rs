@@ -1,0 +1,87 @@
+//! Whether a node with an empty log founds the cluster or waits to be
+//! added to one that already exists.
+//!
+//! Every region's config lists the members it knows, itself included. On
+//! first start of a new deployment all regions found the group with that
+//! same list, which Raft allows (identical initial memberships agree). A
+//! region added later also starts with a list including itself, but a
+//! cluster already runs: if it founded its own group from its list it
+//! would hold a membership the others never committed, and its elections
+//! (higher terms, from a log the others reject) would only disrupt them.
+//!
+//! So before founding, a pristine node asks the other listed members for
+//! `GET /cluster`. If any answers with a membership, a cluster exists: the
+//! node does not initialize, stays an empty learner that never campaigns,
+//! and waits for an operator's `POST /cluster/members` on the cluster to
+//! add it (the leader then replicates the log to it). Only when no listed
+//! peer knows of a cluster (a fresh deployment, or peers not up yet) does
+//! it found one. The same rule keeps a member whose data directory was
+//! wiped from re-founding: it waits for the leader to refill it.
+//!
+//! The one unsafe case left: a region with a new id started while *every*
+//! existing member is unreachable founds a group of its own. Add regions
+//! while the cluster is up (the admin API needs that anyway).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use serde::Deserialize;
+
+use super::NodeId;
+
+/// How long a peer may take to answer `GET /cluster` during start-up.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// What a region says about itself on `GET /cluster`.
+#[derive(Debug, Deserialize)]
+pub struct Remote {
+    pub node_id: NodeId,
+    pub members: Vec<RemoteMember>,
+}
+
+/// One member in a remote region's view.
+#[derive(Debug, Deserialize)]
+pub struct RemoteMember {
+    pub id: NodeId,
+    pub voter: bool,
+}
+
+/// Asks the origin at `addr` for its view of the cluster.
+pub async fn probe(
+    http: &reqwest::Client,
+    addr: &str,
+    timeout: Duration,
+) -> Result<Remote, reqwest::Error> {
+    http.get(format!("http://{addr}/cluster"))
+        .timeout(timeout)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await
+}
+
+/// The address of a listed peer that already belongs to a cluster, if
+/// any; `None` means this node may found the cluster from its config.
+pub async fn existing_cluster(
+    http: &reqwest::Client,
+    node_id: NodeId,
+    members: &BTreeMap<NodeId, String>,
+) -> Option<String> {
+    let mut probes: FuturesUnordered<_> = members
+        .iter()
+        .filter(|(id, _)| **id != node_id)
+        .map(|(_, addr)| async move {
+            let remote = probe(http, addr, PROBE_TIMEOUT).await.ok()?;
+            (!remote.members.is_empty()).then(|| addr.clone())
+        })
+        .collect();
+    while let Some(answer) = probes.next().await {
+        if answer.is_some() {
+            return answer;
+        }
+    }
+    None
+}
