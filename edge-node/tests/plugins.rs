@@ -498,3 +498,57 @@ async fn kv_counter_keeps_state_in_the_origin_kv() {
     assert_eq!(stored.trim(), "3");
     origin.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_in_flight_during_a_swap_finishes_on_the_old_version() {
+    let origin = ScriptedOrigin::start().await;
+    origin.route("/slow", |_, _| {
+        resp(200, "from origin", &[("cache-control", "no-store")])
+    });
+    origin.delay("/slow", Duration::from_secs(5));
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live.wasm");
+    std::fs::copy(plugin_wasm("security-headers"), &live).unwrap();
+    let toml = plugin_edge_toml(origin.addr, dir.path(), &[("app", &live)], &["app"], "", "");
+    let edge = start_edge_with(&toml, dir.path()).await;
+    let c = client();
+
+    // The old version (security-headers) is inside its `next` call, waiting
+    // on the slow origin, when the new version (raw-hello) is uploaded.
+    let in_flight = tokio::spawn(c.get(url(&edge, "/slow")).send());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while origin.hits("/slow") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "request never reached the origin"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let upload = c
+        .put(format!("http://{}/plugins/app", edge.admin_addr()))
+        .bearer_auth("secret")
+        .body(std::fs::read(plugin_wasm("raw-hello")).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upload.status(), 200);
+    assert!(
+        !in_flight.is_finished(),
+        "the slow request ended before the swap"
+    );
+    let new = c.get(url(&edge, "/slow")).send().await.unwrap();
+    assert_eq!(
+        text(new).await,
+        "raw hello\n",
+        "new requests get the new version"
+    );
+
+    let old = in_flight.await.unwrap().unwrap();
+    assert_eq!(old.status(), 200);
+    assert!(
+        old.headers().contains_key("strict-transport-security"),
+        "the in-flight request finished on the old version: {:?}",
+        old.headers()
+    );
+    assert_eq!(text(old).await, "from origin");
+}
