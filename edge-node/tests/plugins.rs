@@ -509,7 +509,10 @@ async fn a_request_in_flight_during_a_swap_finishes_on_the_old_version() {
     let dir = tempfile::tempdir().unwrap();
     let live = dir.path().join("live.wasm");
     std::fs::copy(plugin_wasm("security-headers"), &live).unwrap();
-    let toml = plugin_edge_toml(origin.addr, dir.path(), &[("app", &live)], &["app"], "", "");
+    // A deadline well past the origin's delay, which outlasts the upload's
+    // compile even on a slow machine.
+    let toml = plugin_edge_toml(origin.addr, dir.path(), &[("app", &live)], &["app"], "", "")
+        .replace("timeout = \"2s\"", "timeout = \"30s\"");
     let edge = start_edge_with(&toml, dir.path()).await;
     let c = client();
 
