@@ -15,6 +15,7 @@ use wasmtime::{
 
 use super::capabilities;
 use super::host::HostState;
+use super::p3;
 
 /// Interval of the epoch ticker; deadlines are counted in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -48,6 +49,8 @@ pub fn build(max_memory: u64, cache_dir: Option<&Path>) -> wasmtime::Result<Engi
     let mut config = Config::new();
     config
         .wasm_component_model(true)
+        // wasi:http 0.3 components use the component model's async ABI.
+        .wasm_component_model_async(true)
         .epoch_interruption(true)
         .max_wasm_stack(512 << 10)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
@@ -66,11 +69,14 @@ pub fn build(max_memory: u64, cache_dir: Option<&Path>) -> wasmtime::Result<Engi
 
 /// The linker with everything a plugin may import: the WASI interfaces a
 /// `wasm32-wasip2` component commonly imports (cli environment and stdio,
-/// clocks, random, io), wasi:http, and `waypost:edge`.
+/// clocks, random, io), wasi:http, and `waypost:edge` — each of WASI and
+/// wasi:http in both its 0.2 and its 0.3 version, so either kind of
+/// component loads without a flag.
 pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    p3::add_to_linker(&mut linker)?;
     capabilities::add_to_linker(&mut linker, |h: &mut HostState| &mut h.edge)?;
     Ok(linker)
 }

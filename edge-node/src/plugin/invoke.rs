@@ -1,21 +1,25 @@
-//! Running one request through one plugin version: a fresh instance from
-//! the pre-instantiated component, a deadline in epoch ticks, a memory cap,
-//! a bound on the response body. A trap, timeout or limit fails this
-//! request alone with a 500/504 that names the plugin and version.
+//! Running one request through one plugin version, whatever its world: a
+//! fresh instance from the pre-instantiated component, a deadline in epoch
+//! ticks, a memory cap, a bound on the response body. A trap, timeout or
+//! limit fails this request alone with a 500/504 that names the plugin and
+//! version. Only handing the request to the guest differs between
+//! wasi:http 0.2 (`p2.rs`) and 0.3 (`p3.rs`); limits, outcome and error
+//! mapping are this one path.
 
 use std::sync::Arc;
 
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
+use tokio::sync::oneshot;
 use wasmtime::{Store, StoreLimitsBuilder, Trap};
-use wasmtime_wasi_http::WasiHttpView;
-use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::handler::ProxyPre;
 
 use super::capabilities::EdgeCtx;
 use super::engine::EPOCH_TICK;
 use super::hooks::Hooks;
 use super::host::HostState;
 use super::loaded::LoadedPlugin;
+use super::{p2, p3};
 use crate::body::{self, Body};
 
 /// How a plugin request ended, for metrics.
@@ -36,6 +40,10 @@ impl Outcome {
     }
 }
 
+/// Where a world's runner sends the response head, or the error code the
+/// guest answered with instead of a response.
+pub type HeadSender = oneshot::Sender<Result<Response<Body>, String>>;
+
 /// Runs `req`; `permit` (the plugin's concurrency slot) is held until the
 /// instance finishes, which may be after the response head, while the body
 /// streams.
@@ -55,27 +63,19 @@ pub async fn run(
         .memories(8)
         .trap_on_grow_failure(false)
         .build();
-    let engine = plugin.pre.engine().clone();
-    let mut store = Store::new(&engine, HostState::new(hooks, edge, limits));
+    let mut store = Store::new(plugin.engine(), HostState::new(hooks, edge, limits));
     store.limiter(|h| &mut h.limits);
     let ticks = (config.timeout.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64;
     store.set_epoch_deadline(ticks);
     store.epoch_deadline_trap();
 
-    let scheme = if tls { Scheme::Https } else { Scheme::Http };
-    let (sender, receiver) = tokio::sync::oneshot::channel();
-    let prepared = store
-        .data_mut()
-        .http()
-        .new_incoming_request(
-            scheme,
-            req.map(|b| {
-                b.map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.to_string())))
-            }),
-        )
-        .and_then(|r| Ok((r, store.data_mut().http().new_response_outparam(sender)?)));
-    let (incoming, outparam) = match prepared {
-        Ok(v) => v,
+    let (head, receiver) = oneshot::channel();
+    let started = match &plugin.pre {
+        ProxyPre::P2(pre) => p2::start(pre, store, req, tls, head, permit),
+        ProxyPre::P3(pre) => Ok(p3::start(pre, store, req, tls, head, permit)),
+    };
+    let task = match started {
+        Ok(task) => task,
         Err(e) => {
             return (
                 failure(
@@ -87,15 +87,6 @@ pub async fn run(
             );
         }
     };
-    let pre = plugin.pre.clone();
-    let task = tokio::spawn(async move {
-        let _permit = permit;
-        let proxy = pre.instantiate_async(&mut store).await?;
-        proxy
-            .wasi_http_incoming_handler()
-            .call_handle(&mut store, incoming, outparam)
-            .await
-    });
     match receiver.await {
         Ok(Ok(resp)) => {
             let limit = config.max_response_bytes as usize;
@@ -108,7 +99,7 @@ pub async fn run(
             failure(
                 &plugin,
                 StatusCode::BAD_GATEWAY,
-                &format!("plugin answered with error {code:?}"),
+                &format!("plugin answered with error {code}"),
             ),
             Outcome::Trap,
         ),
@@ -138,6 +129,13 @@ pub async fn run(
             }
         }
     }
+}
+
+/// The edge's request with a body the wasi:http host types accept.
+pub fn to_wasi_request(
+    req: Request<Body>,
+) -> Request<impl http_body::Body<Data = bytes::Bytes, Error = wasmtime_wasi_http::Error> + use<>> {
+    req.map(|b| b.map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.to_string()))))
 }
 
 /// The response for a failed plugin request, logged with name and version.

@@ -10,7 +10,9 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::handler::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::ProxyPre as ProxyPreP2;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 use super::host::HostState;
 use crate::config::PluginConfig;
@@ -45,7 +47,11 @@ pub struct LoadedPlugin {
     /// Short content hash of the component file.
     pub version: Arc<str>,
     pub digest: [u8; 32],
+    /// A wasi:http 0.2 `proxy` or 0.3 `service`/`middleware` component,
+    /// told apart by its exports.
     pub pre: ProxyPre<HostState>,
+    /// Which world, for logs.
+    pub world: &'static str,
 }
 
 impl LoadedPlugin {
@@ -71,18 +77,37 @@ impl LoadedPlugin {
             reason: format!("{e:#}"),
         };
         let instance_pre = linker.instantiate_pre(&component).map_err(link_err)?;
-        let pre = ProxyPre::new(instance_pre).map_err(|e| LoadError::Link {
-            name: name.clone(),
-            path: path.clone(),
-            reason: format!("it does not export wasi:http/incoming-handler (not a wasi:http proxy component): {e:#}"),
-        })?;
+        // As `wasmtime serve`: a component exporting wasi:http/handler@0.3
+        // is a 0.3 one, otherwise it must export the 0.2 incoming-handler.
+        let (pre, world) = match ServicePre::new(instance_pre.clone()) {
+            Ok(pre) if imports_handler(&component, engine) => {
+                (ProxyPre::P3(pre), "wasi:http 0.3 middleware")
+            }
+            Ok(pre) => (ProxyPre::P3(pre), "wasi:http 0.3 service"),
+            Err(_) => {
+                let pre = ProxyPreP2::new(instance_pre).map_err(|e| LoadError::Link {
+                    name: name.clone(),
+                    path: path.clone(),
+                    reason: format!("it exports neither wasi:http/handler@0.3 nor wasi:http/incoming-handler@0.2 (not a wasi:http service or proxy component): {e:#}"),
+                })?;
+                (ProxyPre::P2(pre), "wasi:http 0.2 proxy")
+            }
+        };
         let digest: [u8; 32] = Sha256::digest(bytes).into();
         Ok(Self {
             config: config.clone(),
             version: hex::encode(&digest[..6]).into(),
             digest,
             pre,
+            world,
         })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        match &self.pre {
+            ProxyPre::P2(pre) => pre.engine(),
+            ProxyPre::P3(pre) => pre.engine(),
+        }
     }
 
     pub fn read(config: &PluginConfig) -> Result<Vec<u8>, LoadError> {
@@ -92,6 +117,15 @@ impl LoadedPlugin {
             source,
         })
     }
+}
+
+/// Whether the component imports `wasi:http/handler` (the `middleware`
+/// world), which the edge binds to the next link of the chain.
+fn imports_handler(component: &Component, engine: &Engine) -> bool {
+    component
+        .component_type()
+        .imports(engine)
+        .any(|(name, _)| name.starts_with("wasi:http/handler@0.3"))
 }
 
 /// The current version of one plugin plus its admission control.

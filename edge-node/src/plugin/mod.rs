@@ -2,7 +2,8 @@
 //! request on wasmtime, chained per site, with the `waypost:edge` host
 //! capabilities. Module map: `engine` (engine, linker, epoch ticker,
 //! compile cache), `loaded` (a compiled version, atomic swap, admission),
-//! `invoke` (one request in one plugin, limits, failures), `hooks` (where a
+//! `invoke` (one request in one plugin, limits, failures), `p2`/`p3` (how
+//! a wasi:http 0.2 or 0.3 component gets the request), `hooks` (where a
 //! guest's outgoing requests go), `link` (chain links), `host` (store
 //! state), `capabilities` (`waypost:edge`).
 
@@ -13,6 +14,8 @@ mod host;
 mod invoke;
 pub mod link;
 mod loaded;
+mod p2;
+mod p3;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -99,7 +102,7 @@ impl Runtime {
         for p in &config.plugins {
             let bytes = LoadedPlugin::read(p)?;
             let loaded = LoadedPlugin::compile(p, &bytes, &engine, &linker)?;
-            tracing::info!(plugin = %p.name, version = %loaded.version, "plugin loaded");
+            tracing::info!(plugin = %p.name, version = %loaded.version, world = loaded.world, "plugin loaded");
             slots.insert(p.name.clone(), Arc::new(PluginSlot::new(loaded)));
         }
         let geo = match &rt.geoip_db {
