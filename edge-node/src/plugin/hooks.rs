@@ -1,7 +1,8 @@
 //! Where a guest's outgoing requests go. Guests never get raw network
-//! access: `wasi:http/outgoing-handler` requests are routed here by
-//! authority: `next` is the next link of the chain, a pool name is that
-//! configured origin pool, anything else is denied.
+//! access: wasi:http 0.2 `outgoing-handler` and 0.3 `client` requests, and
+//! a 0.3 middleware's imported `handler` (addressed to `next` by `p3.rs`),
+//! are routed here by authority: `next` is the next link of the chain, a
+//! pool name is that configured origin pool, anything else is denied.
 
 use std::collections::HashMap;
 use std::future::Future;

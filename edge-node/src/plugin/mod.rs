@@ -170,7 +170,7 @@ impl Runtime {
             std::fs::write(&tmp, &bytes).map_err(io)?;
             std::fs::rename(&tmp, &config.file).map_err(io)?;
             let version = loaded.version.to_string();
-            tracing::info!(plugin = %config.name, version, "plugin version uploaded and swapped in");
+            tracing::info!(plugin = %config.name, version, world = loaded.world, "plugin version uploaded and swapped in");
             slot.swap(loaded);
             Ok(version)
         })
@@ -214,7 +214,7 @@ impl Runtime {
             }
             match LoadedPlugin::compile(config, &bytes, &self.engine, &self.linker) {
                 Ok(loaded) => {
-                    tracing::info!(plugin = %config.name, old = %current.version, new = %loaded.version, "plugin file changed; new version swapped in");
+                    tracing::info!(plugin = %config.name, old = %current.version, new = %loaded.version, world = loaded.world, "plugin file changed; new version swapped in");
                     rejected.remove(&config.name);
                     slot.swap(loaded);
                 }
