@@ -17,8 +17,9 @@
 #                                 largest origin_raft_replication_lag_entries seen during the 3r load
 #   failover_s                    KILLS times: SIGKILL the leader while CHURN_CONNS writers write a
 #                                 fresh key per attempt (to any origin, moving on after a failure);
-#                                 kill → first 2xx of a write *sent after* the kill; restart the
-#                                 killed origin and wait until its /healthz is 200 (caught up)
+#                                 leader dead (SIGKILLed and reaped) → first 2xx of a write *sent
+#                                 after* that; restart the killed origin and wait until its
+#                                 /healthz is 200 (caught up)
 #   lost_acked_writes             acknowledged churn keys missing from any of the three origins at
 #                                 the end (a local listing on each, after all report healthy)
 #
@@ -320,9 +321,12 @@ failover() {
         for name in n1 n2 n3; do wait_healthy "$name" 30; done
         leader=$(wait_leader 20 n1 n2 n3)
         wait_progress "$leader" 50 20
-        t_kill=$(date +%s%N)
         kill -KILL "${PID[$leader]}"
         wait "${PID[$leader]}" 2>/dev/null || true
+        # Timed once the leader is reaped: a write sent after this cannot
+        # have reached it (timing the kill itself let a write that slipped
+        # in before the signal landed count as a 4 ms "failover").
+        t_kill=$(date +%s%N)
         unset "PID[$leader]"
         echo "$t_kill $leader" >>"$WORK/kills"
         others=()

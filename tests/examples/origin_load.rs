@@ -350,10 +350,11 @@ fn read_attempts(path: &str) -> anyhow::Result<Vec<Attempt>> {
         .collect()
 }
 
-/// Failover time per kill from the churn log and the kill times (`kill_ns
-/// node` per line): kill → the first acknowledgement of a write *sent after*
-/// the kill (writes in flight at the kill do not count, so this is the
-/// conservative reading). Also the longest gap between acknowledgements.
+/// Failover time per kill from the churn log and the kill times (`dead_ns
+/// node` per line, taken once the killed leader was reaped): death → the
+/// first acknowledgement of a write *sent after* it (writes in flight at
+/// the kill do not count, so this is the conservative reading). Also the
+/// longest gap between acknowledgements.
 fn failover(args: &Args) -> anyhow::Result<()> {
     let attempts = read_attempts(&args.one("log")?)?;
     let kills_path = args.one("kills")?;
