@@ -102,7 +102,14 @@ trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM HUP
 
 # Bound the total run time: the watchdog TERMs us, and the trap cleans up.
-( sleep "$TIME_LIMIT"; log "TIME_LIMIT ${TIME_LIMIT}s reached, aborting"; kill -TERM $$ ) &
+# (Its sleep is its own child so stopping the watchdog leaves no orphan.)
+(
+    trap 'kill "$nap" 2>/dev/null; exit 0' TERM
+    sleep "$TIME_LIMIT" & nap=$!
+    wait "$nap"
+    log "TIME_LIMIT ${TIME_LIMIT}s reached, aborting"
+    kill -TERM $$
+) &
 WATCHDOG=$!
 
 # --- setup ------------------------------------------------------------------
