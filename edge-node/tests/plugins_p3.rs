@@ -192,10 +192,16 @@ async fn p3_faults_fail_only_their_own_requests() {
         half.bytes().await.is_err(),
         "a trap mid-body cuts the transfer, never a short complete body"
     );
+    let huge = c.get(url(&edge, "/huge")).send().await.unwrap();
+    assert_eq!(huge.status(), 200);
+    assert!(
+        huge.bytes().await.is_err(),
+        "an endless body is cut at max_response_bytes"
+    );
     assert!(healthy.await.unwrap() > 5, "other requests kept succeeding");
     let metrics = metrics(&c, &edge).await;
     for outcome in ["trap", "timeout"] {
-        // `/half` counts as ok: its head was sent.
+        // `/half` and `/huge` count as ok: their heads were sent.
         assert!(
             metrics.contains(&format!(
                 "waypost_edge_plugin_request_seconds_count{{plugin=\"fault\",outcome=\"{outcome}\"}} 1"

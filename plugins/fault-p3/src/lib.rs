@@ -1,7 +1,8 @@
 //! TEST FIXTURE, not an example: a wasi:http 0.3 `service` component for
 //! the edge's tests, by path: `/trap` panics (with `panic = "abort"` a wasm
 //! trap), `/loop` spins without yielding (only the epoch deadline stops
-//! it), `/half` answers 200 and traps after the first body bytes,
+//! it), `/half` answers 200 and traps after the first body bytes, `/huge`
+//! streams 64 KiB chunks until the reader goes away,
 //! `/send/<authority>/<path>` sends `GET http://<authority>/<path>`
 //! through `wasi:http/client` and answers with what comes back (so the
 //! tests see the edge's outgoing-request policy), anything else answers
@@ -33,11 +34,15 @@ impl wasip3::exports::http::handler::Guest for Fault {
             }
             _ => {}
         }
-        let half = path == "/half";
+        let (half, huge) = (path == "/half", path == "/huge");
         let (mut body_tx, body_rx) = wit_stream::new();
         let (_, trailers_rx) = wit_future::new(|| Ok(None));
         let (response, _delivered) = Response::new(Fields::new(), Some(body_rx), trailers_rx);
         wasip3::spawn(async move {
+            if huge {
+                while body_tx.write_all(vec![b'x'; 64 << 10]).await.is_empty() {}
+                return;
+            }
             if half {
                 body_tx.write_all(b"partial".to_vec()).await;
                 panic!("fault-p3: trapping mid-body on purpose");
