@@ -105,9 +105,14 @@ impl Replica {
         let state = StateMachine::open(dir)?;
         let config = openraft::Config {
             cluster_name: "waypost".into(),
+            // openraft 0.9 derives the leader lease (how long followers
+            // trust a silent leader) from election_timeout_max, and the
+            // extra wait of a node refused for a shorter log from twice it:
+            // a leader kill costs lease + election timeout, ~0.8–1.2 s
+            // here. The heartbeat is also the append RPC's timeout.
             heartbeat_interval: 100,
-            election_timeout_min: 400,
-            election_timeout_max: 800,
+            election_timeout_min: 200,
+            election_timeout_max: 600,
             ..Default::default()
         }
         .validate()?;

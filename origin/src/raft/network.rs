@@ -59,7 +59,6 @@ impl Peer {
         &self,
         rpc: &str,
         req: &Req,
-        option: &RPCOption,
     ) -> Result<Resp, RPCError<NodeId, BasicNode, Err>>
     where
         Req: Serialize,
@@ -67,15 +66,24 @@ impl Peer {
         Err: std::error::Error + DeserializeOwned,
     {
         let url = format!("http://{}/internal/raft/{rpc}", self.addr);
+        // No client-side timeout: openraft wraps every RPC in its own and
+        // reports a `Timeout`, which it retries at once. Only a peer that
+        // cannot be connected to is `Unreachable`, which makes openraft back
+        // off from it; a slow answer (a follower's slow fsync) must not.
         let response = self
             .http
             .post(url)
             .bearer_auth(&self.token)
-            .timeout(option.hard_ttl())
             .json(req)
             .send()
             .await
-            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+            .map_err(|e| {
+                if e.is_connect() {
+                    RPCError::Unreachable(Unreachable::new(&e))
+                } else {
+                    RPCError::Network(NetworkError::new(&e))
+                }
+            })?;
         if !response.status().is_success() {
             let status = response.status();
             let text = response.text().await.unwrap_or_default();
@@ -94,27 +102,27 @@ impl RaftNetwork<TypeConfig> for Peer {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
-        option: RPCOption,
+        _option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call("append", &rpc, &option).await
+        self.call("append", &rpc).await
     }
 
     async fn install_snapshot(
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
-        option: RPCOption,
+        _option: RPCOption,
     ) -> Result<
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        self.call("snapshot", &rpc, &option).await
+        self.call("snapshot", &rpc).await
     }
 
     async fn vote(
         &mut self,
         rpc: VoteRequest<NodeId>,
-        option: RPCOption,
+        _option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call("vote", &rpc, &option).await
+        self.call("vote", &rpc).await
     }
 }
