@@ -1,0 +1,689 @@
+//! A partitioned old leader can no longer acknowledge writes.
+//!
+//! Three real `origin` processes, each in a network namespace of its own,
+//! reach each other only through a hub namespace that routes between them
+//! (10.99.{i}.2 is region i, 10.99.{i}.1 the hub's end of its link). The
+//! test cuts the leader off from the other two regions with `ip rule ...
+//! blackhole` on the hub, which silently drops every forwarded packet
+//! between the leader and a peer in both directions, while the test client
+//! (on the hub) can still reach every region. Writes sent to the isolated
+//! leader must not be acknowledged, the other two regions elect a leader
+//! and accept writes, and after the partition heals the old leader is a
+//! follower that has the majority's writes and none of its own.
+//!
+//! Why not in-process regions and `tc` on `lo`: regions in one process
+//! all connect from 127.0.0.1 (the kernel picks the source address by
+//! destination), so no filter on `lo` can tell the leader's traffic to a
+//! peer from the other peer's. Separate namespaces give every region its
+//! own source address. (Routing rules also need no `tc` modules: some
+//! kernels, such as the sandbox this was written in, have neither the
+//! `prio` qdisc nor the `gact` drop action.)
+//!
+//! Everything happens in namespaces the test creates: the test binary
+//! re-executes itself under `unshare --net --mount --pid --kill-child` (a
+//! tmpfs on `/run` holds `ip netns` handles and the regions' data, and the
+//! PID namespace takes every region process with it, so nothing outlives
+//! the run). Without the rights to do so (not root, no
+//! CAP_SYS_ADMIN / CAP_NET_ADMIN, no `unshare` or `ip`), the test prints
+//! `skipped: <reason>` and passes, unless `WAYPOST_REQUIRE_NETNS=1`.
+
+use std::fs::File;
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+const TEST_NAME: &str = "partitioned_old_leader_cannot_acknowledge_writes";
+/// Set on the re-executed test binary inside the fresh namespaces.
+const INNER_ENV: &str = "WAYPOST_PARTITION_INNER";
+/// Set on a re-executed test binary that only tries one TCP connection.
+const PROBE_ENV: &str = "WAYPOST_PARTITION_PROBE";
+/// `1`: a missing `unshare`/`ip` or missing rights fail the test.
+const REQUIRE_ENV: &str = "WAYPOST_REQUIRE_NETNS";
+/// The inner run's exit code when it could not build the test network.
+const SKIP_EXIT: i32 = 77;
+const UNSHARE: [&str; 5] = ["--net", "--mount", "--pid", "--kill-child", "--mount-proc"];
+/// The whole inner run, after which the outer test kills it.
+const INNER_LIMIT: Duration = Duration::from_secs(60);
+
+const TOKEN: &str = "partition-test-token";
+const PORT: u16 = 7070;
+const REGIONS: [u8; 3] = [1, 2, 3];
+const RUN_DIR: &str = "/run/waypost-partition";
+/// The origin's `WRITE_TIMEOUT` is 5 s; a refusal must come well within this.
+const REFUSAL_LIMIT: Duration = Duration::from_secs(9);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[test]
+fn partitioned_old_leader_cannot_acknowledge_writes() {
+    if let Ok(target) = std::env::var(PROBE_ENV) {
+        probe_main(&target);
+    }
+    if std::env::var_os(INNER_ENV).is_some() {
+        inner_main();
+    } else {
+        outer_main();
+    }
+}
+
+// ---------------------------------------------------------------------
+// Outside: check the rights, re-execute inside fresh namespaces.
+
+fn outer_main() {
+    // Can we create namespaces and links at all? `unshare` and `ip` both
+    // have to work for this.
+    let preflight = Command::new("unshare")
+        .args(UNSHARE)
+        .args(["--", "ip", "link", "add", "wp-pre0", "type", "veth"])
+        .args(["peer", "name", "wp-pre1"])
+        .stdout(Stdio::null())
+        .output();
+    match preflight {
+        Err(e) => return skip(&format!("cannot run `unshare`: {e}")),
+        Ok(out) if !out.status.success() => {
+            return skip(&format!(
+                "`unshare {} -- ip link add ... type veth` failed ({}): {}",
+                UNSHARE.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(_) => {}
+    }
+    let exe = std::env::current_exe().expect("own test binary");
+    let started = Instant::now();
+    let mut inner = Command::new("unshare")
+        .args(UNSHARE)
+        .arg("--")
+        .arg(&exe)
+        .args(["--exact", TEST_NAME, "--nocapture", "--test-threads=1"])
+        .env(INNER_ENV, "1")
+        .env_remove(PROBE_ENV)
+        .spawn()
+        .expect("spawn unshare");
+    let status = wait_bounded(&mut inner, INNER_LIMIT);
+    eprintln!("partition: inner run took {:?}", started.elapsed());
+    let Some(status) = status else {
+        let _ = inner.kill();
+        let _ = inner.wait();
+        panic!("the inner run did not finish within {INNER_LIMIT:?}; killed it");
+    };
+    if status.code() == Some(SKIP_EXIT) {
+        return skip("the test network could not be built (reason printed above)");
+    }
+    assert!(
+        status.success(),
+        "the test inside the network namespace failed: {status}"
+    );
+}
+
+fn skip(reason: &str) {
+    if std::env::var(REQUIRE_ENV).as_deref() == Ok("1") {
+        panic!("{REQUIRE_ENV}=1 but the partition test cannot run: {reason}");
+    }
+    // Straight to fd 2: libtest would swallow `eprintln!` of a passing test.
+    let _ = writeln!(std::io::stderr(), "skipped: {reason}");
+}
+
+/// Waits for `child` at most `limit`; `None` if it is still running.
+fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for child") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+// ---------------------------------------------------------------------
+// Probe: one TCP connection attempt from inside a region's namespace.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    Connected,
+    TimedOut,
+    Failed,
+}
+
+fn probe_main(target: &str) -> ! {
+    let addr: SocketAddr = target.parse().expect("probe target");
+    let code = match TcpStream::connect_timeout(&addr, PROBE_TIMEOUT) {
+        Ok(_) => 0,
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => 2,
+        Err(_) => 1,
+    };
+    std::process::exit(code);
+}
+
+/// Whether region `from` can open a TCP connection to region `to`.
+fn probe(from: u8, to: u8) -> Probe {
+    let status = Command::new("ip")
+        .args(["netns", "exec", &netns(from)])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", TEST_NAME, "--test-threads=1"])
+        .env(PROBE_ENV, region_addr(to))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run probe");
+    match status.code() {
+        Some(0) => Probe::Connected,
+        Some(2) => Probe::TimedOut,
+        _ => Probe::Failed,
+    }
+}
+
+/// Runs the probes in parallel and asserts each outcome.
+fn expect_probes(when: &str, expected: &[(u8, u8, Probe)]) {
+    let results: Vec<Probe> = std::thread::scope(|s| {
+        let handles: Vec<_> = expected
+            .iter()
+            .map(|&(from, to, _)| s.spawn(move || probe(from, to)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (&(from, to, want), got) in expected.iter().zip(results) {
+        assert_eq!(
+            got, want,
+            "{when}: TCP from region {from} to region {to} should be {want:?}"
+        );
+    }
+}
+
+fn all_pairs(outcome: Probe) -> Vec<(u8, u8, Probe)> {
+    let mut pairs = Vec::new();
+    for from in REGIONS {
+        for to in REGIONS.into_iter().filter(|to| *to != from) {
+            pairs.push((from, to, outcome));
+        }
+    }
+    pairs
+}
+
+// ---------------------------------------------------------------------
+// Inside: the network, the regions, the scenario.
+
+fn netns(i: u8) -> String {
+    format!("wp-r{i}")
+}
+
+fn hub_link(i: u8) -> String {
+    format!("wp-h{i}")
+}
+
+fn hub_ip(i: u8) -> String {
+    format!("10.99.{i}.1")
+}
+
+fn region_ip(i: u8) -> String {
+    format!("10.99.{i}.2")
+}
+
+fn region_addr(i: u8) -> String {
+    format!("{}:{PORT}", region_ip(i))
+}
+
+fn run(program: &str, args: &[&str]) -> Result<(), String> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run `{program}`: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{program} {}` failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    run("ip", args)
+}
+
+/// The hub and one namespace per region, each linked to the hub by a veth
+/// pair; the hub forwards between them.
+fn build_network() -> Result<(), String> {
+    ip(&["link", "set", "lo", "up"])?;
+    // Our own mount namespace: `ip netns` handles and the regions' data
+    // live on this tmpfs and disappear with it.
+    run("mount", &["-t", "tmpfs", "waypost-partition", "/run"])?;
+    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
+        .map_err(|e| format!("cannot enable forwarding in the hub namespace: {e}"))?;
+    for i in REGIONS {
+        let (ns, link) = (netns(i), hub_link(i));
+        ip(&["netns", "add", &ns])?;
+        ip(&[
+            "link", "add", &link, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+        ])?;
+        ip(&["addr", "add", &format!("{}/24", hub_ip(i)), "dev", &link])?;
+        ip(&["link", "set", &link, "up"])?;
+        ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+        let own = format!("{}/24", region_ip(i));
+        ip(&["-n", &ns, "addr", "add", &own, "dev", "eth0"])?;
+        ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+        ip(&["-n", &ns, "route", "add", "default", "via", &hub_ip(i)])?;
+    }
+    Ok(())
+}
+
+/// Adds (`"add"`) or removes (`"del"`) the hub's rules that drop every
+/// packet between `leader` and the other regions, both directions.
+fn partition(op: &str, leader: u8) {
+    for peer in REGIONS.into_iter().filter(|p| *p != leader) {
+        for (from, to) in [(leader, peer), (peer, leader)] {
+            let (from, to) = (region_ip(from), region_ip(to));
+            ip(&[
+                "rule",
+                op,
+                "from",
+                &from,
+                "to",
+                &to,
+                "blackhole",
+                "pref",
+                "100",
+            ])
+            .unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+}
+
+fn inner_main() {
+    if let Err(e) = build_network() {
+        eprintln!("skipped: cannot build the test network: {e}");
+        std::process::exit(SKIP_EXIT);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(scenario());
+}
+
+/// The three `origin` processes; killed on drop, with their logs printed
+/// if the test is failing.
+struct Regions {
+    children: Vec<Child>,
+}
+
+impl Regions {
+    fn start() -> Self {
+        let members: Vec<String> = REGIONS
+            .iter()
+            .map(|j| format!("{{ id = {j}, addr = \"{}\" }}", region_addr(*j)))
+            .collect();
+        let mut children = Vec::new();
+        for i in REGIONS {
+            let dir = PathBuf::from(RUN_DIR).join(format!("r{i}"));
+            std::fs::create_dir_all(dir.join("data")).unwrap();
+            let config = format!(
+                "listen = \"{addr}\"\ndata_dir = \"{data}\"\ntoken = \"{TOKEN}\"\n\n\
+                 [cluster]\nnode_id = {i}\nmembers = [{members}]\n",
+                addr = region_addr(i),
+                data = dir.join("data").display(),
+                members = members.join(", "),
+            );
+            std::fs::write(dir.join("origin.toml"), config).unwrap();
+            let log = File::create(dir.join("origin.log")).unwrap();
+            let child = Command::new("ip")
+                .args(["netns", "exec", &netns(i), env!("CARGO_BIN_EXE_origin")])
+                .arg("--config")
+                .arg(dir.join("origin.toml"))
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("start origin");
+            children.push(child);
+        }
+        Self { children }
+    }
+}
+
+impl Drop for Regions {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            for i in REGIONS {
+                let log = PathBuf::from(RUN_DIR).join(format!("r{i}/origin.log"));
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(25)..];
+                eprintln!("--- region {i} log (last {} lines) ---", tail.len());
+                for line in tail {
+                    eprintln!("{line}");
+                }
+            }
+        }
+    }
+}
+
+fn url(i: u8, path: &str) -> String {
+    format!("http://{}{path}", region_addr(i))
+}
+
+/// Region `i`'s `/cluster`, or `None` if it does not answer within 1 s.
+async fn status(client: &reqwest::Client, i: u8) -> Option<Value> {
+    let resp = client
+        .get(url(i, "/cluster"))
+        .timeout(Duration::from_secs(1))
+        .send()
+        .await
+        .ok()?;
+    resp.json().await.ok()
+}
+
+/// The leader every region in `regions` names, if they agree and the
+/// leader (when it is one of them) says it is the leader.
+async fn agreed_leader(client: &reqwest::Client, regions: &[u8]) -> Option<u8> {
+    let mut seen = None;
+    for &i in regions {
+        let s = status(client, i).await?;
+        let leader = s["leader"].as_u64()? as u8;
+        if seen.is_some_and(|l| l != leader) {
+            return None;
+        }
+        seen = Some(leader);
+        if leader == i && s["role"] != "leader" {
+            return None;
+        }
+    }
+    seen
+}
+
+/// Calls `check` until it returns `Some`, at most for `limit`.
+async fn poll<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn put(client: &reqwest::Client, i: u8, key: &str) -> reqwest::Result<reqwest::Response> {
+    client
+        .put(url(i, &format!("/kv/part/{key}")))
+        .bearer_auth(TOKEN)
+        .body(format!("value of {key}"))
+        .send()
+        .await
+}
+
+async fn strong_get(
+    client: &reqwest::Client,
+    i: u8,
+    key: &str,
+) -> reqwest::Result<reqwest::Response> {
+    client
+        .get(url(i, &format!("/kv/part/{key}?consistency=strong")))
+        .send()
+        .await
+}
+
+/// What became of a request the isolated old leader was sent.
+#[derive(Debug)]
+struct Refusal {
+    what: String,
+    status: Option<StatusCode>,
+    retry_after: bool,
+    body: String,
+    error: Option<String>,
+    took: Duration,
+}
+
+impl Refusal {
+    async fn of(
+        what: &str,
+        sent: impl std::future::Future<Output = reqwest::Result<reqwest::Response>>,
+    ) -> Self {
+        let started = Instant::now();
+        let (status, retry_after, body, error) = match sent.await {
+            Ok(resp) => {
+                let status = resp.status();
+                let retry_after = resp.headers().contains_key("retry-after");
+                (
+                    Some(status),
+                    retry_after,
+                    resp.text().await.unwrap_or_default(),
+                    None,
+                )
+            }
+            Err(e) => (None, false, String::new(), Some(e.to_string())),
+        };
+        Self {
+            what: what.to_string(),
+            status,
+            retry_after,
+            body,
+            error,
+            took: started.elapsed(),
+        }
+    }
+
+    /// The old leader answered 503 with Retry-After, in bounded time.
+    fn assert_refused(&self) {
+        eprintln!("partition: {self:?}");
+        if let Some(e) = &self.error {
+            panic!(
+                "{}: no answer from the isolated old leader after {:?}: {e}",
+                self.what, self.took
+            );
+        }
+        assert_eq!(
+            self.status,
+            Some(StatusCode::SERVICE_UNAVAILABLE),
+            "{}: the isolated old leader must refuse with 503: {self:?}",
+            self.what
+        );
+        assert!(self.retry_after, "{}: no Retry-After: {self:?}", self.what);
+        assert!(
+            self.took < REFUSAL_LIMIT,
+            "{}: refused only after {:?}",
+            self.what,
+            self.took
+        );
+    }
+}
+
+async fn scenario() {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .unwrap();
+    let regions = Regions::start();
+    let leader = poll(
+        "three regions agree on a leader",
+        Duration::from_secs(15),
+        || agreed_leader(&client, &REGIONS),
+    )
+    .await;
+    let peers: Vec<u8> = REGIONS.into_iter().filter(|i| *i != leader).collect();
+    eprintln!("partition: region {leader} leads; peers {peers:?}");
+
+    // A write acknowledged before the partition, through a follower.
+    let resp = put(&client, peers[0], "before").await.unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+
+    // The network works, so the probes below can fail for the right reason.
+    tokio::task::block_in_place(|| {
+        expect_probes("before the partition", &all_pairs(Probe::Connected))
+    });
+    let old_term = status(&client, leader).await.unwrap()["term"]
+        .as_u64()
+        .unwrap();
+
+    partition("add", leader);
+    let cut_at = Instant::now();
+    // A write to the old leader right away, while it still believes it leads.
+    let early = tokio::spawn({
+        let client = client.clone();
+        async move { Refusal::of("write at the cut", put(&client, leader, "lost-at-cut")).await }
+    });
+
+    // Watched from the cut on, so the time it takes is measured exactly.
+    let election = tokio::spawn({
+        let (client, peers) = (client.clone(), peers.clone());
+        async move {
+            let elected = poll(
+                "the majority side elects a new leader",
+                Duration::from_secs(10),
+                || async {
+                    agreed_leader(&client, &peers)
+                        .await
+                        .filter(|l| *l != leader)
+                },
+            )
+            .await;
+            (elected, cut_at.elapsed())
+        }
+    });
+
+    // The cut is real: leader <-> peers dropped (time out) both ways; the
+    // peers still reach each other and the test client still reaches the
+    // old leader.
+    let mut expected = Vec::new();
+    for &p in &peers {
+        expected.push((leader, p, Probe::TimedOut));
+        expected.push((p, leader, Probe::TimedOut));
+    }
+    expected.push((peers[0], peers[1], Probe::Connected));
+    expected.push((peers[1], peers[0], Probe::Connected));
+    tokio::task::block_in_place(|| expect_probes("during the partition", &expected));
+    let hub_to_leader: SocketAddr = region_addr(leader).parse().unwrap();
+    TcpStream::connect_timeout(&hub_to_leader, PROBE_TIMEOUT)
+        .expect("the test client reaches the isolated old leader");
+
+    // The majority side elects a new leader and accepts writes.
+    let (new_leader, elected_after) = election.await.unwrap();
+    let old_view = status(&client, leader)
+        .await
+        .expect("old leader answers /cluster");
+    eprintln!(
+        "partition: region {new_leader} elected {elected_after:?} after the cut; the old leader \
+         then says role={} leader={} term={}",
+        old_view["role"], old_view["leader"], old_view["term"]
+    );
+    let mut acked = vec!["before".to_string()];
+    for k in 0..4 {
+        let via = peers[k % 2];
+        let key = format!("after-{k}");
+        let resp = put(&client, via, &key).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED, "{key} via region {via}");
+        acked.push(key);
+    }
+
+    // A write and a strong read on the old leader after the majority moved
+    // on: neither may pretend to be up to date.
+    let (late, stale_read) = tokio::join!(
+        Refusal::of(
+            "write after the new election",
+            put(&client, leader, "lost-late")
+        ),
+        Refusal::of(
+            "strong read on the old leader",
+            strong_get(&client, leader, "after-0")
+        ),
+    );
+    let early = early.await.unwrap();
+    early.assert_refused();
+    late.assert_refused();
+    stale_read.assert_refused();
+    assert!(early.body.contains("majority"), "{early:?}");
+    let still = status(&client, leader)
+        .await
+        .expect("old leader answers /cluster");
+    eprintln!(
+        "partition: {:?} after the cut the old leader says role={} leader={} term={}",
+        cut_at.elapsed(),
+        still["role"],
+        still["leader"],
+        still["term"]
+    );
+
+    // Heal.
+    partition("del", leader);
+    let healed_at = Instant::now();
+    tokio::task::block_in_place(|| expect_probes("after healing", &all_pairs(Probe::Connected)));
+    let rejoined = poll(
+        "the old leader rejoins as a follower",
+        Duration::from_secs(10),
+        || {
+            let client = &client;
+            async move {
+                let s = status(client, leader).await?;
+                (s["role"] == "follower" && s["leader"].as_u64() == Some(u64::from(new_leader)))
+                    .then_some(s)
+            }
+        },
+    )
+    .await;
+    eprintln!(
+        "partition: old leader a follower of region {new_leader} {:?} after healing (term {} -> {})",
+        healed_at.elapsed(),
+        old_term,
+        rejoined["term"]
+    );
+    assert!(rejoined["term"].as_u64().unwrap() > old_term, "{rejoined}");
+    assert_eq!(agreed_leader(&client, &REGIONS).await, Some(new_leader));
+
+    // The healed old leader takes writes again (as a follower, forwarding).
+    let resp = put(&client, leader, "healed").await.unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    acked.push("healed".into());
+    acked.sort();
+
+    for i in REGIONS {
+        for key in &acked {
+            let resp = strong_get(&client, i, key).await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK, "{key} on region {i}");
+            assert_eq!(resp.text().await.unwrap(), format!("value of {key}"));
+        }
+        for key in ["lost-at-cut", "lost-late"] {
+            let resp = strong_get(&client, i, key).await.unwrap();
+            assert_eq!(
+                resp.status(),
+                StatusCode::NOT_FOUND,
+                "{key}, refused by the isolated leader, is on region {i}"
+            );
+        }
+        let page: Value = client
+            .get(url(i, "/kv/part?prefix=&consistency=strong"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let keys: Vec<&str> = page["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["key"].as_str().unwrap())
+            .collect();
+        assert_eq!(keys, acked, "keys on region {i}");
+        assert_eq!(page["truncated"], false);
+    }
+    drop(regions);
+}
