@@ -1,6 +1,6 @@
 //! The real binaries, started as processes: origin and edge together, the
 //! way an operator runs them, and `waypost up --check` as the README's quick
-//! start runs it.
+//! start runs it (three regions, and one).
 
 use std::time::Duration;
 
@@ -124,41 +124,69 @@ async fn origin_and_edge_binaries_serve_cache_and_purge() {
     );
 }
 
-#[test]
-fn quick_start_command_shows_a_miss_then_a_hit() {
+/// Runs `waypost up --check` with `args` and returns its stdout, failing
+/// the test (with both outputs) if it did not succeed.
+fn up_check(args: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(bin_dir().join("waypost"))
-        .args(["up", "--check", "--ip", "127.0.3.7", "--data-dir"])
+        .args(["up", "--check", "--data-dir"])
         .arg(dir.path().join("data"))
+        .args(args)
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        stdout.contains(
-            "first GET /assets/hello.txt -> 200 OK  Cache-Status: waypost; fwd=uri-miss; stored"
-        ),
-        "{stdout}"
-    );
+    stdout
+}
+
+#[test]
+fn quick_start_command_shows_three_regions_working() {
+    let stdout = up_check(&["--ip", "127.0.53.7"]);
+    let expected = [
+        // A miss, then a hit, at region 1's edge.
+        "first GET /assets/hello.txt -> 200 OK  Cache-Status: waypost; fwd=uri-miss; stored",
+        "second GET /assets/hello.txt -> 200 OK  Cache-Status: waypost; hit",
+        // Uploaded through region 1's origin, served by the third region.
+        "/assets/index.html uploaded via region 1, served by region 3's edge (127.0.55.7:8080) -> 200 OK",
+        "GET /hello -> plugin `hello` answered: Hello from Waypost!",
+        "security-headers plugin added Strict-Transport-Security: max-age=",
+        "Waypost is up (3 region(s)",
+        "region 2  edge http://127.0.54.7:8080  admin http://127.0.54.7:9080  origin http://127.0.54.7:7070",
+        "curl -i http://127.0.53.7:8080/assets/hello.txt",
+        "curl -i http://127.0.55.7:8080/assets/hello.txt",
+        "dig @127.0.53.7 -p 5353 cdn.waypost.test A",
+        "dig @127.0.53.7 -p 5353 cdn.waypost.test A +subnet=127.0.55.0/24",
+        "waypost status --origin http://127.0.53.7:7070",
+    ];
+    for line in expected {
+        assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
+    }
+}
+
+#[test]
+fn quick_start_runs_one_region_too() {
+    let stdout = up_check(&["--ip", "127.0.57.7", "--regions", "1"]);
+    assert!(stdout.contains("Waypost is up (1 region(s)"), "{stdout}");
     assert!(
         stdout.contains("second GET /assets/hello.txt -> 200 OK  Cache-Status: waypost; hit"),
         "{stdout}"
     );
-    assert!(
-        stdout.contains("curl -i http://127.0.3.7:8080/assets/hello.txt"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("GET /hello -> plugin `hello` answered: Hello from Waypost!"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("security-headers plugin added Strict-Transport-Security: max-age="),
-        "{stdout}"
-    );
+    assert!(!stdout.contains("region 2"), "{stdout}");
+    assert!(!stdout.contains("served by region"), "{stdout}");
+}
+
+#[test]
+fn quick_start_refuses_bad_layouts_before_starting() {
+    let out = std::process::Command::new(bin_dir().join("waypost"))
+        .args(["up", "--check", "--ip", "127.0.254.1", "--regions", "3"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("third octet"), "{stderr}");
 }

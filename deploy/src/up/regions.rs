@@ -1,0 +1,147 @@
+//! The servers of a local platform: one origin per region, together one
+//! Raft group, and one edge per region whose pool lists its own region's
+//! origin first and the others after it, following the origin's change
+//! feed.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use origin::config::ClusterConfig;
+use tokio::net::TcpListener;
+
+use super::DEV_TOKEN;
+use super::layout::{Layout, region_name};
+
+/// How long the origins get to elect a leader and report healthy. A fresh
+/// group takes about a second; the limit is for a data dir that no longer
+/// matches the flags, whose error says so.
+const READY_LIMIT: Duration = Duration::from_secs(30);
+
+/// Starts every region's origin as one Raft group. The listeners are bound
+/// first, so a port in use fails before any region starts.
+pub async fn start_origins(
+    layout: &Layout,
+    data_dir: &Path,
+) -> anyhow::Result<Vec<origin::RunningServer>> {
+    let members: BTreeMap<u64, String> = layout
+        .regions()
+        .map(|(n, _)| (n as u64, layout.origin(n).to_string()))
+        .collect();
+    let mut listeners = Vec::new();
+    for (n, _) in layout.regions() {
+        let addr = layout.origin(n);
+        let listener = TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot listen on {addr} for region {n}'s origin; is another `waypost up` running? (try --ip or --origin-port)")
+        })?;
+        listeners.push(listener);
+    }
+    let mut origins = Vec::new();
+    for ((n, _), listener) in layout.regions().zip(listeners) {
+        let mut config =
+            origin::Config::for_data_dir(data_dir.join(region_name(n)).join("origin"), DEV_TOKEN);
+        config.listen = layout.origin(n);
+        config.cache_rules.push(origin::CacheRule {
+            prefix: "/static/".into(),
+            cache_control: "public, max-age=86400, stale-while-revalidate=60".into(),
+        });
+        config.cluster = Some(ClusterConfig {
+            node_id: n as u64,
+            members: members.clone(),
+        });
+        let server = origin::Server::start_on(config, listener)
+            .await
+            .with_context(|| format!("starting region {n}'s origin"))?;
+        origins.push(server);
+    }
+    Ok(origins)
+}
+
+/// Waits until every origin's `/healthz` answers 200: a leader is elected
+/// and each region has applied what was committed.
+pub async fn wait_origins(
+    layout: &Layout,
+    client: &reqwest::Client,
+    data_dir: &Path,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    for (n, _) in layout.regions() {
+        let url = format!("http://{}/healthz", layout.origin(n));
+        loop {
+            let ok = client
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ok {
+                break;
+            }
+            anyhow::ensure!(
+                started.elapsed() < READY_LIMIT,
+                "region {n}'s origin is not healthy after {READY_LIMIT:?} ({url}). If --regions \
+                 or --ip changed since {} was created, its Raft logs name other members: remove \
+                 it or pass another --data-dir",
+                data_dir.display()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
+}
+
+/// Starts region `n`'s edge.
+pub async fn start_edge(
+    layout: &Layout,
+    n: usize,
+    data_dir: &Path,
+    plugin_sites: &str,
+) -> anyhow::Result<edge_node::RunningServer> {
+    let dir = data_dir.join(region_name(n));
+    let toml = edge_toml(layout, n, &dir, plugin_sites);
+    let config = edge_node::Config::from_toml(&dir.join("edge.toml"), &toml)
+        .with_context(|| format!("region {n}'s edge config"))?;
+    edge_node::Server::start(config)
+        .await
+        .with_context(|| format!("starting region {n}'s edge (try --ip or --http-port/--admin-port if the address is taken)"))
+}
+
+/// Region `n`'s edge config: a pool of every region's origin, its own
+/// first, and the change feed through that pool.
+fn edge_toml(layout: &Layout, n: usize, dir: &Path, plugin_sites: &str) -> String {
+    let regions: Vec<String> = layout
+        .preference(n)
+        .into_iter()
+        .map(|m| {
+            format!(
+                "{{ name = \"{}\", origins = [\"{}\"] }}",
+                region_name(m),
+                layout.origin(m)
+            )
+        })
+        .collect();
+    format!(
+        r#"
+[listen]
+http = "{http}"
+[admin]
+listen = "{admin}"
+token = "{DEV_TOKEN}"
+[cache]
+memory_capacity = "256MiB"
+disk = {{ dir = "{cache}", capacity = "4GiB" }}
+[[pools]]
+name = "origin"
+regions = [{regions}]
+[feed]
+pool = "origin"
+[[sites]]
+hosts = ["*"]
+pool = "origin"
+{plugin_sites}"#,
+        http = layout.edge_http(n),
+        admin = layout.edge_admin(n),
+        cache = dir.join("edge-cache").display(),
+        regions = regions.join(", "),
+    )
+}
