@@ -1,0 +1,200 @@
+//! The deployment files under `deploy/` cannot rot: every example and
+//! Kubernetes config is loaded with the servers' own config loaders (the
+//! same validation the binaries run at startup), the three-region set is
+//! checked for what makes it one platform, and the systemd units and
+//! Kubernetes manifests go through `systemd-analyze verify` and
+//! `kubectl kustomize` where those tools exist.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn deploy_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A fresh scratch directory for one test (this crate has no tempfile).
+fn scratch(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("waypost-manifests-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Every `.toml` under `dir`, recursively, sorted.
+fn tomls(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(tomls(&path));
+        } else if path.extension().is_some_and(|e| e == "toml") {
+            found.push(path);
+        }
+    }
+    found.sort();
+    found
+}
+
+fn name(path: &Path) -> &str {
+    path.file_name().unwrap().to_str().unwrap()
+}
+
+/// geodns checks at load time that the MaxMind database exists; the
+/// examples name one next to the config, so each is loaded from a copy
+/// beside a placeholder file.
+fn load_geodns(path: &Path) -> geodns::Config {
+    let dir = scratch(&format!("geodns-{}", path.parent().map_or("", name)));
+    let copy = dir.join(name(path));
+    std::fs::copy(path, &copy).unwrap();
+    std::fs::write(dir.join("GeoLite2-City.mmdb"), b"").unwrap();
+    let config = geodns::Config::load(&copy).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    std::fs::remove_dir_all(dir).unwrap();
+    config
+}
+
+#[test]
+fn every_example_config_loads() {
+    let mut loaded = 0;
+    for dir in ["examples", "k8s"] {
+        for path in tomls(&deploy_dir().join(dir)) {
+            let file = name(&path);
+            if file.starts_with("origin") {
+                origin::Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            } else if file.starts_with("edge") {
+                edge_node::Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            } else if file.starts_with("geodns") {
+                load_geodns(&path);
+            } else {
+                panic!("{}: no loader for this kind of file", path.display());
+            }
+            loaded += 1;
+        }
+    }
+    // one-region: 3; three-regions: 7; k8s: 3 regions x 2 + geodns.
+    assert_eq!(loaded, 17, "a config example was added or lost");
+}
+
+#[test]
+fn three_region_examples_form_one_platform() {
+    let dir = deploy_dir().join("examples/three-regions");
+    let mut members = None;
+    for n in 1..=3u64 {
+        let origin = origin::Config::load(&dir.join(format!("origin-{n}.toml"))).unwrap();
+        let cluster = origin.cluster.expect("[cluster] section");
+        assert_eq!(cluster.node_id, n, "origin-{n}.toml is member {n}");
+        assert_eq!(cluster.members.len(), 3);
+        // Every region must found the group with the same member list.
+        assert!(
+            members.as_ref().is_none_or(|m| *m == cluster.members),
+            "origin-{n}.toml lists other members"
+        );
+        members = Some(cluster.members);
+
+        let edge = edge_node::Config::load(&dir.join(format!("edge-{n}.toml"))).unwrap();
+        let names: Vec<&str> = edge.pools[0]
+            .regions
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
+        assert_eq!(names.len(), 3, "edge-{n}.toml lists every region");
+        assert_eq!(
+            names[0],
+            format!("region-{n}"),
+            "edge-{n}.toml: own region first"
+        );
+        assert!(edge.feed.is_some(), "edge-{n}.toml follows the change feed");
+    }
+    assert_eq!(load_geodns(&dir.join("geodns.toml")).regions.len(), 3);
+}
+
+#[test]
+fn systemd_units_verify() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: systemd-analyze is not installed");
+        return;
+    }
+    let dir = scratch("systemd");
+    // verify refuses a unit whose ExecStart binary is missing, and the
+    // binaries are not installed here: stand-ins let it check the units'
+    // own directives, which is what is under test.
+    for bin in ["origin", "edge-node", "geodns"] {
+        std::os::unix::fs::symlink("/bin/true", dir.join(bin)).unwrap();
+    }
+    let mut units = Vec::new();
+    for entry in std::fs::read_dir(deploy_dir().join("systemd")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for needed in [
+            "ExecStart=/usr/local/bin/",
+            "Restart=on-failure",
+            "LimitNOFILE=",
+            "ProtectSystem=strict",
+            "DynamicUser=yes",
+        ] {
+            assert!(text.contains(needed), "{} lacks {needed}", path.display());
+        }
+        let copy = dir.join(name(&path));
+        let text = text.replace("/usr/local/bin/", &format!("{}/", dir.display()));
+        std::fs::write(&copy, text).unwrap();
+        units.push(copy);
+    }
+    assert_eq!(units.len(), 3);
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .args(&units)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Unknown or misspelt directives are only warnings: refuse those too.
+    assert!(out.status.success() && stderr.trim().is_empty(), "{stderr}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn kubernetes_regions_build() {
+    let probe = Command::new("kubectl")
+        .args(["version", "--client"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: kubectl is not installed");
+        return;
+    }
+    for n in 1..=3 {
+        let dir = deploy_dir().join(format!("k8s/region-{n}"));
+        let out = Command::new("kubectl")
+            .arg("kustomize")
+            .arg(&dir)
+            .output()
+            .unwrap();
+        let yaml = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for kind in [
+            "StatefulSet",
+            "Deployment",
+            "Service",
+            "ConfigMap",
+            "Secret",
+        ] {
+            assert!(
+                yaml.contains(&format!("kind: {kind}\n")),
+                "region-{n}: no {kind}"
+            );
+        }
+        assert!(
+            yaml.contains(&format!("node_id = {n}")),
+            "region-{n}'s origin config"
+        );
+        assert!(
+            yaml.contains("volumeClaimTemplates"),
+            "the origin keeps a volume"
+        );
+    }
+}
