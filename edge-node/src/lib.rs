@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod listen;
+pub mod plugin_harness;
 pub mod server;
 
 mod admin;
