@@ -1,7 +1,8 @@
 //! `waypost`: the operator's CLI. `up` runs a whole local multi-region
 //! platform in one process on loopback addresses; the other commands talk
 //! to running services: the origin's API (any region) and edges' admin
-//! APIs. This file only parses flags and decides the exit code.
+//! APIs, and `failover` measures a drill the operator causes. This file
+//! only parses flags and decides the exit code.
 
 mod cli;
 mod up;
@@ -38,6 +39,10 @@ enum Command {
     Status(cli::status::StatusArgs),
     /// Add or remove an origin region at runtime.
     Region(cli::region::RegionArgs),
+    /// Measure a failover drill: write probes while you stop a region's
+    /// origin, report leader changes and write outages, check nothing
+    /// acknowledged was lost.
+    Failover(cli::failover::FailoverArgs),
 }
 
 #[tokio::main]
@@ -50,6 +55,7 @@ async fn main() -> ExitCode {
         Command::Kv(args) => cli::kv::run(args).await,
         Command::Status(args) => cli::status::run(args).await,
         Command::Region(args) => cli::region::run(args).await,
+        Command::Failover(args) => cli::failover::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,6 +3,7 @@
 //! Shared here: where to find them, the token, and errors that say what
 //! failed and what to try.
 
+pub mod failover;
 pub mod kv;
 pub mod plugin;
 pub mod purge;
@@ -22,9 +23,16 @@ pub struct OriginArgs {
     /// Defaults to region 1 of `waypost up`.
     #[arg(long, global = true, env = "WAYPOST_ORIGIN", default_value = DEFAULT_ORIGIN, value_name = "URL")]
     pub origin: String,
-    /// Bearer token for writes (the origin's `token`; `waypost up` uses
-    /// the dev token).
-    #[arg(long, global = true, env = "WAYPOST_TOKEN", default_value = DEV_TOKEN, hide_env_values = true, hide_default_value = true)]
+    /// Bearer token for writes: the origin's `token` (with `purge --admin`,
+    /// the edge's `admin.token`). `waypost up` uses the dev token for both.
+    #[arg(
+        long,
+        global = true,
+        env = "WAYPOST_TOKEN",
+        default_value = DEV_TOKEN,
+        hide_env_values = true,
+        hide_default_value = true
+    )]
     pub token: String,
 }
 

@@ -1,8 +1,7 @@
 //! `waypost region add|remove`: change the origin cluster's membership at
 //! runtime (`POST /cluster/members`, `DELETE /cluster/members/{id}` at any
-//! region; forwarded to the leader). This is also the failover drill for a
-//! real deployment: add a region, stop another one's process, watch
-//! `waypost status` elect and serve on, then remove it.
+//! region; forwarded to the leader), e.g. to replace a region for good
+//! after a failover drill (`waypost failover`).
 
 use std::time::Duration;
 
