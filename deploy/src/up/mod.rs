@@ -81,7 +81,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     // Refused before anything binds or is written.
     let layout = Layout::new(args.ip, args.regions, ports)?;
-    service_base::logging::init_json();
+    init_logging();
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize()?;
@@ -191,6 +191,25 @@ fn print_summary(
     println!("  waypost status{flag}");
     println!("  waypost purge{flag} --key demo   # every region, through the change feed");
     println!("  waypost kv put{flag} demo greeting hello");
+}
+
+/// The servers' JSON logs on stderr: as `RUST_LOG` says when it is set,
+/// else warnings and errors only, so the quick start's own lines are not
+/// buried under every request and Raft step (openraft's warnings about
+/// votes during the first election are routine, so only its errors).
+fn init_logging() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        service_base::logging::init_json();
+        return;
+    }
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_target(true)
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn,openraft=error"))
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Ctrl-C or SIGTERM (what `kill` and service managers send).
