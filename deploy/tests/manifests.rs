@@ -198,3 +198,23 @@ fn kubernetes_regions_build() {
         );
     }
 }
+
+/// The compose file mounts the three-region examples; a renamed example
+/// must not leave it pointing at nothing. (Running it needs a Docker
+/// daemon, which these tests do not assume.)
+#[test]
+fn compose_mounts_existing_examples() {
+    let text = std::fs::read_to_string(deploy_dir().join("compose.yaml")).unwrap();
+    let mounts: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- ./"))
+        .map(|m| m.split(':').next().unwrap())
+        .collect();
+    assert_eq!(mounts.len(), 7, "{mounts:?}");
+    for mount in mounts {
+        assert!(
+            deploy_dir().join(mount).is_file(),
+            "compose.yaml mounts {mount}"
+        );
+    }
+}
