@@ -68,6 +68,11 @@ pub enum WriteError {
          (if a majority returns it may still commit; retrying is safe)"
     )]
     NoQuorum(Duration),
+    #[error(
+        "no majority of regions confirmed this origin's view within {0:?}, so a strong read \
+         cannot be served; retry, or read without consistency=strong for this region's copy"
+    )]
+    NoReadQuorum(Duration),
     #[error("no leader was reachable within {0:?}; nothing was written")]
     NoLeader(Duration),
     #[error(
@@ -204,13 +209,13 @@ impl Replica {
     pub async fn sync_for_read(&self) -> Result<(), WriteError> {
         let index = match tokio::time::timeout(WRITE_TIMEOUT, self.read_index()).await {
             Ok(result) => result?,
-            Err(_) => return Err(WriteError::NoQuorum(WRITE_TIMEOUT)),
+            Err(_) => return Err(WriteError::NoReadQuorum(WRITE_TIMEOUT)),
         };
         self.raft
             .wait(Some(WRITE_TIMEOUT))
             .applied_index_at_least(Some(index), "strong read")
             .await
-            .map_err(|_| WriteError::NoQuorum(WRITE_TIMEOUT))?;
+            .map_err(|_| WriteError::NoReadQuorum(WRITE_TIMEOUT))?;
         Ok(())
     }
 
@@ -227,7 +232,7 @@ impl Replica {
                             f.leader_node.clone()
                         }
                         openraft::error::CheckIsLeaderError::QuorumNotEnough(_) => {
-                            return Err(WriteError::NoQuorum(WRITE_TIMEOUT));
+                            return Err(WriteError::NoReadQuorum(WRITE_TIMEOUT));
                         }
                     };
                     match leader {
@@ -295,7 +300,7 @@ impl Replica {
             .await
             .map_err(|_| WriteError::NoLeader(WRITE_TIMEOUT))?;
         if !response.status().is_success() {
-            return Err(WriteError::NoQuorum(WRITE_TIMEOUT));
+            return Err(WriteError::NoReadQuorum(WRITE_TIMEOUT));
         }
         response
             .json::<u64>()
