@@ -86,17 +86,15 @@ impl Server {
             rt.spawn_watcher(config.plugin_runtime.reload_interval, stop.clone());
         }
         if let Some(feed) = &config.feed {
-            let follow = plugins
-                .clone()
-                .filter(|_| feed.plugins)
-                .map(|runtime| feed::Plugins {
-                    runtime,
-                    names: config.plugins.iter().map(|p| p.name.clone()).collect(),
-                });
+            let installs = match feed.plugins {
+                true => config.plugins.iter().map(|p| p.name.clone()).collect(),
+                false => Vec::new(),
+            };
             feed::Follower::new(
                 pools[feed.pool].clone(),
                 cache.clone(),
-                follow,
+                plugins.clone(),
+                installs,
                 metrics.feed.clone(),
             )
             .spawn(stop.clone());

@@ -246,3 +246,46 @@ async fn plugin_versions_published_at_the_origin_are_installed() {
     wait_for_position(&edge, origin_seq(&origin).await).await;
     wait_for_body(&edge, "Hello").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_writes_elsewhere_reach_the_plugins_cached_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = start_origin(dir.path()).await;
+    let counter = support::plugin_wasm("kv-counter");
+    // Reads are cached for an hour: only the feed can make a write made
+    // elsewhere visible here before then.
+    let extra = format!(
+        "kv_pool = \"main\"\nkv_token = \"{TOKEN}\"\nkv_cache_ttl = \"1h\"\n[feed]\npool = \"main\"\n"
+    );
+    let toml = support::plugin_edge_toml(
+        origin.local_addr(),
+        dir.path(),
+        &[("counter", &counter)],
+        &["counter"],
+        "",
+        &extra,
+    );
+    let edge = start_edge_with(&toml, dir.path()).await;
+    let read = || async {
+        let r = client()
+            .get(support::url(&edge, "/counter/visits"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json::<serde_json::Value>().await.unwrap()["value"].clone()
+    };
+    assert_eq!(read().await, 0);
+
+    // Another region (here: the origin's API directly) writes the key.
+    let r = client()
+        .put(format!("http://{}/kv/counters/visits", origin.local_addr()))
+        .bearer_auth(TOKEN)
+        .body("41")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    wait_for_position(&edge, origin_seq(&origin).await).await;
+    assert_eq!(read().await, 41);
+}

@@ -35,6 +35,11 @@ impl Follower {
                     "purge from the origin's change feed"
                 );
             }
+            EventKind::KvPut { namespace, key } | EventKind::KvDeleted { namespace, key } => {
+                if let Some(runtime) = &self.runtime {
+                    runtime.forget_kv(namespace, key).await;
+                }
+            }
             EventKind::PluginVersion { name, sha256 } => self.install_plugin(name, sha256).await,
             EventKind::Other => {}
         }
@@ -44,14 +49,10 @@ impl Follower {
     /// this edge declares that plugin and runs another version. A version
     /// that fails to load is logged and the running one keeps serving.
     pub(super) async fn install_plugin(&self, name: &str, sha256: &str) {
-        let Some(plugins) = &self.plugins else {
+        let (Some(runtime), true) = (&self.runtime, self.installs.iter().any(|n| n == name)) else {
             return;
         };
-        let runtime = &plugins.runtime;
-        let Some(slot) = runtime
-            .slot(name)
-            .filter(|_| plugins.names.iter().any(|n| n == name))
-        else {
+        let Some(slot) = runtime.slot(name) else {
             tracing::debug!(
                 plugin = name,
                 "published plugin is not declared on this edge"
@@ -93,21 +94,18 @@ impl Follower {
     /// At startup: the plugins published while this edge was away (or
     /// before it existed) are installed before the feed is followed.
     pub(super) async fn install_published_plugins(&self) {
-        let Some(plugins) = &self.plugins else {
+        let Some(runtime) = &self.runtime else {
             return;
         };
-        for name in &plugins.names {
+        for name in &self.installs {
             match self.fetch_plugin(name).await {
                 Ok(Some(bytes)) => {
                     let sha256 = hex::encode(Sha256::digest(&bytes));
-                    let running = plugins
-                        .runtime
-                        .slot(name)
-                        .map(|s| s.current().version.clone());
+                    let running = runtime.slot(name).map(|s| s.current().version.clone());
                     if running.is_some_and(|v| sha256.starts_with(&*v)) {
                         continue;
                     }
-                    match plugins.runtime.upload(name, bytes).await {
+                    match runtime.upload(name, bytes).await {
                         Ok(version) => tracing::info!(
                             plugin = name,
                             version,

@@ -40,6 +40,15 @@ pub enum EventKind {
         #[serde(default)]
         soft: bool,
     },
+    /// A KV write: plugins' cached reads of the key are now wrong.
+    KvPut {
+        namespace: String,
+        key: String,
+    },
+    KvDeleted {
+        namespace: String,
+        key: String,
+    },
     /// A plugin version published to the origin's registry.
     PluginVersion {
         name: String,
@@ -56,6 +65,8 @@ impl EventKind {
             EventKind::AssetPut { .. } => "asset_put",
             EventKind::AssetDeleted { .. } => "asset_deleted",
             EventKind::Purge { .. } => "purge",
+            EventKind::KvPut { .. } => "kv_put",
+            EventKind::KvDeleted { .. } => "kv_deleted",
             EventKind::PluginVersion { .. } => "plugin_version",
             EventKind::Other => "other",
         }
@@ -98,7 +109,7 @@ mod tests {
         let kinds: Vec<&str> = page.events.iter().map(|e| e.kind.label()).collect();
         assert_eq!(
             kinds,
-            ["asset_put", "other", "purge", "plugin_version", "other"]
+            ["asset_put", "kv_put", "purge", "plugin_version", "other"]
         );
         assert_eq!(page.events[0].seq, 1);
         assert_eq!(page.last_seq, 5);

@@ -65,19 +65,16 @@ enum Poll {
     Gone,
 }
 
-/// The plugins a follower keeps at their published versions.
-pub struct Plugins {
-    pub runtime: Arc<Runtime>,
-    /// The plugins this edge declares; only these are installed.
-    pub names: Vec<String>,
-}
-
 /// The feed follower of one edge.
 pub struct Follower {
     pool: Arc<Pool>,
     cache: Arc<Cache>,
-    /// Where published plugin versions are installed, if they should be.
-    plugins: Option<Plugins>,
+    /// The plugin runtime, whose KV read cache the feed keeps coherent and
+    /// where published plugin versions are installed.
+    runtime: Option<Arc<Runtime>>,
+    /// The plugins kept at their published versions (none when
+    /// `feed.plugins` is off).
+    installs: Vec<String>,
     position: Position,
     metrics: Arc<FeedMetrics>,
 }
@@ -86,14 +83,16 @@ impl Follower {
     pub fn new(
         pool: Arc<Pool>,
         cache: Arc<Cache>,
-        plugins: Option<Plugins>,
+        runtime: Option<Arc<Runtime>>,
+        installs: Vec<String>,
         metrics: Arc<FeedMetrics>,
     ) -> Self {
         let position = Position::new(cache.config().disk.as_ref().map(|d| d.dir.as_path()));
         Self {
             pool,
             cache,
-            plugins,
+            runtime,
+            installs,
             position,
             metrics,
         }

@@ -142,6 +142,13 @@ impl Runtime {
         self.slots.get(name).cloned()
     }
 
+    /// Forgets this edge's cached read of a KV key written elsewhere.
+    pub async fn forget_kv(&self, namespace: &str, key: &str) {
+        if let Some(kv) = &self.kv {
+            kv.forget(namespace, key).await;
+        }
+    }
+
     /// Where the client is, looked up once per request.
     pub fn locate(&self, ip: IpAddr) -> Location {
         self.geo

@@ -36,6 +36,15 @@ impl KvClient {
         Self { pool, token, reads }
     }
 
+    /// Drops the cached read of `namespace`/`key`: the origin's change feed
+    /// announced a write from elsewhere, so the next read fetches it
+    /// instead of serving the old value until the read TTL ends.
+    pub async fn forget(&self, namespace: &str, key: &str) {
+        self.reads
+            .invalidate(&format!("/kv/{namespace}/{key}"))
+            .await;
+    }
+
     async fn call(
         &self,
         method: Method,
