@@ -11,16 +11,15 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::auth::require_token;
-use super::{AppState, blob_body, query, unavailable};
+use super::{AppState, blob_body, body, query, unavailable};
 use crate::asset_path::AssetPath;
 use crate::http_cond::{self, Precondition, RangeOutcome, Validators};
 use crate::raft::Command;
 use crate::response::{self, ResBody};
-use crate::store::{AssetMeta, BlobWriteError, meta};
+use crate::store::{AssetMeta, meta};
 
 /// The header that lists an asset's surrogate keys, for purge by key.
 const SURROGATE_KEY: &str = "surrogate-key";
@@ -127,24 +126,9 @@ pub async fn put(
         return precondition_failed();
     }
 
-    let received = state.metrics.bytes_received.clone();
-    let body = req.into_body().into_data_stream();
-    let blob = match state
-        .store
-        .blobs
-        .put_stream(body, |n| {
-            received.inc_by(n as u64);
-        })
-        .await
-    {
+    let blob = match body::store_upload(state, req, "upload").await {
         Ok(blob) => blob,
-        Err(BlobWriteError::Body(e)) => {
-            return response::text(
-                StatusCode::BAD_REQUEST,
-                format!("the upload body ended early ({e}); nothing was stored, retry the upload"),
-            );
-        }
-        Err(e) => return response::internal("storing the upload failed", &e),
+        Err(response) => return response,
     };
 
     // The state machine keeps the previous Last-Modified when the bytes did

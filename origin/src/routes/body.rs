@@ -1,4 +1,5 @@
-//! Reading small request bodies (JSON, KV values) with a size cap.
+//! Reading request bodies: small ones (JSON, KV values) with a size cap,
+//! uploads (assets, plugins) streamed into the blob store.
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -6,7 +7,9 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 
+use super::AppState;
 use crate::response::{self, ResBody};
+use crate::store::{BlobWriteError, StoredBlob};
 
 /// Reads the whole body, refusing more than `limit` bytes with 413.
 #[allow(clippy::result_large_err)]
@@ -50,4 +53,35 @@ pub fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Respo
         http::HeaderValue::from_static("application/json"),
     );
     response
+}
+
+/// Streams an upload into the blob store, counting the bytes received; a
+/// body that ends early is the client's 400, a store failure our 500 naming
+/// `what` was being stored.
+#[allow(clippy::result_large_err)]
+pub async fn store_upload(
+    state: &AppState,
+    req: Request<Incoming>,
+    what: &str,
+) -> Result<StoredBlob, Response<ResBody>> {
+    let received = state.metrics.bytes_received.clone();
+    let body = req.into_body().into_data_stream();
+    match state
+        .store
+        .blobs
+        .put_stream(body, |n| {
+            received.inc_by(n as u64);
+        })
+        .await
+    {
+        Ok(blob) => Ok(blob),
+        Err(BlobWriteError::Body(e)) => Err(response::text(
+            StatusCode::BAD_REQUEST,
+            format!("the upload body ended early ({e}); nothing was stored, retry the upload"),
+        )),
+        Err(e) => Err(response::internal(
+            &format!("storing the {what} failed"),
+            &e,
+        )),
+    }
 }

@@ -22,7 +22,6 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 use headers::{ETag, HeaderMapExt, IfNoneMatch};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde::Serialize;
 
@@ -32,7 +31,6 @@ use super::{AppState, blob_body, body, unavailable};
 use crate::raft::Command;
 use crate::raft::state::PluginVersion;
 use crate::response::{self, ResBody};
-use crate::store::BlobWriteError;
 
 /// The header that carries the plugin's SHA-256 on GET.
 pub const SHA256_HEADER: &str = "x-waypost-plugin-sha256";
@@ -157,24 +155,9 @@ async fn put(state: &Arc<AppState>, name: &str, req: Request<Incoming>) -> Respo
     if let Err(denied) = require_token(req.headers(), &state.config.token) {
         return denied;
     }
-    let received = state.metrics.bytes_received.clone();
-    let stream = req.into_body().into_data_stream();
-    let blob = match state
-        .store
-        .blobs
-        .put_stream(stream, |n| {
-            received.inc_by(n as u64);
-        })
-        .await
-    {
+    let blob = match body::store_upload(state, req, "plugin").await {
         Ok(blob) => blob,
-        Err(BlobWriteError::Body(e)) => {
-            return response::text(
-                StatusCode::BAD_REQUEST,
-                format!("the upload body ended early ({e}); nothing was stored, retry the upload"),
-            );
-        }
-        Err(e) => return response::internal("storing the plugin failed", &e),
+        Err(response) => return response,
     };
     match starts_with_wasm_magic(state, &blob.sha256, blob.size).await {
         Ok(true) => {}
