@@ -124,17 +124,21 @@ async fn origin_and_edge_binaries_serve_cache_and_purge() {
     );
 }
 
-/// Runs `waypost up --check` with `args` and returns its stdout, failing
-/// the test (with both outputs) if it did not succeed.
-fn up_check(args: &[&str]) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(bin_dir().join("waypost"))
+/// Runs `waypost up --check` on data dir `data` with `args`.
+fn run_up_check(data: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(bin_dir().join("waypost"))
         .args(["up", "--check", "--data-dir"])
-        .arg(dir.path().join("data"))
+        .arg(data)
         .args(args)
         .env("RUST_LOG", "warn")
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// Runs `waypost up --check` with `args` on a fresh data dir and returns
+/// its stdout, failing the test (with both outputs) if it did not succeed.
+fn up_check(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = run_up_check(&dir.join("data"), args);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -146,7 +150,8 @@ fn up_check(args: &[&str]) -> String {
 
 #[test]
 fn quick_start_command_shows_three_regions_working() {
-    let stdout = up_check(&["--ip", "127.0.53.7"]);
+    let dir = tempfile::tempdir().unwrap();
+    let stdout = up_check(dir.path(), &["--ip", "127.0.53.7"]);
     let expected = [
         // A miss, then a hit, at region 1's edge.
         "first GET /assets/hello.txt -> 200 OK  Cache-Status: waypost; fwd=uri-miss; stored",
@@ -170,7 +175,8 @@ fn quick_start_command_shows_three_regions_working() {
 
 #[test]
 fn quick_start_runs_one_region_too() {
-    let stdout = up_check(&["--ip", "127.0.57.7", "--regions", "1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let stdout = up_check(dir.path(), &["--ip", "127.0.57.7", "--regions", "1"]);
     assert!(stdout.contains("Waypost is up (1 region(s)"), "{stdout}");
     assert!(
         stdout.contains("second GET /assets/hello.txt -> 200 OK  Cache-Status: waypost; hit"),
@@ -178,6 +184,18 @@ fn quick_start_runs_one_region_too() {
     );
     assert!(!stdout.contains("region 2"), "{stdout}");
     assert!(!stdout.contains("served by region"), "{stdout}");
+
+    // That data dir's Raft log has one member: three regions on it would
+    // wait for peers forever, so `up` refuses at once and says why.
+    let started = std::time::Instant::now();
+    let out = run_up_check(&dir.path().join("data"), &["--ip", "127.0.57.7"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("was created for other regions (origins 127.0.57.7:7070)"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
 }
 
 #[test]

@@ -36,8 +36,23 @@ const SAMPLES: &[(&str, &str, &str, &str)] = &[
 /// gives up on showing it there.
 const REPLICATION_LIMIT: Duration = Duration::from_secs(10);
 
+/// The whole demo, with its progress lines.
+pub async fn show(client: &Client, layout: &Layout, plugins: bool) -> anyhow::Result<()> {
+    eprintln!("[3/4] uploading sample assets through region 1 ...");
+    upload_samples(client, layout).await?;
+    eprintln!("[4/4] fetching through the edges ...");
+    miss_then_hit(client, layout).await?;
+    if layout.len() > 1 {
+        cross_region(client, layout).await?;
+    }
+    if plugins {
+        show_plugins(client, layout).await?;
+    }
+    Ok(())
+}
+
 /// Uploads the samples through region 1's origin.
-pub async fn upload_samples(client: &Client, layout: &Layout) -> anyhow::Result<()> {
+async fn upload_samples(client: &Client, layout: &Layout) -> anyhow::Result<()> {
     let origin = layout.origin(1);
     for (path, ctype, keys, body) in SAMPLES {
         let resp = client
@@ -80,7 +95,7 @@ fn header(resp: &reqwest::Response, name: &str) -> String {
 }
 
 /// A miss, then a hit, at region 1's edge.
-pub async fn miss_then_hit(client: &Client, layout: &Layout) -> anyhow::Result<()> {
+async fn miss_then_hit(client: &Client, layout: &Layout) -> anyhow::Result<()> {
     let url = format!("http://{}/assets/hello.txt", layout.edge_http(1));
     for attempt in ["first", "second"] {
         let (status, cs) = get(client, &url).await?;
@@ -92,7 +107,7 @@ pub async fn miss_then_hit(client: &Client, layout: &Layout) -> anyhow::Result<(
 /// The upload made through region 1, served by the last region's edge
 /// once that region's origin has applied it (its index is local; a read
 /// before that would be an honest 404, not a demo).
-pub async fn cross_region(client: &Client, layout: &Layout) -> anyhow::Result<()> {
+async fn cross_region(client: &Client, layout: &Layout) -> anyhow::Result<()> {
     let n = layout.len();
     let started = Instant::now();
     let at_origin = format!("http://{}/assets/index.html", layout.origin(n));
@@ -118,7 +133,7 @@ pub async fn cross_region(client: &Client, layout: &Layout) -> anyhow::Result<()
 }
 
 /// The example plugins answering at region 1's edge.
-pub async fn plugins(client: &Client, layout: &Layout) -> anyhow::Result<()> {
+async fn show_plugins(client: &Client, layout: &Layout) -> anyhow::Result<()> {
     let edge = layout.edge_http(1);
     let resp = client.get(format!("http://{edge}/hello")).send().await?;
     let plugin = header(&resp, "x-plugin");

@@ -85,6 +85,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize()?;
+    regions::claim_data_dir(&layout, &data_dir)?;
     let client = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))
@@ -116,15 +117,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         origins,
     };
 
-    eprintln!("[3/4] uploading sample assets through region 1 ...");
-    demo::upload_samples(&client, &layout).await?;
-    eprintln!("[4/4] fetching through the edges ...");
-    demo::miss_then_hit(&client, &layout).await?;
-    if n > 1 {
-        demo::cross_region(&client, &layout).await?;
-    }
-    if built.is_some() {
-        demo::plugins(&client, &layout).await?;
+    if let Err(e) = demo::show(&client, &layout, built.is_some()).await {
+        // Stopped in order, so the next start finds clean state.
+        platform.shutdown().await;
+        return Err(e);
     }
     print_summary(&layout, &platform.dns, &data_dir, built.is_some());
 

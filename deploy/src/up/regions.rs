@@ -15,9 +15,38 @@ use super::DEV_TOKEN;
 use super::layout::{Layout, region_name};
 
 /// How long the origins get to elect a leader and report healthy. A fresh
-/// group takes about a second; the limit is for a data dir that no longer
-/// matches the flags, whose error says so.
+/// group takes about a second.
 const READY_LIMIT: Duration = Duration::from_secs(30);
+
+/// The file in the data dir naming the origins it was created for.
+const LAYOUT_FILE: &str = "layout";
+/// First line of [`LAYOUT_FILE`]; a new format gets a new version.
+const LAYOUT_VERSION: &str = "waypost-up-layout 1";
+
+/// Refuses a data dir made for other regions: its Raft logs name those
+/// members, and the origins would wait for peers that never come (seen
+/// only after a timeout, under a flood of Raft errors). A new data dir is
+/// marked with this layout.
+pub fn claim_data_dir(layout: &Layout, data_dir: &Path) -> anyhow::Result<()> {
+    let mut expected = format!("{LAYOUT_VERSION}\n");
+    for (n, _) in layout.regions() {
+        expected.push_str(&format!("{}\n", layout.origin(n)));
+    }
+    let file = data_dir.join(LAYOUT_FILE);
+    match std::fs::read_to_string(&file) {
+        Ok(found) if found == expected => Ok(()),
+        Ok(found) => anyhow::bail!(
+            "{} was created for other regions (origins {}); start with the --regions, --ip and \
+             --origin-port it was made with, or pass another --data-dir",
+            data_dir.display(),
+            found.lines().skip(1).collect::<Vec<_>>().join(", ")
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::write(&file, expected).with_context(|| format!("writing {}", file.display()))
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", file.display())),
+    }
+}
 
 /// Starts every region's origin as one Raft group. The listeners are bound
 /// first, so a port in use fails before any region starts.
@@ -79,10 +108,8 @@ pub async fn wait_origins(
             }
             anyhow::ensure!(
                 started.elapsed() < READY_LIMIT,
-                "region {n}'s origin is not healthy after {READY_LIMIT:?} ({url}). If --regions \
-                 or --ip changed since {} was created, its Raft logs name other members: remove \
-                 it or pass another --data-dir",
-                data_dir.display()
+                "region {n}'s origin is not healthy after {READY_LIMIT:?} ({url}); its data is in {}",
+                data_dir.join(region_name(n)).display()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
