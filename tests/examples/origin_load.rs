@@ -39,7 +39,9 @@ impl Args {
             let name = flag
                 .strip_prefix("--")
                 .with_context(|| format!("expected --flag, got {flag:?}"))?;
-            let value = it.next().with_context(|| format!("--{name} needs a value"))?;
+            let value = it
+                .next()
+                .with_context(|| format!("--{name} needs a value"))?;
             args.values
                 .entry(name.to_string())
                 .or_default()
