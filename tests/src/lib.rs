@@ -23,16 +23,10 @@ pub fn bin_dir() -> &'static Path {
             .expect("target/<profile>")
             .to_path_buf();
         let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cmd.args([
-            "build",
-            "--bins",
-            "-p",
-            "edge-node",
-            "-p",
-            "origin",
-            "-p",
-            "waypost",
-        ]);
+        // The same selection `cargo test --workspace` builds, so under the
+        // README's test command this is a no-op; a narrower `-p` build
+        // resolves features differently and rebuilds the servers once more.
+        cmd.args(["build", "--workspace", "--bins", "--tests"]);
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
