@@ -63,19 +63,33 @@ pub async fn probe(
         .await
 }
 
-/// The address of a listed peer that already belongs to a cluster, if
-/// any; `None` means this node may found the cluster from its config.
+/// A listed peer that already belongs to a cluster.
+#[derive(Debug)]
+pub struct Existing {
+    pub peer: String,
+    /// Whether that cluster's membership already names this node (a peer
+    /// founded it from the same config moments earlier, or this node's
+    /// data directory was wiped): it will be brought up to date without an
+    /// operator.
+    pub includes_us: bool,
+}
+
+/// A listed peer that already belongs to a cluster, if any; `None` means
+/// this node may found the cluster from its config.
 pub async fn existing_cluster(
     http: &reqwest::Client,
     node_id: NodeId,
     members: &BTreeMap<NodeId, String>,
-) -> Option<String> {
+) -> Option<Existing> {
     let mut probes: FuturesUnordered<_> = members
         .iter()
         .filter(|(id, _)| **id != node_id)
         .map(|(_, addr)| async move {
             let remote = probe(http, addr, PROBE_TIMEOUT).await.ok()?;
-            (!remote.members.is_empty()).then(|| addr.clone())
+            (!remote.members.is_empty()).then(|| Existing {
+                peer: addr.clone(),
+                includes_us: remote.members.iter().any(|m| m.id == node_id),
+            })
         })
         .collect();
     while let Some(answer) = probes.next().await {

@@ -131,9 +131,14 @@ impl Replica {
         let alone = members.len() == 1;
         if !raft.is_initialized().await? {
             match bootstrap::existing_cluster(&http, node_id, &members).await {
-                Some(peer) => tracing::info!(
+                Some(existing) if existing.includes_us => tracing::info!(
                     node_id,
-                    %peer,
+                    peer = %existing.peer,
+                    "joining the cluster a peer founded with this region as a member"
+                ),
+                Some(existing) => tracing::info!(
+                    node_id,
+                    peer = %existing.peer,
                     "a cluster already exists; not founding one, waiting to be added \
                      (POST /cluster/members on any member)"
                 ),
