@@ -1,9 +1,12 @@
 //! What each change-feed event does to this edge.
 
+use std::sync::Arc;
+
 use sha2::{Digest, Sha256};
 
 use super::event::{EventKind, asset_url_path, purge_url_path};
 use super::{FeedError, Follower};
+use crate::plugin::Runtime;
 use http::StatusCode;
 
 impl Follower {
@@ -46,47 +49,25 @@ impl Follower {
     }
 
     /// Installs the version of plugin `name` published at the origin, when
-    /// this edge declares that plugin and runs another version. A version
-    /// that fails to load is logged and the running one keeps serving.
+    /// this edge declares that plugin and runs another version.
     pub(super) async fn install_plugin(&self, name: &str, sha256: &str) {
         let (Some(runtime), true) = (&self.runtime, self.installs.iter().any(|n| n == name)) else {
             return;
         };
-        let Some(slot) = runtime.slot(name) else {
-            tracing::debug!(
-                plugin = name,
-                "published plugin is not declared on this edge"
-            );
-            return;
-        };
-        if sha256.starts_with(&*slot.current().version) {
+        if is_running(runtime, name, sha256) {
             return;
         }
-        let bytes = match self.fetch_plugin(name).await {
-            Ok(Some(bytes)) => bytes,
+        match self.fetch_plugin(name).await {
+            Ok(Some(published)) => swap_in(runtime, name, published).await,
             Ok(None) => {
                 tracing::warn!(
                     plugin = name,
                     sha256,
                     "a published plugin version was deleted at the origin before this edge fetched it; the running version keeps serving"
                 );
-                return;
             }
             Err(e) => {
                 tracing::error!(plugin = name, sha256, error = %e, "could not fetch a published plugin version; the running version keeps serving (republish or PUT it to this edge's admin API)");
-                return;
-            }
-        };
-        match runtime.upload(name, bytes).await {
-            Ok(version) => {
-                tracing::info!(
-                    plugin = name,
-                    version,
-                    "installed the plugin version published at the origin"
-                );
-            }
-            Err(e) => {
-                tracing::error!(plugin = name, sha256, error = %e, "the plugin version published at the origin does not load here; the running version keeps serving");
             }
         }
     }
@@ -99,24 +80,10 @@ impl Follower {
         };
         for name in &self.installs {
             match self.fetch_plugin(name).await {
-                Ok(Some(bytes)) => {
-                    let sha256 = hex::encode(Sha256::digest(&bytes));
-                    let running = runtime.slot(name).map(|s| s.current().version.clone());
-                    if running.is_some_and(|v| sha256.starts_with(&*v)) {
-                        continue;
-                    }
-                    match runtime.upload(name, bytes).await {
-                        Ok(version) => tracing::info!(
-                            plugin = name,
-                            version,
-                            "installed the plugin version published at the origin"
-                        ),
-                        Err(e) => {
-                            tracing::error!(plugin = name, sha256, error = %e, "the plugin version published at the origin does not load here; the configured version keeps serving")
-                        }
-                    }
+                Ok(Some(published)) if !is_running(runtime, name, &published.sha256) => {
+                    swap_in(runtime, name, published).await;
                 }
-                Ok(None) => {}
+                Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(plugin = name, error = %e, "could not check the origin for a published version of this plugin; the configured version serves until the feed announces one")
                 }
@@ -126,7 +93,7 @@ impl Follower {
 
     /// The current bytes of plugin `name` at the origin (`None` if none is
     /// published), checked against the hash the origin states for them.
-    async fn fetch_plugin(&self, name: &str) -> Result<Option<Vec<u8>>, FeedError> {
+    async fn fetch_plugin(&self, name: &str) -> Result<Option<Published>, FeedError> {
         let path = format!("/plugins/{name}");
         let (status, headers, body) = self.get(&path).await?;
         if status == StatusCode::NOT_FOUND {
@@ -153,6 +120,39 @@ impl Follower {
                 ),
             });
         }
-        Ok(Some(body.to_vec()))
+        Ok(Some(Published {
+            bytes: body.to_vec(),
+            sha256: got,
+        }))
+    }
+}
+
+/// A plugin version fetched from the origin, with its checked hash.
+struct Published {
+    bytes: Vec<u8>,
+    sha256: String,
+}
+
+/// Whether the version of `name` serving here is the one hashing to
+/// `sha256` (a plugin's version is a prefix of its hash).
+fn is_running(runtime: &Runtime, name: &str, sha256: &str) -> bool {
+    runtime
+        .slot(name)
+        .is_some_and(|slot| sha256.starts_with(&*slot.current().version))
+}
+
+/// Compiles and swaps in `published`; a version that fails to load is
+/// logged and the running one keeps serving.
+async fn swap_in(runtime: &Arc<Runtime>, name: &str, published: Published) {
+    let sha256 = published.sha256;
+    match runtime.upload(name, published.bytes).await {
+        Ok(version) => tracing::info!(
+            plugin = name,
+            version,
+            "installed the plugin version published at the origin"
+        ),
+        Err(e) => {
+            tracing::error!(plugin = name, sha256, error = %e, "the plugin version published at the origin does not load here; the running version keeps serving");
+        }
     }
 }
