@@ -51,7 +51,11 @@ pub enum LogOpenError {
         #[source]
         source: std::io::Error,
     },
-    #[error("Raft log {path} line {line} is corrupt: {source}")]
+    #[error(
+        "Raft log {path} line {line} is corrupt: {source}; it is not the torn tail of a crash, \
+         so no record is dropped: restore the file from a backup, or move it aside and re-add \
+         this region (POST /cluster/members) so it copies the log from the others"
+    )]
     Corrupt {
         path: PathBuf,
         line: usize,
@@ -107,41 +111,11 @@ impl LogStore {
             source,
         };
         std::fs::create_dir_all(dir).map_err(io)?;
-        let mut inner = Inner::default();
-        match File::open(&path) {
-            Ok(file) => {
-                for (i, line) in BufReader::new(file).lines().enumerate() {
-                    let line = line.map_err(io)?;
-                    let corrupt = |source| LogOpenError::Corrupt {
-                        path: path.clone(),
-                        line: i + 1,
-                        source,
-                    };
-                    if i == 0 {
-                        let header: Header = serde_json::from_str(&line).map_err(corrupt)?;
-                        if header.kind != HEADER_KIND || header.format != LOG_FORMAT {
-                            return Err(LogOpenError::UnknownFormat {
-                                path,
-                                found: header.format,
-                            });
-                        }
-                        continue;
-                    }
-                    // A crash mid-append leaves a torn last line; it was never
-                    // fsynced, so it was never acknowledged: drop it.
-                    match serde_json::from_str::<Record>(&line) {
-                        Ok(record) => inner.replay(record),
-                        Err(e) if e.is_eof() || e.is_syntax() => {
-                            tracing::warn!(path = %path.display(), line = i + 1, "dropping a torn Raft log record");
-                            break;
-                        }
-                        Err(e) => return Err(corrupt(e)),
-                    }
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        let inner = match File::open(&path) {
+            Ok(file) => replay_file(&path, BufReader::new(file))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Inner::default(),
             Err(e) => return Err(io(e)),
-        }
+        };
         // Always start from a compact file: drops torn tails and old records.
         let file = rewrite(&path, &inner).map_err(io)?;
         Ok(Self {
@@ -186,6 +160,68 @@ impl LogStore {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().expect("log lock")
     }
+}
+
+/// Replays the log file read by `reader` (its path is for errors).
+///
+/// Lines are read as bytes: a torn record may end inside a multi-byte
+/// character, and that must not stop the origin from starting. A crash
+/// mid-append can only damage the end of the file, so only the last line
+/// may be unreadable (it was never fsynced, hence never acknowledged, and is
+/// dropped); an unreadable line with records after it means the file was
+/// damaged some other way, and dropping what follows could forget fsynced
+/// votes and entries, so that is `Corrupt` and the operator decides.
+fn replay_file(path: &Path, mut reader: impl BufRead) -> Result<Inner, LogOpenError> {
+    let corrupt = |line: usize, source| LogOpenError::Corrupt {
+        path: path.to_path_buf(),
+        line,
+        source,
+    };
+    let mut inner = Inner::default();
+    let mut buf = Vec::new();
+    let mut line = 0;
+    // The last unreadable line, which is fine only if nothing follows it.
+    let mut torn: Option<(usize, serde_json::Error)> = None;
+    loop {
+        buf.clear();
+        let read = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|source| LogOpenError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        if read == 0 {
+            break;
+        }
+        line += 1;
+        if let Some((bad, source)) = torn.take() {
+            return Err(corrupt(bad, source));
+        }
+        let Some(record) = buf.strip_suffix(b"\n") else {
+            // No newline: the append that wrote this line never finished.
+            tracing::warn!(path = %path.display(), line, "dropping a torn Raft log record");
+            break;
+        };
+        if line == 1 {
+            let header: Header = serde_json::from_slice(record).map_err(|e| corrupt(line, e))?;
+            if header.kind != HEADER_KIND || header.format != LOG_FORMAT {
+                return Err(LogOpenError::UnknownFormat {
+                    path: path.to_path_buf(),
+                    found: header.format,
+                });
+            }
+            continue;
+        }
+        match serde_json::from_slice::<Record>(record) {
+            Ok(record) => inner.replay(record),
+            Err(e) if e.is_eof() || e.is_syntax() => torn = Some((line, e)),
+            Err(e) => return Err(corrupt(line, e)),
+        }
+    }
+    if let Some((line, _)) = torn {
+        tracing::warn!(path = %path.display(), line, "dropping a torn Raft log record");
+    }
+    Ok(inner)
 }
 
 /// Writes `inner` as a fresh file next to `path`, fsyncs it and renames it
@@ -325,5 +361,87 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         self.lock().replay(Record::Purge(log_id));
         self.compact().await.map_err(write_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    use super::*;
+    use crate::raft::Command;
+
+    fn entry(index: u64, value: &str) -> Record {
+        Record::Append(Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(Command::KvPut {
+                namespace: "ns".into(),
+                key: format!("k{index}"),
+                value: value.into(),
+            }),
+        })
+    }
+
+    fn line(record: &Record) -> Vec<u8> {
+        let mut bytes = serde_json::to_vec(record).unwrap();
+        bytes.push(b'\n');
+        bytes
+    }
+
+    /// A log file: the header, then `body` as given.
+    fn write_log(dir: &Path, body: &[u8]) {
+        let header = Header {
+            kind: HEADER_KIND.into(),
+            format: LOG_FORMAT,
+        };
+        let mut bytes = serde_json::to_vec(&header).unwrap();
+        bytes.push(b'\n');
+        bytes.extend_from_slice(body);
+        std::fs::write(dir.join(LOG_FILE), bytes).unwrap();
+    }
+
+    #[test]
+    fn a_torn_last_record_split_inside_a_character_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let vote = Vote::new(3, 1);
+        let mut body = line(&Record::Vote(vote));
+        body.extend(line(&entry(1, "grüße")));
+        let torn = line(&entry(2, "ääää"));
+        let cut = torn.iter().position(|&b| b == 0xC3).unwrap() + 1;
+        body.extend_from_slice(&torn[..cut]);
+        write_log(dir.path(), &body);
+
+        let store = LogStore::open(dir.path()).expect("a torn tail is not fatal");
+        let inner = store.lock();
+        assert_eq!(inner.vote, Some(vote));
+        assert_eq!(inner.entries.keys().copied().collect::<Vec<_>>(), [1]);
+        drop(inner);
+        drop(store);
+        // The rewrite dropped the torn bytes; the file opens cleanly again.
+        let again = LogStore::open(dir.path()).unwrap();
+        assert_eq!(again.lock().entries.len(), 1);
+    }
+
+    #[test]
+    fn an_unreadable_last_line_is_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut body = line(&entry(1, "a"));
+        body.extend_from_slice(b"{\"append\":{\"log_id\"\n");
+        write_log(dir.path(), &body);
+        let store = LogStore::open(dir.path()).unwrap();
+        assert_eq!(store.lock().entries.len(), 1);
+    }
+
+    #[test]
+    fn an_unreadable_line_with_records_after_it_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut body = line(&entry(1, "a"));
+        body.extend_from_slice(b"{\"append\":{\"log_id\"\n");
+        body.extend(line(&Record::Vote(Vote::new(4, 2))));
+        write_log(dir.path(), &body);
+        match LogStore::open(dir.path()) {
+            Err(LogOpenError::Corrupt { line, .. }) => assert_eq!(line, 3),
+            other => panic!("expected Corrupt at line 3, got {other:?}"),
+        }
     }
 }
