@@ -5,10 +5,17 @@
 //! directly (reads never touch Raft). A snapshot is the whole state as
 //! versioned JSON in `raft/snapshot.v1`, written atomically; at start-up it is
 //! loaded and the log after it is re-applied by openraft.
+//!
+//! openraft 0.9 builds snapshots in a task of their own, so a build can run
+//! while a snapshot from the leader is being installed. Both write the same
+//! file, so writes go through one lock ([`SnapshotFiles`]), each through its
+//! own temporary file, and a snapshot never replaces one on disk that covers
+//! more of the log: a slow build finishing after an install must not put
+//! the older state back under the newer log.
 
 use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
@@ -67,23 +74,87 @@ pub struct StateMachine {
     applied: Arc<RwLock<Applied>>,
     /// The newest event sequence number, for change-feed long polls.
     seq: Arc<watch::Sender<u64>>,
+    files: SnapshotFiles,
+}
+
+/// The snapshot file in one directory, written by one writer at a time.
+#[derive(Debug, Clone)]
+struct SnapshotFiles {
     dir: PathBuf,
+    /// The `last_log_id` of the snapshot on disk; holding the lock is what
+    /// makes a writer the only one.
+    on_disk: Arc<Mutex<Option<LogId<NodeId>>>>,
+}
+
+impl SnapshotFiles {
+    /// Writes `file` unless the snapshot on disk covers more of the log.
+    /// Blocking: call off the async threads.
+    fn store(&self, file: &SnapshotFile) -> std::io::Result<()> {
+        let mut on_disk = self.on_disk.lock().expect("snapshot file lock");
+        if file.meta.last_log_id < *on_disk {
+            tracing::debug!(
+                snapshot = %file.meta.snapshot_id,
+                "not storing a snapshot older than the one on disk"
+            );
+            return Ok(());
+        }
+        let path = self.dir.join(SNAPSHOT_FILE);
+        let tmp = self.dir.join(format!(
+            "{SNAPSHOT_FILE}.{:016x}.tmp",
+            rand::random::<u64>()
+        ));
+        let written = (|| {
+            let mut out = std::fs::File::create(&tmp)?;
+            out.write_all(&serde_json::to_vec(file)?)?;
+            out.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        })();
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        std::fs::File::open(&self.dir)?.sync_all()?;
+        *on_disk = file.meta.last_log_id;
+        Ok(())
+    }
+
+    /// Removes temporary files a crash mid-write left behind.
+    fn remove_stale_temporaries(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(SNAPSHOT_FILE) && name.ends_with(".tmp") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
 }
 
 impl StateMachine {
     /// Loads the snapshot in `dir`, if any.
     pub fn open(dir: &Path) -> Result<Self, SnapshotLoadError> {
         let path = dir.join(SNAPSHOT_FILE);
-        let applied = match read_snapshot(&path)? {
-            Some(file) => serde_json::from_str(&file.data)
-                .map_err(|source| SnapshotLoadError::Corrupt { path, source })?,
-            None => Applied::default(),
+        let (applied, on_disk) = match read_snapshot(&path)? {
+            Some(file) => (
+                serde_json::from_str(&file.data)
+                    .map_err(|source| SnapshotLoadError::Corrupt { path, source })?,
+                file.meta.last_log_id,
+            ),
+            None => (Applied::default(), None),
         };
         let (seq, _) = watch::channel(applied.state.last_seq);
+        let files = SnapshotFiles {
+            dir: dir.to_path_buf(),
+            on_disk: Arc::new(Mutex::new(on_disk)),
+        };
+        files.remove_stale_temporaries();
         Ok(Self {
             applied: Arc::new(RwLock::new(applied)),
             seq: Arc::new(seq),
-            dir: dir.to_path_buf(),
+            files,
         })
     }
 
@@ -135,16 +206,6 @@ fn read_snapshot(path: &Path) -> Result<Option<SnapshotFile>, SnapshotLoadError>
     Ok(Some(file))
 }
 
-fn write_snapshot(dir: &Path, file: &SnapshotFile) -> std::io::Result<()> {
-    let path = dir.join(SNAPSHOT_FILE);
-    let tmp = path.with_extension("tmp");
-    let mut out = std::fs::File::create(&tmp)?;
-    out.write_all(&serde_json::to_vec(file)?)?;
-    out.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
-    std::fs::File::open(dir)?.sync_all()
-}
-
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
         let (data, meta) = {
@@ -167,8 +228,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             meta: meta.clone(),
             data,
         };
-        let dir = self.dir.clone();
-        let file = tokio::task::spawn_blocking(move || write_snapshot(&dir, &file).map(|()| file))
+        // When a newer snapshot is already on disk this one is not stored;
+        // returning it is still right: openraft keeps the newer one it knows.
+        let files = self.files.clone();
+        let file = tokio::task::spawn_blocking(move || files.store(&file).map(|()| file))
             .await
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
@@ -239,8 +302,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta: meta.clone(),
             data,
         };
-        let dir = self.dir.clone();
-        tokio::task::spawn_blocking(move || write_snapshot(&dir, &file))
+        let files = self.files.clone();
+        tokio::task::spawn_blocking(move || files.store(&file))
             .await
             .map_err(|e| bad(&e))?
             .map_err(|e| bad(&e))?;
@@ -252,11 +315,102 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        let path = self.dir.join(SNAPSHOT_FILE);
+        let path = self.files.dir.join(SNAPSHOT_FILE);
         let file = read_snapshot(&path).map_err(|e| StorageIOError::read_snapshot(None, &e))?;
         Ok(file.map(|f| Snapshot {
             meta: f.meta,
             snapshot: Box::new(Cursor::new(f.data.into_bytes())),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::CommittedLeaderId;
+
+    use super::*;
+    use crate::raft::Command;
+
+    fn log_id(index: u64) -> LogId<NodeId> {
+        LogId::new(CommittedLeaderId::new(1, 1), index)
+    }
+
+    async fn apply_kv(sm: &mut StateMachine, indexes: std::ops::RangeInclusive<u64>) {
+        let entries = indexes.map(|index| Entry {
+            log_id: log_id(index),
+            payload: EntryPayload::Normal(Command::KvPut {
+                namespace: "ns".into(),
+                key: format!("k{index}"),
+                value: "v".into(),
+            }),
+        });
+        sm.apply(entries.collect::<Vec<_>>()).await.unwrap();
+    }
+
+    /// A snapshot as a leader would send it, covering the log up to `index`.
+    fn sent_snapshot(index: u64) -> (SnapshotMeta<NodeId, BasicNode>, Box<Cursor<Vec<u8>>>) {
+        let applied = Applied {
+            last_applied: Some(log_id(index)),
+            ..Applied::default()
+        };
+        let meta = SnapshotMeta {
+            last_log_id: Some(log_id(index)),
+            last_membership: StoredMembership::default(),
+            snapshot_id: format!("sent-{index}"),
+        };
+        let data = serde_json::to_vec(&applied).unwrap();
+        (meta, Box::new(Cursor::new(data)))
+    }
+
+    async fn on_disk(sm: &mut StateMachine) -> Option<LogId<NodeId>> {
+        let current = sm.get_current_snapshot().await.unwrap();
+        current.and_then(|s| s.meta.last_log_id)
+    }
+
+    #[tokio::test]
+    async fn an_older_snapshot_never_replaces_a_newer_one_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachine::open(dir.path()).unwrap();
+        apply_kv(&mut sm, 1..=3).await;
+        let built = sm.build_snapshot().await.unwrap();
+        assert_eq!(built.meta.last_log_id, Some(log_id(3)));
+
+        // Like a build that read the state before this one and wrote after.
+        let (meta, data) = sent_snapshot(2);
+        sm.install_snapshot(&meta, data).await.unwrap();
+        assert_eq!(on_disk(&mut sm).await, Some(log_id(3)));
+
+        let (meta, data) = sent_snapshot(7);
+        sm.install_snapshot(&meta, data).await.unwrap();
+        assert_eq!(on_disk(&mut sm).await, Some(log_id(7)));
+        let reopened = StateMachine::open(dir.path()).unwrap();
+        assert_eq!(reopened.applied_index(), 7);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_builds_and_installs_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachine::open(dir.path()).unwrap();
+        apply_kv(&mut sm, 1..=5).await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for index in 6..=25 {
+            let mut builder = sm.clone();
+            tasks.spawn(async move { builder.build_snapshot().await.map(|_| ()) });
+            let mut installer = sm.clone();
+            tasks.spawn(async move {
+                let (meta, data) = sent_snapshot(index);
+                installer.install_snapshot(&meta, data).await
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap().expect("every snapshot write succeeds");
+        }
+        assert_eq!(on_disk(&mut sm).await, Some(log_id(25)));
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 }
