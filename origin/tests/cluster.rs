@@ -227,3 +227,61 @@ async fn writes_without_a_majority_fail_with_503() {
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     c.shutdown().await;
 }
+
+/// A burst of concurrent 1 MiB KV writes: openraft caps batches only by
+/// entry count, so unless batches are also cut by bytes the followers get
+/// one batch too big to accept (or to send within the append timeout),
+/// refused and resent forever, and no write reaches a majority.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_one_mib_writes_all_commit() {
+    const WRITES: usize = 24;
+    let c = Cluster::start(3).await;
+    // A quote is two bytes of JSON: each entry is ~2 MiB on the wire, the
+    // burst ~48 MiB.
+    let value = "\"".repeat(1024 * 1024);
+    let keys: Vec<String> = (0..WRITES).map(|n| format!("k{n:02}")).collect();
+    let writes = keys
+        .iter()
+        .enumerate()
+        .map(|(n, key)| c.put_kv(n % 3, "big", key, &value));
+    for (n, sent) in futures::future::join_all(writes)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        let resp = sent.unwrap();
+        let status = resp.status();
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "k{n:02}: {}",
+            resp.text().await.unwrap()
+        );
+    }
+    let leader = c.leader().unwrap();
+    let commit = c
+        .server(leader)
+        .replica()
+        .raft
+        .metrics()
+        .borrow()
+        .last_applied
+        .unwrap()
+        .index;
+    for i in 0..3 {
+        c.wait_applied(i, commit, Duration::from_secs(10)).await;
+        assert_eq!(c.kv_keys(i, "big", false).await.len(), WRITES, "region {i}");
+        let url = c.url(i, &format!("/kv/big/k{:02}", WRITES - 1));
+        let body = c
+            .client
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(body.len(), value.len(), "region {i}");
+    }
+    c.shutdown().await;
+}

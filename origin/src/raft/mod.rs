@@ -110,14 +110,26 @@ impl Replica {
         let state = StateMachine::open(dir)?;
         let config = openraft::Config {
             cluster_name: "waypost".into(),
-            // openraft 0.9 derives the leader lease (how long followers
-            // trust a silent leader) from election_timeout_max, and the
-            // extra wait of a node refused for a shorter log from twice it:
-            // a leader kill costs lease + election timeout, ~0.8–1.2 s
-            // here. The heartbeat is also the append RPC's timeout.
-            heartbeat_interval: 100,
-            election_timeout_min: 200,
-            election_timeout_max: 600,
+            // openraft 0.9 uses the heartbeat interval as the timeout of
+            // every AppendEntries RPC (there is no separate setting), and a
+            // timed-out batch is resent unchanged: the interval must exceed
+            // the worst WAN round trip between regions plus the time to
+            // send one batch (≤ MAX_APPEND_BYTES) and fsync it, or
+            // replication to that region never progresses. 250 ms covers
+            // intercontinental RTTs (~150–200 ms).
+            heartbeat_interval: 250,
+            // Leaders send heartbeats on a tick of 1.5 × the interval
+            // (375 ms); an election timeout of two ticks rides out one
+            // heartbeat lost on the way. openraft 0.9 derives the leader
+            // lease (how long followers trust a silent leader) from
+            // election_timeout_max, so a leader kill costs lease + election
+            // timeout, ~1.7–2 s: as little as the WAN-safe interval allows.
+            election_timeout_min: 700,
+            election_timeout_max: 1000,
+            // Entry count per batch; bytes are capped in `network` (one
+            // KV value is up to 1 MiB, so 300 entries, the default, could
+            // be 300 MiB to read and clone before the byte cap cuts it).
+            max_payload_entries: 64,
             ..Default::default()
         }
         .validate()?;

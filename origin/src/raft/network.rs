@@ -4,10 +4,21 @@
 //! peer's advertised address, authorised with the shared bearer token. The
 //! peer answers with the JSON of `Result<Response, RaftError>`, so a remote
 //! Raft error comes back typed and a transport failure is `Unreachable`.
+//!
+//! openraft 0.9 caps an AppendEntries batch by entry count only, and a
+//! batch must arrive within the append RPC's timeout (the heartbeat
+//! interval) or it is resent whole, forever. KV values are up to 1 MiB, so
+//! a count-capped batch can be far too big to cross a WAN in time (or at
+//! all: followers refuse bodies over [`MAX_RPC_BYTES`]). Batches are
+//! therefore also capped by bytes here: a batch over [`MAX_APPEND_BYTES`] is
+//! refused before sending with `PayloadTooLarge` and a hint of how many
+//! entries fit, which makes openraft resend a shorter one at once; a
+//! follower's 413 is mapped the same way.
 
 use openraft::BasicNode;
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -18,6 +29,16 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{NodeId, TypeConfig};
+
+/// Largest Raft request body a region accepts: a batch of log entries or a
+/// snapshot chunk.
+pub const MAX_RPC_BYTES: usize = 64 * 1024 * 1024;
+
+/// The serialized size an AppendEntries batch may reach before it is split.
+/// About one KV value at its largest: small enough to cross a WAN within
+/// the append timeout, large enough that small entries still go hundreds
+/// per request. A single entry larger than this is still sent, alone.
+pub const MAX_APPEND_BYTES: usize = 1024 * 1024;
 
 /// Makes a client per peer; they share one connection pool.
 #[derive(Debug, Clone)]
@@ -55,10 +76,13 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 }
 
 impl Peer {
+    /// Sends one RPC; `too_large` says what to report when the peer refuses
+    /// the body as too large (`None`: that is just a failed RPC).
     async fn call<Req, Resp, Err>(
         &self,
         rpc: &str,
         req: &Req,
+        too_large: Option<PayloadTooLarge>,
     ) -> Result<Resp, RPCError<NodeId, BasicNode, Err>>
     where
         Req: Serialize,
@@ -84,6 +108,11 @@ impl Peer {
                     RPCError::Network(NetworkError::new(&e))
                 }
             })?;
+        if response.status() == reqwest::StatusCode::PAYLOAD_TOO_LARGE
+            && let Some(too_large) = too_large
+        {
+            return Err(RPCError::PayloadTooLarge(too_large));
+        }
         if !response.status().is_success() {
             let status = response.status();
             let text = response.text().await.unwrap_or_default();
@@ -104,7 +133,14 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         _option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call("append", &rpc).await
+        let sending = rpc.entries.len();
+        let fit = entries_that_fit(&rpc.entries, MAX_APPEND_BYTES);
+        if fit < sending {
+            return Err(PayloadTooLarge::new_entries_hint(fit as u64).into());
+        }
+        // The peer refused even a batch within our budget: halve it.
+        let halved = (sending > 1).then(|| PayloadTooLarge::new_entries_hint(sending as u64 / 2));
+        self.call("append", &rpc, halved).await
     }
 
     async fn install_snapshot(
@@ -115,7 +151,7 @@ impl RaftNetwork<TypeConfig> for Peer {
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        self.call("snapshot", &rpc).await
+        self.call("snapshot", &rpc, None).await
     }
 
     async fn vote(
@@ -123,6 +159,57 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: VoteRequest<NodeId>,
         _option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call("vote", &rpc).await
+        self.call("vote", &rpc, None).await
+    }
+}
+
+/// How many leading `entries` fit in `budget` bytes of JSON; at least one,
+/// so an entry larger than the budget still goes (alone). Stops measuring
+/// at the budget, so a huge batch costs no more than a full one.
+fn entries_that_fit<T: Serialize>(entries: &[T], budget: usize) -> usize {
+    let mut used = 0;
+    for (i, entry) in entries.iter().enumerate() {
+        let mut counter = ByteCounter(0);
+        // Serializing into a counter only fails if the type cannot be
+        // serialized, which the real send would report; count it as fitting.
+        let _ = serde_json::to_writer(&mut counter, entry);
+        used += counter.0 + 1;
+        if used > budget {
+            return i.max(1);
+        }
+    }
+    entries.len()
+}
+
+/// A writer that only counts bytes.
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::entries_that_fit;
+
+    #[test]
+    fn batches_are_cut_at_the_byte_budget() {
+        let entries = vec!["x".repeat(98); 10]; // 100 bytes of JSON + separator each
+        assert_eq!(entries_that_fit(&entries, 10_000), 10);
+        assert_eq!(entries_that_fit(&entries, 350), 3);
+        assert_eq!(entries_that_fit(&entries[..0], 350), 0);
+    }
+
+    #[test]
+    fn an_entry_over_the_budget_still_goes_alone() {
+        let entries = vec!["x".repeat(1000); 3];
+        assert_eq!(entries_that_fit(&entries, 100), 1);
     }
 }

@@ -20,10 +20,8 @@ use serde::Serialize;
 use super::auth::require_token;
 use super::{AppState, body, unavailable};
 use crate::raft::Command;
+use crate::raft::network::MAX_RPC_BYTES as MAX_RPC;
 use crate::response::{self, ResBody};
-
-/// Largest Raft message: a batch of log entries or a snapshot chunk.
-const MAX_RPC: usize = 64 * 1024 * 1024;
 
 /// Routes an `/internal/...` request.
 pub async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> Response<ResBody> {
