@@ -1,10 +1,14 @@
-//! Fetching blobs a region lacks from the other regions.
+//! Moving blobs between regions.
 //!
-//! Metadata replicates through Raft, but blobs stay where they were
-//! uploaded; the first read of an asset in another region pulls its blob
-//! from a peer and keeps it. Blobs are content-addressed, so the fetched
-//! bytes are hashed on the way in and refused unless they hash to the
-//! address asked for; a corrupt copy on one peer makes us try the next.
+//! Metadata replicates through Raft; blobs do not. An upload's blob is
+//! pushed to a majority of voting regions before its metadata commits
+//! ([`push`]), and a region that still lacks a blob (it was down, or was
+//! not needed for the majority) pulls it from a peer on first read and
+//! keeps it. Blobs are content-addressed, so the fetched bytes are hashed
+//! on the way in and refused unless they hash to the address asked for; a
+//! corrupt copy on one peer makes us try the next.
+
+pub mod push;
 
 use std::time::Duration;
 

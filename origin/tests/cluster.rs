@@ -1,7 +1,7 @@
 //! Three regions on loopback forming one Raft group: writes on any region,
-//! reads everywhere, blobs pulled across regions, leader loss without
-//! losing acknowledged writes, catch-up after restart, and refusal without
-//! a majority.
+//! reads everywhere, uploads held by a majority before they are
+//! acknowledged, leader loss without losing acknowledged writes, catch-up
+//! after restart, refusal without a majority, and bursts of large writes.
 
 mod common;
 
@@ -59,10 +59,13 @@ async fn write_on_any_region_read_on_all() {
     c.shutdown().await;
 }
 
+/// An acknowledged upload's bytes are on a majority of regions, so losing
+/// the region that took it loses nothing: the others serve the asset and
+/// the plugin from their own copies or each other's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn asset_uploaded_in_one_region_is_served_by_another() {
-    let c = Cluster::start(3).await;
-    let body = "bytes that live only in region A at first".repeat(100);
+async fn an_acknowledged_upload_survives_losing_its_region() {
+    let mut c = Cluster::start(3).await;
+    let body = "bytes uploaded to region A only".repeat(100);
     let resp = c
         .client
         .put(c.url(0, "/assets/shared/a.txt"))
@@ -73,38 +76,81 @@ async fn asset_uploaded_in_one_region_is_served_by_another() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::CREATED);
     let etag = resp.headers()["etag"].to_str().unwrap().to_string();
+    let plugin = b"\0asm\x01\0\0\0 a plugin".to_vec();
     let resp = c
         .client
-        .get(c.url(2, "/assets/shared/a.txt?consistency=strong"))
+        .put(c.url(0, "/plugins/hello"))
+        .bearer_auth(TOKEN)
+        .body(plugin.clone())
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(resp.headers()["etag"].to_str().unwrap(), etag);
-    assert_eq!(resp.text().await.unwrap(), body);
-    // Region C now has its own copy: a range read works without the peer.
-    let resp = c
-        .client
-        .get(c.url(2, "/assets/shared/a.txt"))
-        .header("range", "bytes=0-4")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
-    assert_eq!(resp.text().await.unwrap(), "bytes");
-    let metrics = c
-        .client
-        .get(c.url(2, "/metrics"))
-        .send()
-        .await
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let plugin_sha = resp.headers()["etag"]
+        .to_str()
         .unwrap()
-        .text()
+        .trim_matches('"')
+        .to_string();
+    for sha in [etag.trim_matches('"'), &plugin_sha] {
+        let holders = (0..3)
+            .filter(|i| c.data_dir(*i).join("blobs/sha256").join(sha).exists())
+            .count();
+        assert!(
+            holders >= 2,
+            "blob {sha} acknowledged with {holders} copies"
+        );
+    }
+
+    c.kill(0).await;
+    c.wait_for_leader(Some(0), Duration::from_secs(10)).await;
+    for i in 1..3 {
+        let url = c.url(i, "/assets/shared/a.txt?consistency=strong");
+        let resp = c.client.get(url).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "region {i}");
+        assert_eq!(resp.headers()["etag"].to_str().unwrap(), etag);
+        assert_eq!(resp.text().await.unwrap(), body, "region {i}");
+        let resp = c
+            .client
+            .get(c.url(i, "/plugins/hello"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "region {i}");
+        assert_eq!(resp.bytes().await.unwrap(), plugin, "region {i}");
+    }
+    c.shutdown().await;
+}
+
+/// With no majority able to hold the blob, the upload is refused with a
+/// reason before anything is proposed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_upload_no_majority_can_hold_is_refused() {
+    let mut c = Cluster::start(3).await;
+    c.kill(1).await;
+    c.kill(2).await;
+    let resp = c
+        .client
+        .put(c.url(0, "/assets/alone.txt"))
+        .bearer_auth(TOKEN)
+        .body("only here")
+        .send()
         .await
         .unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(resp.headers().contains_key("retry-after"));
+    let text = resp.text().await.unwrap();
     assert!(
-        metrics.contains("origin_blob_peer_fetches_total{result=\"ok\"} 1"),
-        "{metrics}"
+        text.contains("only 1 of 3 voting regions hold a copy"),
+        "{text}"
     );
+    assert!(text.contains("nothing was committed"), "{text}");
+    let resp = c
+        .client
+        .get(c.url(0, "/assets/alone.txt"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     c.shutdown().await;
 }
 

@@ -14,6 +14,11 @@
 //! Correctness never relies on S3 conditional writes (some S3-compatible
 //! stores ignore or race them): blobs are content-addressed, so writing the
 //! same key twice stores the same bytes, and the metadata lives in Raft.
+//!
+//! Either way an upload is acknowledged only once a majority of voting
+//! regions holds its blob ([`crate::peers::push`]). Regions sharing one
+//! bucket and prefix find the blob already there, so for them that check is
+//! one `HEAD` per peer and no copying; no setting is needed to say so.
 
 use serde::Deserialize;
 use service_base::config_file::FieldError;

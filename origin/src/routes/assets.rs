@@ -2,8 +2,10 @@
 //! and delete.
 //!
 //! The asset index is replicated (a write is acknowledged once a majority
-//! of regions holds it); the blob is stored in the region that took the
-//! upload and fetched by other regions on first read. Deleting or replacing
+//! of regions holds it); the blob is stored durably in the region that took
+//! the upload and copied to a majority of regions before the index entry is
+//! proposed, so losing any minority loses neither; the other regions fetch
+//! it on first read. Deleting or replacing
 //! an asset drops only its index entry; the blob stays until blob GC exists
 //! (see [`crate::store::blobs`]).
 
@@ -130,6 +132,9 @@ pub async fn put(
         Ok(blob) => blob,
         Err(response) => return response,
     };
+    if let Err(response) = body::hold_on_majority(state, &blob).await {
+        return response;
+    }
 
     // The state machine keeps the previous Last-Modified when the bytes did
     // not change, so caches holding the old copy still validate.

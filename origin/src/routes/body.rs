@@ -1,5 +1,6 @@
 //! Reading request bodies: small ones (JSON, KV values) with a size cap,
-//! uploads (assets, plugins) streamed into the blob store.
+//! uploads (assets, plugins) streamed into the blob store and copied to a
+//! majority of regions before they are committed.
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -84,4 +85,32 @@ pub async fn store_upload(
             &e,
         )),
     }
+}
+
+/// Makes sure a majority of voting regions holds an upload's blob before
+/// the metadata pointing at it is proposed; otherwise 503 naming how many
+/// did and which failed (nothing is committed, so retrying is safe).
+#[allow(clippy::result_large_err)]
+pub async fn hold_on_majority(
+    state: &AppState,
+    blob: &StoredBlob,
+) -> Result<(), Response<ResBody>> {
+    let held = state
+        .peers
+        .ensure_majority_holds(
+            &state.replica,
+            &state.store.blobs,
+            blob,
+            &state.config.token,
+        )
+        .await;
+    held.map_err(|e| {
+        tracing::warn!(error = %e, "refusing an upload: too few regions hold its blob");
+        let mut response = response::text(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+        response.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("1"),
+        );
+        response
+    })
 }

@@ -7,7 +7,12 @@
 //! - `GET /internal/raft/read-index`: the commit index a linearizable read
 //!   on a follower waits for.
 //! - `GET /internal/blobs/{sha256}`: a blob from this region's store, for
-//!   a region that lacks it.
+//!   a region that lacks it; `HEAD` says whether (and at what size) this
+//!   region has it.
+//! - `PUT /internal/blobs/{sha256}`: a region that took an upload hands
+//!   this one a copy before committing it ([`crate::peers::push`]); the
+//!   bytes are hashed while they are stored and kept under that address
+//!   only if they match it.
 
 use std::sync::Arc;
 
@@ -19,9 +24,11 @@ use serde::Serialize;
 
 use super::auth::require_token;
 use super::{AppState, body, unavailable};
+use crate::peers::push::BLOB_SIZE_HEADER;
 use crate::raft::Command;
 use crate::raft::network::MAX_RPC_BYTES as MAX_RPC;
 use crate::response::{self, ResBody};
+use crate::store::BlobWriteError;
 
 /// Routes an `/internal/...` request.
 pub async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> Response<ResBody> {
@@ -58,17 +65,23 @@ pub async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> Response
             Ok(index) => ok_json(&index),
             Err(e) => unavailable(&e),
         },
-        (Method::GET, p) if p.starts_with("/internal/blobs/") => {
-            blob(state, &p["/internal/blobs/".len()..]).await
+        (method, p) if p.starts_with("/internal/blobs/") => {
+            let sha256 = p["/internal/blobs/".len()..].to_string();
+            if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return response::text(StatusCode::BAD_REQUEST, "a blob address is 64 hex digits");
+            }
+            match method {
+                Method::GET => blob(state, &sha256).await,
+                Method::HEAD => blob_size(state, &sha256).await,
+                Method::PUT => store_blob(state, &sha256, req).await,
+                _ => response::method_not_allowed("GET, HEAD, PUT"),
+            }
         }
         _ => response::text(StatusCode::NOT_FOUND, "unknown internal endpoint"),
     }
 }
 
 async fn blob(state: &Arc<AppState>, sha256: &str) -> Response<ResBody> {
-    if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return response::text(StatusCode::BAD_REQUEST, "a blob address is 64 hex digits");
-    }
     match state.store.blobs.get_stream(sha256, None).await {
         Ok(blob) => {
             let body = StreamBody::new(blob.stream.map_ok(Frame::data).map_err(Into::into));
@@ -78,6 +91,49 @@ async fn blob(state: &Arc<AppState>, sha256: &str) -> Response<ResBody> {
             response::text(StatusCode::NOT_FOUND, "this region does not have the blob")
         }
         Err(e) => response::internal("reading a blob for a peer failed", &e),
+    }
+}
+
+async fn blob_size(state: &Arc<AppState>, sha256: &str) -> Response<ResBody> {
+    match state.store.blobs.stored_size(sha256).await {
+        Ok(size) => {
+            let mut response = Response::new(response::empty());
+            response.headers_mut().insert(BLOB_SIZE_HEADER, size.into());
+            response
+        }
+        Err(object_store::Error::NotFound { .. }) => {
+            response::text(StatusCode::NOT_FOUND, "this region does not have the blob")
+        }
+        Err(e) => response::internal("looking up a blob for a peer failed", &e),
+    }
+}
+
+/// Stores a copy a peer pushes. Bytes that hash to another address end up
+/// under that one (harmless: content addressing), never under `sha256`.
+async fn store_blob(
+    state: &Arc<AppState>,
+    sha256: &str,
+    req: Request<Incoming>,
+) -> Response<ResBody> {
+    let body = req.into_body().into_data_stream();
+    match state.store.blobs.put_stream(body, |_| {}).await {
+        Ok(stored) if stored.sha256 == sha256 => {
+            let mut response = Response::new(response::empty());
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            response
+        }
+        Ok(stored) => response::text(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "the pushed bytes hash to {}, not {sha256}; not stored under {sha256}",
+                stored.sha256
+            ),
+        ),
+        Err(BlobWriteError::Body(e)) => response::text(
+            StatusCode::BAD_REQUEST,
+            format!("the pushed blob ended early ({e}); nothing was stored"),
+        ),
+        Err(e) => response::internal("storing a blob a peer pushed failed", &e),
     }
 }
 

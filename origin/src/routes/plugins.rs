@@ -1,9 +1,9 @@
 //! `/plugins`: the plugin registry edges deploy from.
 //!
 //! - `PUT /plugins/{name}` (token): the body is a wasm module or component;
-//!   it is stored as a content-addressed blob and `{name, sha256, size}` is
-//!   committed through Raft, which adds a `plugin_version` event to the
-//!   change feed.
+//!   it is stored as a content-addressed blob, copied to a majority of
+//!   regions, and `{name, sha256, size}` is committed through Raft, which
+//!   adds a `plugin_version` event to the change feed.
 //! - `GET /plugins/{name}`: the current bytes, `ETag: "<sha256>"` and
 //!   `x-waypost-plugin-sha256`; `If-None-Match` gives 304.
 //! - `GET /plugins`: `{"<name>": "<sha256>", ...}`.
@@ -168,6 +168,9 @@ async fn put(state: &Arc<AppState>, name: &str, req: Request<Incoming>) -> Respo
             );
         }
         Err(e) => return response::internal("reading back the stored plugin failed", &e),
+    }
+    if let Err(response) = body::hold_on_majority(state, &blob).await {
+        return response;
     }
     let command = Command::PutPlugin {
         name: name.to_string(),

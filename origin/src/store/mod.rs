@@ -64,7 +64,12 @@ impl Store {
         std::fs::create_dir_all(data_dir)?;
         // No automatic cleanup of empty directories: it would race with a
         // concurrent upload creating a file in the directory being removed.
-        let fs = LocalFileSystem::new_with_prefix(data_dir).map_err(std::io::Error::other)?;
+        // fsync: a blob must be on disk before the metadata pointing at it
+        // is committed, or a power loss leaves an acknowledged upload
+        // pointing at bytes that were only in the page cache.
+        let fs = LocalFileSystem::new_with_prefix(data_dir)
+            .map_err(std::io::Error::other)?
+            .with_fsync(true);
         let store: Arc<dyn object_store::ObjectStore> = Arc::new(fs);
         Ok(Self {
             blobs: Blobs::new(store),
