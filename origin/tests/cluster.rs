@@ -262,6 +262,9 @@ async fn writes_without_a_majority_fail_with_503() {
     assert!(resp.headers().contains_key("retry-after"));
     let text = resp.text().await.unwrap();
     assert!(text.contains("majority"), "{text}");
+    // Proposed on the leader, so it may still commit: never "retry is safe".
+    assert!(text.contains("outcome is unknown"), "{text}");
+    assert!(!text.contains("safe"), "{text}");
     assert!(started.elapsed() < Duration::from_secs(8));
     // Not applied on the survivor either.
     let resp = c

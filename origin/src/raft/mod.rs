@@ -63,9 +63,14 @@ pub enum ReplicaError {
 /// Why a write or a strong read was not acknowledged.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
+    /// The leader took the write into its log but no majority confirmed
+    /// it in time. The entry stays in the log and commits if a majority
+    /// returns before another leader overwrites it, so the outcome is
+    /// unknown, like a forwarded write whose leader went silent.
     #[error(
-        "no majority of regions acknowledged the write within {0:?}; it was not applied \
-         (if a majority returns it may still commit; retrying is safe)"
+        "no majority of regions acknowledged the write within {0:?}; its outcome is unknown: \
+         the leader holds it and it commits if a majority becomes reachable in time. Read it \
+         back before retrying a write that must not apply twice"
     )]
     NoQuorum(Duration),
     #[error(
