@@ -197,7 +197,71 @@ impl std::io::Write for ByteCounter {
 
 #[cfg(test)]
 mod tests {
-    use super::entries_that_fit;
+    use http_body_util::BodyExt;
+    use hyper::server::conn::http1;
+    use hyper_util::rt::TokioIo;
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
+
+    use super::*;
+    use crate::raft::Command;
+
+    /// A peer at a server that reads each request whole and refuses it as
+    /// too large, as a region does with a body over `MAX_RPC_BYTES`.
+    async fn refusing_peer() -> Peer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let service = hyper::service::service_fn(
+                    |req: http::Request<hyper::body::Incoming>| async move {
+                        let _ = req.into_body().collect().await;
+                        let mut response =
+                            http::Response::new(http_body_util::Full::<bytes::Bytes>::default());
+                        *response.status_mut() = http::StatusCode::PAYLOAD_TOO_LARGE;
+                        Ok::<_, std::convert::Infallible>(response)
+                    },
+                );
+                tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+            }
+        });
+        Peer {
+            http: reqwest::Client::new(),
+            token: "t".into(),
+            target: 2,
+            addr: addr.to_string(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_batch_is_payload_too_large_with_half_the_entries() {
+        let mut peer = refusing_peer().await;
+        let entries = (1..=4)
+            .map(|index| Entry {
+                log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+                payload: EntryPayload::Normal(Command::KvDelete {
+                    namespace: "ns".into(),
+                    key: "k".into(),
+                }),
+            })
+            .collect();
+        let rpc = AppendEntriesRequest {
+            vote: Vote::new_committed(1, 1),
+            prev_log_id: None,
+            leader_commit: None,
+            entries,
+        };
+        let option = RPCOption::new(std::time::Duration::from_secs(5));
+        match peer.append_entries(rpc, option.clone()).await {
+            Err(RPCError::PayloadTooLarge(e)) => assert_eq!(e.entries_hint(), 2),
+            other => panic!("expected PayloadTooLarge, got {other:?}"),
+        }
+        // A vote carries no batch to shrink: a refusal is a failed RPC.
+        let vote = VoteRequest::new(Vote::new(2, 1), None);
+        assert!(matches!(
+            peer.vote(vote, option).await,
+            Err(RPCError::Network(_))
+        ));
+    }
 
     #[test]
     fn batches_are_cut_at_the_byte_budget() {
