@@ -38,6 +38,10 @@ pub enum Fetched {
 #[derive(Debug, Clone)]
 pub struct PeerClient {
     http: reqwest::Client,
+    /// For pushes: reqwest's read timeout runs from the start of a request
+    /// until the response headers, which a peer sends only after storing
+    /// the whole body, so pushes get a deadline scaled to the blob instead.
+    push_http: reqwest::Client,
 }
 
 impl Default for PeerClient {
@@ -53,7 +57,11 @@ impl PeerClient {
             .read_timeout(Duration::from_secs(10))
             .build()
             .expect("reqwest client builds");
-        Self { http }
+        let push_http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(500))
+            .build()
+            .expect("reqwest client builds");
+        Self { http, push_http }
     }
 
     /// Pulls blob `sha256` from the first of `addrs` that has an intact

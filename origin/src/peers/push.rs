@@ -15,6 +15,8 @@
 //! Pushes still running when the majority is reached are left to finish, so
 //! the remaining regions get their copy now instead of on first read.
 
+use std::time::Duration;
+
 use tokio::sync::mpsc;
 
 use super::PeerClient;
@@ -25,6 +27,18 @@ use crate::store::{Blobs, StoredBlob};
 /// size (a HEAD response's `Content-Length` may be rewritten by HTTP
 /// layers).
 pub const BLOB_SIZE_HEADER: &str = "x-waypost-blob-size";
+
+/// A push may take this long plus [`PUSH_SLOWEST_RATE`]'s time for the
+/// bytes before the peer counts as not holding the blob.
+const PUSH_BASE_DEADLINE: Duration = Duration::from_secs(10);
+/// Bytes per second below which a push is given up.
+const PUSH_SLOWEST_RATE: u64 = 1024 * 1024;
+
+/// How long pushing `size` bytes may take: a peer that hangs must not hold
+/// an upload forever, a large blob on a slow link must not be cut short.
+fn push_deadline(size: u64) -> Duration {
+    PUSH_BASE_DEADLINE + Duration::from_secs(size / PUSH_SLOWEST_RATE)
+}
 
 /// Why one peer did not confirm a copy.
 #[derive(Debug, thiserror::Error)]
@@ -139,8 +153,9 @@ impl PeerClient {
         }
         let local = blobs.get_stream(&blob.sha256, None).await?;
         let response = self
-            .http
+            .push_http
             .put(&url)
+            .timeout(push_deadline(blob.size))
             .bearer_auth(token)
             .header(reqwest::header::CONTENT_LENGTH, blob.size)
             .body(reqwest::Body::wrap_stream(local.stream))
