@@ -42,7 +42,7 @@ impl Admin {
                 );
                 resp
             }
-            (&Method::POST, "/purge") => self.purge(&req),
+            (&Method::POST, "/purge") => self.purge(&req).await,
             (&Method::PUT, p) if p.starts_with("/plugins/") => self.upload_plugin(req).await,
             (_, "/healthz" | "/metrics" | "/purge") => {
                 text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here")
@@ -121,7 +121,7 @@ impl Admin {
         Ok(())
     }
 
-    fn purge(&self, req: &Request<Incoming>) -> Response<Body> {
+    async fn purge(&self, req: &Request<Incoming>) -> Response<Body> {
         if let Err(resp) = self.authorize(req) {
             return *resp;
         }
@@ -144,12 +144,13 @@ impl Admin {
         }
         let (kind, purged) = match (url, key) {
             (Some(u), None) => match url_key(&u) {
-                Ok(primary) => ("url", self.cache.purge_url(&primary, soft)),
+                Ok(primary) => ("url", self.cache.purge_url(&primary, soft).await),
                 Err(reason) => return text(StatusCode::BAD_REQUEST, &reason),
             },
-            (None, Some(k)) if !k.is_empty() => {
-                ("surrogate_key", self.cache.purge_surrogate_key(&k, soft))
-            }
+            (None, Some(k)) if !k.is_empty() => (
+                "surrogate_key",
+                self.cache.purge_surrogate_key(&k, soft).await,
+            ),
             _ => {
                 return text(
                     StatusCode::BAD_REQUEST,

@@ -141,6 +141,64 @@ async fn no_store_private_and_no_cache_rules() {
 }
 
 #[tokio::test]
+async fn responses_that_set_cookies_are_never_stored() {
+    let origin = ScriptedOrigin::start().await;
+    origin.route("/login", |_, n| {
+        resp(
+            200,
+            "welcome",
+            &[
+                ("cache-control", "public, max-age=600"),
+                ("set-cookie", &format!("sid=client{n}")),
+            ],
+        )
+    });
+    origin.route("/page", |seen, n| {
+        if seen.headers.contains_key("if-none-match") {
+            resp(
+                304,
+                "",
+                &[("etag", "\"p\""), ("set-cookie", &format!("sid=client{n}"))],
+            )
+        } else {
+            resp(
+                200,
+                "page",
+                &[("etag", "\"p\""), ("cache-control", "max-age=0")],
+            )
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let edge = start_edge(&origin, dir.path()).await;
+    let c = client();
+    for n in 0..2 {
+        let r = c.get(url(&edge, "/login")).send().await.unwrap();
+        assert_eq!(r.headers()["set-cookie"], format!("sid=client{n}").as_str());
+    }
+    assert_eq!(origin.hits("/login"), 2, "each client got its own cookie");
+
+    // A 304 that sets a cookie is not merged into the stored response: the
+    // edge fetches in full, so the cookie reaches only this client.
+    assert!(
+        c.get(url(&edge, "/page"))
+            .send()
+            .await
+            .unwrap()
+            .headers()
+            .get("set-cookie")
+            .is_none()
+    );
+    let r = c.get(url(&edge, "/page")).send().await.unwrap();
+    assert_eq!(r.text().await.unwrap(), "page");
+    let r = c.get(url(&edge, "/page")).send().await.unwrap();
+    assert!(
+        r.headers().get("set-cookie").is_none(),
+        "a stored response replayed another client's cookie: {:?}",
+        r.headers()
+    );
+}
+
+#[tokio::test]
 async fn revalidation_304_refreshes_and_edge_serves_200_from_cache() {
     let origin = ScriptedOrigin::start().await;
     origin.route("/r", |seen, n| {

@@ -126,6 +126,54 @@ async fn purge(
 }
 
 #[tokio::test]
+async fn a_purge_during_revalidation_is_not_undone_by_the_304() {
+    let origin = ScriptedOrigin::start().await;
+    origin.route("/r", |seen, _| {
+        if seen.headers.contains_key("if-none-match") {
+            resp(
+                304,
+                "",
+                &[("etag", "\"r\""), ("cache-control", "max-age=600")],
+            )
+        } else {
+            resp(
+                200,
+                "full",
+                &[("etag", "\"r\""), ("cache-control", "max-age=0")],
+            )
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let edge = start_edge(&origin, dir.path()).await;
+    let c = client();
+    assert_eq!(
+        c.get(url(&edge, "/r"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "full"
+    );
+    origin.delay("/r", std::time::Duration::from_millis(300));
+    let revalidating = {
+        let (c, u) = (c.clone(), url(&edge, "/r"));
+        tokio::spawn(async move { c.get(u).send().await.unwrap().text().await.unwrap() })
+    };
+    while origin.hits("/r") < 2 {
+        tokio::task::yield_now().await;
+    }
+    let host = edge.http_addr().unwrap();
+    let out = purge(&c, &edge, &format!("url=http://{host}/r")).await;
+    assert_eq!(out["purged"], 1);
+    assert_eq!(revalidating.await.unwrap(), "full");
+    let seen = origin.seen("/r");
+    assert_eq!(seen.len(), 3, "the purged object was fetched again in full");
+    assert!(!seen[2].headers.contains_key("if-none-match"));
+}
+
+#[tokio::test]
 async fn purge_by_url_and_by_surrogate_key() {
     let origin = ScriptedOrigin::start().await;
     for p in ["/p1", "/p2", "/p3"] {

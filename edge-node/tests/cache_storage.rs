@@ -1,8 +1,12 @@
 //! Bodies: ranges from cache, large objects streaming with bounded memory,
-//! the disk tier across a restart, and origins that die mid-body.
+//! the disk tier across a restart, and origins that die or stall mid-body.
 
 mod support;
 
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -285,9 +289,12 @@ async fn disk_tier_survives_a_restart() {
     );
     assert_eq!(r.text().await.unwrap(), "v0");
     assert_eq!(origin.hits("/keep"), 1);
-    // Surrogate keys survive too.
+    // Surrogate keys survive too, and so does a soft purge by one.
     let out: serde_json::Value = c
-        .post(format!("http://{}/purge?key=kept", edge.admin_addr()))
+        .post(format!(
+            "http://{}/purge?key=kept&soft=1",
+            edge.admin_addr()
+        ))
         .bearer_auth("secret")
         .send()
         .await
@@ -296,14 +303,25 @@ async fn disk_tier_survives_a_restart() {
         .await
         .unwrap();
     assert!(out["purged"].as_u64().unwrap() >= 1);
+    edge.shutdown().await;
+    let edge = start_edge_with(&toml, dir.path()).await;
+    let r = c.get(url(&edge, "/keep")).send().await.unwrap();
+    assert!(
+        !cache_status(&r).starts_with("waypost; hit"),
+        "a soft-purged object came back fresh after a restart: {}",
+        cache_status(&r)
+    );
+    assert_eq!(r.text().await.unwrap(), "v1");
+    assert_eq!(origin.hits("/keep"), 2);
 }
 
-#[tokio::test]
-async fn an_origin_dying_mid_body_aborts_the_response_and_caches_nothing() {
-    // A raw origin that promises 1000 bytes, sends 10 and closes.
+/// A raw origin that promises 1000 bytes and sends 10, then closes the
+/// connection or (`stall`) keeps it open without sending more; returns its
+/// address and the count of object requests it got.
+async fn truncating_origin(stall: bool) -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let served = Arc::new(AtomicUsize::new(0));
     let count = served.clone();
     tokio::spawn(async move {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -320,30 +338,64 @@ async fn an_origin_dying_mid_body_aborts_the_response_and_caches_nothing() {
                         .await;
                     return;
                 }
-                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                count.fetch_add(1, Ordering::SeqCst);
                 let _ = s
                     .write_all(b"HTTP/1.1 200 OK\r\ncache-control: max-age=600\r\ncontent-length: 1000\r\n\r\n0123456789")
                     .await;
+                if stall {
+                    // Holds the connection until the edge gives up on it.
+                    let _ = s.read(&mut buf).await;
+                }
                 let _ = s.shutdown().await;
             });
         }
     });
-    let dir = tempfile::tempdir().unwrap();
-    let edge = start_edge_with(&edge_toml(&[addr], dir.path(), ""), dir.path()).await;
-    let c = client();
+    (addr, served)
+}
+
+/// Two requests for an object whose fill is cut short: each must end in an
+/// error (never a short 200) and reach the origin (nothing was cached).
+async fn assert_cut_fills_are_errors_and_not_cached(toml: &str, dir: &Path, served: &AtomicUsize) {
+    let edge = start_edge_with(toml, dir).await;
+    let c = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
     for _ in 0..2 {
         // The abort may land before or after the response head was flushed:
         // either way the client must see an error, never a short 200.
         if let Ok(r) = c.get(url(&edge, "/cut")).send().await {
+            let body = r.bytes().await;
             assert!(
-                r.bytes().await.is_err(),
-                "a truncated body must surface as an error"
+                body.as_ref().is_err_and(|e| !e.is_timeout()),
+                "a cut body must end in an error, not {body:?}"
             );
         }
     }
     assert_eq!(
-        served.load(std::sync::atomic::Ordering::SeqCst),
+        served.load(Ordering::SeqCst),
         2,
         "the partial body was not cached"
     );
+}
+
+#[tokio::test]
+async fn an_origin_dying_mid_body_aborts_the_response_and_caches_nothing() {
+    let (addr, served) = truncating_origin(false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let toml = edge_toml(&[addr], dir.path(), "");
+    assert_cut_fills_are_errors_and_not_cached(&toml, dir.path(), &served).await;
+}
+
+#[tokio::test]
+async fn an_origin_stalling_mid_body_is_cut_after_the_between_bytes_timeout() {
+    let (addr, served) = truncating_origin(true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let toml = edge_toml(&[addr], dir.path(), "").replace(
+        "fall = 1\n",
+        "fall = 1\nbetween_bytes_timeout = \"300ms\"\n",
+    );
+    assert!(toml.contains("between_bytes_timeout"));
+    assert_cut_fills_are_errors_and_not_cached(&toml, dir.path(), &served).await;
 }

@@ -155,6 +155,54 @@ async fn oversized_request_bodies_get_413_and_unknown_methods_pass_through() {
     );
 }
 
+/// A raw HTTP/1.1 exchange with the edge: the whole response as text.
+async fn raw_request(edge: &edge_node::RunningServer, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(edge.http_addr().unwrap())
+        .await
+        .unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn cache_fills_send_clean_origin_form_requests_without_client_bodies() {
+    let origin = ScriptedOrigin::start().await;
+    origin.route("/?x=1", |_, _| resp(200, "root", &[]));
+    origin.route("/g", |seen, _| {
+        resp(200, &format!("body {}", seen.body.len()), &[])
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let edge = start_edge(&origin, dir.path()).await;
+
+    // Absolute form with an empty path: the target is `/?x=1`.
+    let answer = raw_request(
+        &edge,
+        "GET http://cdn.test?x=1 HTTP/1.1\r\nhost: cdn.test\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("root"), "{answer}");
+
+    // A GET with a body: the fill must not announce a body it never sends
+    // (the origin would wait for it, or read the next request as it).
+    let r = client()
+        .get(url(&edge, "/g"))
+        .body(vec![b'x'; 60])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "body 0");
+    let seen = &origin.seen("/g")[0];
+    assert!(
+        seen.headers.get("content-length").is_none(),
+        "{:?}",
+        seen.headers
+    );
+}
+
 #[tokio::test]
 async fn invalid_config_names_the_file_and_field() {
     let dir = tempfile::tempdir().unwrap();

@@ -38,6 +38,9 @@ struct DiskMeta {
     vary: Vec<String>,
     body_file: String,
     body_len: u64,
+    /// Unix millis of a soft purge (0 = none); absent in older files.
+    #[serde(default)]
+    soft_purged_ms: u64,
 }
 
 /// Paths of the disk tier.
@@ -75,10 +78,12 @@ impl Layout {
     }
 }
 
-/// Writes the meta file for an object whose body is complete in `body`.
+/// Writes the meta file for an object whose body is complete in `body`;
+/// `soft_purged_ms` keeps a soft purge across restarts.
 pub fn write_meta(
     layout: &Layout,
     meta: &ObjectMeta,
+    soft_purged_ms: u64,
     body: &Path,
     body_len: u64,
 ) -> io::Result<()> {
@@ -108,6 +113,7 @@ pub fn write_meta(
             .unwrap_or_default()
             .to_string(),
         body_len,
+        soft_purged_ms,
     };
     let path = layout.meta_path(&meta.key);
     let tmp = path.with_extension("meta.tmp");
@@ -120,6 +126,8 @@ pub struct Recovered {
     pub meta: ObjectMeta,
     pub body: PathBuf,
     pub body_len: u64,
+    /// When it was soft-purged, if it was.
+    pub soft_purged: Option<SystemTime>,
 }
 
 /// Reads every meta file under the layout; deletes files of unknown format,
@@ -207,5 +215,7 @@ fn read_meta(path: &Path, shard: &Path) -> Option<Recovered> {
         meta,
         body,
         body_len: record.body_len,
+        soft_purged: (record.soft_purged_ms > 0)
+            .then(|| UNIX_EPOCH + Duration::from_millis(record.soft_purged_ms)),
     })
 }

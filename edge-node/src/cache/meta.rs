@@ -130,6 +130,11 @@ impl CachedObject {
         );
     }
 
+    /// Unix millis of this object's soft purge, 0 if none.
+    pub fn soft_purged_ms(&self) -> u64 {
+        self.soft_purged_at.load(Ordering::Relaxed)
+    }
+
     /// Freshness lifetime end, moved earlier by a soft purge.
     fn effective_fresh_until(&self) -> SystemTime {
         match self.soft_purged_at.load(Ordering::Relaxed) {

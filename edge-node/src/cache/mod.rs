@@ -173,7 +173,10 @@ impl Cache {
         now: SystemTime,
     ) -> Option<ObjectMeta> {
         let normalized = directives::normalize(&res.headers);
-        if normalized.vary_star || res.status == StatusCode::PARTIAL_CONTENT {
+        if normalized.vary_star
+            || res.status == StatusCode::PARTIAL_CONTENT
+            || res.headers.contains_key(header::SET_COOKIE)
+        {
             return None;
         }
         let vary = key::vary_names(&res.headers);
@@ -236,9 +239,11 @@ impl Cache {
             return;
         };
         let (layout2, meta, path2) = (layout.clone(), obj.meta.clone(), path.to_path_buf());
-        let written =
-            tokio::task::spawn_blocking(move || disk::write_meta(&layout2, &meta, &path2, len))
-                .await;
+        let soft_purged_ms = obj.soft_purged_ms();
+        let written = tokio::task::spawn_blocking(move || {
+            disk::write_meta(&layout2, &meta, soft_purged_ms, &path2, len)
+        })
+        .await;
         match written {
             Ok(Ok(())) => {
                 let twin = Arc::new(CachedObject::sharing(
@@ -281,6 +286,11 @@ impl Cache {
         res: &response::Parts,
         now: SystemTime,
     ) -> Option<Arc<CachedObject>> {
+        // A cookie is one client's; fetch in full so it reaches only that
+        // client and nothing cookie-bearing stays stored.
+        if old.is_removed() || res.headers.contains_key(header::SET_COOKIE) {
+            return None;
+        }
         let mut update = res.headers.clone();
         strip_hop_by_hop(&mut update);
         let policy_req = policy_request(&req.parts, &old.meta.vary);
@@ -324,6 +334,12 @@ impl Cache {
         };
         let obj = Arc::new(CachedObject::new(meta, old.body.clone()));
         self.tiers.memory.insert(obj.meta.key.clone(), obj.clone());
+        // Purged while the origin answered: the purge found `old` (and may
+        // have deleted the body both share), not this object.
+        if old.is_removed() {
+            self.remove_if_current(&obj);
+            return None;
+        }
         if let fill::Progress::Done(len) = obj.body.progress() {
             self.persist(&obj, len).await;
         }
@@ -332,39 +348,45 @@ impl Cache {
 
     /// RFC 9111 §4.4: a successful unsafe request invalidates the stored
     /// responses for its URL.
-    pub fn invalidate_url(&self, primary: &str) {
-        self.purge_url(primary, false);
+    pub async fn invalidate_url(&self, primary: &str) {
+        self.purge_url(primary, false).await;
     }
 
     /// Purges every variant of `primary`; returns how many were found.
-    pub fn purge_url(&self, primary: &str, soft: bool) -> usize {
+    pub async fn purge_url(&self, primary: &str, soft: bool) -> usize {
         let p = primary.to_string();
         self.purge(soft, move |o| key::is_variant_of(&o.meta.key, &p))
+            .await
     }
 
     /// Purges every object tagged with `surrogate_key`.
-    pub fn purge_surrogate_key(&self, surrogate_key: &str, soft: bool) -> usize {
+    pub async fn purge_surrogate_key(&self, surrogate_key: &str, soft: bool) -> usize {
         let k = surrogate_key.to_string();
         self.purge(soft, move |o| o.meta.surrogate_keys.contains(&k))
+            .await
     }
 
     /// Purges every object stored for URL path `path` on any host and with
     /// any query string (a purge or deploy announced by the origin's change
     /// feed, which does not know the host names clients use).
-    pub fn purge_path(&self, path: &str, soft: bool) -> usize {
+    pub async fn purge_path(&self, path: &str, soft: bool) -> usize {
         let p = path.to_string();
         self.purge(soft, move |o| key::path_matches(&o.meta.key, &p))
+            .await
     }
 
     /// Purges everything: after this edge missed change-feed events, any
     /// stored object may be out of date. Soft, so each is revalidated with
     /// its validators (cheap when unchanged) and can still be served stale
     /// if the origin is down.
-    pub fn soft_purge_all(&self) -> usize {
-        self.purge(true, |_| true)
+    pub async fn soft_purge_all(&self) -> usize {
+        self.purge(true, |_| true).await
     }
 
-    fn purge(
+    /// Soft purges return once the disk metadata records them, so a
+    /// restart (or a change-feed position saved after the purge) cannot
+    /// bring the objects back as fresh.
+    async fn purge(
         &self,
         soft: bool,
         pred: impl Fn(&CachedObject) -> bool + Clone + Send + Sync + 'static,
@@ -373,6 +395,7 @@ impl Cache {
         if soft {
             let now = SystemTime::now();
             found.iter().for_each(|o| o.soft_purge(now));
+            self.persist_soft_purges(&found).await;
         } else {
             for o in &found {
                 o.mark_removed();
@@ -382,6 +405,39 @@ impl Cache {
         let keys: std::collections::HashSet<&str> =
             found.iter().map(|o| o.meta.key.as_str()).collect();
         keys.len()
+    }
+
+    /// Rewrites the disk metadata of soft-purged objects whose body is
+    /// complete (a fill still running writes its metadata, purge included,
+    /// when it ends).
+    async fn persist_soft_purges(&self, found: &[Arc<CachedObject>]) {
+        let Some((layout, _)) = &self.tiers.disk else {
+            return;
+        };
+        let mut writes = std::collections::HashMap::new();
+        for o in found {
+            if let (Some(path), fill::Progress::Done(len)) = (o.body.file(), o.body.progress()) {
+                writes.insert(
+                    path.to_path_buf(),
+                    (o.meta.clone(), o.soft_purged_ms(), len),
+                );
+            }
+        }
+        if writes.is_empty() {
+            return;
+        }
+        let layout = layout.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            for (path, (meta, soft_purged_ms, len)) in writes {
+                if let Err(e) = disk::write_meta(&layout, &meta, soft_purged_ms, &path, len) {
+                    tracing::warn!(key = %meta.key, error = %e, "cache: recording a soft purge on disk failed; after a restart the object is fresh again until it expires");
+                }
+            }
+        })
+        .await;
+        if let Err(e) = written {
+            tracing::error!(error = %e, "cache: soft purge disk task failed");
+        }
     }
 
     pub fn usage(&self) -> Usage {

@@ -108,6 +108,9 @@ impl Tiers {
                 for r in disk::scan(&layout, SystemTime::now(), retain) {
                     let obj =
                         Arc::new(CachedObject::new(r.meta, Fill::on_disk(r.body, r.body_len)));
+                    if let Some(at) = r.soft_purged {
+                        obj.soft_purge(at);
+                    }
                     index.insert(obj.meta.key.clone(), obj);
                 }
                 Some((layout, index))

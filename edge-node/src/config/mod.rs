@@ -108,6 +108,10 @@ pub struct PoolConfig {
     pub connect_timeout: Duration,
     /// Time allowed for the origin's response headers.
     pub response_timeout: Duration,
+    /// Longest silence allowed between body bytes of a response being
+    /// cached: a fill that stalls is dropped instead of keeping every
+    /// client of that object waiting.
+    pub between_bytes_timeout: Duration,
 }
 
 /// `[feed]`: the origin change feed this edge follows, so deploys, purges
@@ -261,6 +265,7 @@ fn validate(raw: raw::RawConfig, base: &Path) -> Result<Config, FieldError> {
             fall: p.fall,
             connect_timeout: p.connect_timeout,
             response_timeout: p.response_timeout,
+            between_bytes_timeout: p.between_bytes_timeout,
         });
     }
 

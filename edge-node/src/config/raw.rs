@@ -186,6 +186,8 @@ pub struct RawPool {
     pub connect_timeout: Duration,
     #[serde(with = "humantime_serde", default = "secs::<30>")]
     pub response_timeout: Duration,
+    #[serde(with = "humantime_serde", default = "secs::<30>")]
+    pub between_bytes_timeout: Duration,
 }
 
 #[derive(Deserialize)]

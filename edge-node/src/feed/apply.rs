@@ -15,7 +15,7 @@ impl Follower {
         match kind {
             EventKind::AssetPut { path } | EventKind::AssetDeleted { path } => {
                 let url_path = asset_url_path(path);
-                let purged = self.cache.purge_path(&url_path, false);
+                let purged = self.cache.purge_path(&url_path, false).await;
                 tracing::debug!(path = url_path, purged, "asset changed at the origin");
             }
             EventKind::Purge {
@@ -25,10 +25,10 @@ impl Follower {
             } => {
                 let mut purged = 0;
                 for path in paths {
-                    purged += self.cache.purge_path(&purge_url_path(path), *soft);
+                    purged += self.cache.purge_path(&purge_url_path(path), *soft).await;
                 }
                 for key in surrogate_keys {
-                    purged += self.cache.purge_surrogate_key(key, *soft);
+                    purged += self.cache.purge_surrogate_key(key, *soft).await;
                 }
                 tracing::info!(
                     ?paths,

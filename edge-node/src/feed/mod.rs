@@ -118,7 +118,7 @@ impl Follower {
             }
             Saved::Unreadable => {
                 let now = self.current_seq().await;
-                self.resync(now);
+                self.resync(now).await;
                 now
             }
         };
@@ -135,7 +135,7 @@ impl Follower {
                         origin_last_seq = page.last_seq,
                         "the origin's change feed is behind this edge's position (was the origin's data reset?); soft-purging the cache and following from the origin's position"
                     );
-                    self.resync(page.last_seq);
+                    self.resync(page.last_seq).await;
                     after = page.last_seq;
                 }
                 Ok(Poll::Page(page)) => {
@@ -156,7 +156,7 @@ impl Follower {
                         origin_last_seq = now,
                         "this edge missed change-feed events the origin no longer keeps; soft-purging the cache so every object is revalidated"
                     );
-                    self.resync(now);
+                    self.resync(now).await;
                     after = now;
                 }
                 Err(e) => {
@@ -185,8 +185,8 @@ impl Follower {
         }
     }
 
-    fn resync(&self, seq: u64) {
-        let purged = self.cache.soft_purge_all();
+    async fn resync(&self, seq: u64) {
+        let purged = self.cache.soft_purge_all().await;
         self.metrics.resyncs.inc();
         self.metrics.position.set(seq as i64);
         self.position.save(seq);

@@ -164,12 +164,50 @@ impl PluginSlot {
         if let Ok(p) = self.running.clone().try_acquire_owned() {
             return Ok(p);
         }
-        if self.waiting.fetch_add(1, Ordering::AcqRel) >= max_queue {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
+        let _queued = Queued::join(&self.waiting, max_queue)?;
+        self.running
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Overloaded)
+    }
+}
+
+/// A place in a plugin's queue, given back when dropped: a request whose
+/// client goes away while it waits (an HTTP/2 stream reset drops its
+/// future) must not keep counting against the queue.
+struct Queued<'a>(&'a AtomicUsize);
+
+impl<'a> Queued<'a> {
+    fn join(waiting: &'a AtomicUsize, max_queue: usize) -> Result<Self, Overloaded> {
+        let place = Self(waiting);
+        if waiting.fetch_add(1, Ordering::AcqRel) >= max_queue {
             return Err(Overloaded);
         }
-        let permit = self.running.clone().acquire_owned().await;
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
-        permit.map_err(|_| Overloaded)
+        Ok(place)
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_place_in_the_queue_is_given_back_when_its_request_goes_away() {
+        let waiting = AtomicUsize::new(0);
+        let first = Queued::join(&waiting, 1).expect("room for one");
+        assert!(Queued::join(&waiting, 1).is_err(), "queue of one is full");
+        drop(first);
+        assert!(
+            Queued::join(&waiting, 1).is_ok(),
+            "the place was given back"
+        );
+        assert_eq!(waiting.load(Ordering::Acquire), 0);
     }
 }

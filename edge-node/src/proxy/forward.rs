@@ -2,7 +2,7 @@
 //! successful unsafe request invalidates.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, request};
+use http::{Method, Request, Uri, request};
 
 use crate::body::Body;
 use crate::cache::{self, CachedObject};
@@ -22,6 +22,37 @@ const ANSWERED_BY_CACHE: &[HeaderName] = &[
     header::IF_MATCH,
     header::IF_UNMODIFIED_SINCE,
 ];
+
+/// Fields that frame the client's request body. A cache fill never sends
+/// a body: forwarding the client's `Content-Length` on it would make the
+/// origin wait for bytes that never come, and read the next request on the
+/// pooled connection as that body (request smuggling).
+const CLIENT_BODY_FRAMING: &[HeaderName] = &[
+    header::CONTENT_LENGTH,
+    header::TRANSFER_ENCODING,
+    header::EXPECT,
+];
+
+/// The request target in origin form (RFC 9112 §3.2.1): path and query.
+/// An absolute-form target with an empty path (`http://h?x=1`) means
+/// `/?x=1`; `Uri::path` already reads it so, `PathAndQuery::as_str` does not.
+pub fn origin_form(uri: &Uri) -> String {
+    let path = match uri.path() {
+        "" => "/",
+        p => p,
+    };
+    match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    }
+}
+
+/// `origin_form` as a URI for the upstream request.
+fn origin_form_uri(uri: &Uri) -> Uri {
+    origin_form(uri)
+        .parse()
+        .expect("a URI's own path and query form a valid URI")
+}
 
 /// Copies the client's end-to-end fields and adds the forwarding ones.
 fn forwarded_headers(client: &HeaderMap, conn: &ConnInfo, host: &str) -> HeaderMap {
@@ -59,7 +90,7 @@ pub fn cache_fill(
     stale: Option<&CachedObject>,
 ) -> Request<Body> {
     let mut headers = forwarded_headers(&client.headers, conn, host);
-    for name in ANSWERED_BY_CACHE {
+    for name in ANSWERED_BY_CACHE.iter().chain(CLIENT_BODY_FRAMING) {
         headers.remove(name);
     }
     if let Some(obj) = stale {
@@ -72,10 +103,7 @@ pub fn cache_fill(
     }
     let mut req = Request::new(crate::body::empty());
     *req.method_mut() = Method::GET;
-    *req.uri_mut() = client.uri.path_and_query().map_or_else(
-        || "/".parse().expect("valid"),
-        |pq| pq.as_str().parse().expect("valid"),
-    );
+    *req.uri_mut() = origin_form_uri(&client.uri);
     *req.headers_mut() = headers;
     req
 }
@@ -85,11 +113,8 @@ pub fn cache_fill(
 pub fn pass(client: request::Parts, body: Body, conn: &ConnInfo, host: &str) -> Request<Body> {
     let headers = forwarded_headers(&client.headers, conn, host);
     let mut req = Request::new(body);
+    *req.uri_mut() = origin_form_uri(&client.uri);
     *req.method_mut() = client.method;
-    *req.uri_mut() = client.uri.path_and_query().map_or_else(
-        || "/".parse().expect("valid"),
-        |pq| pq.as_str().parse().expect("valid"),
-    );
     *req.headers_mut() = headers;
     req
 }
@@ -118,6 +143,16 @@ pub fn invalidated_keys(host: &str, path_and_query: &str, response: &HeaderMap) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn origin_form_of_an_empty_absolute_path_is_slash() {
+        let form = |s: &str| origin_form(&s.parse().unwrap());
+        assert_eq!(form("http://cdn.test?x=1"), "/?x=1");
+        assert_eq!(form("http://cdn.test"), "/");
+        assert_eq!(form("/a/b?c=d"), "/a/b?c=d");
+        assert_eq!(form("https://cdn.test/a?"), "/a?");
+        assert_eq!(form("*"), "*");
+    }
 
     #[test]
     fn location_and_content_location_on_same_host_are_invalidated() {

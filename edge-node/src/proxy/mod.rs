@@ -210,11 +210,7 @@ impl Proxy {
     async fn pass(&self, parts: request::Parts, body: Body, ctx: Ctx) -> Reply {
         let limit = self.max_body_bytes as usize;
         let body = body::boxed(Limited::new(body, limit));
-        let path = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string();
+        let path = forward::origin_form(&parts.uri);
         let unsafe_method = !matches!(
             parts.method,
             Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
@@ -225,7 +221,7 @@ impl Proxy {
                 let (mut rparts, rbody) = resp.into_parts();
                 if unsafe_method && (rparts.status.is_success() || rparts.status.is_redirection()) {
                     for key in forward::invalidated_keys(&ctx.host, &path, &rparts.headers) {
-                        self.cache.invalidate_url(&key);
+                        self.cache.invalidate_url(&key).await;
                     }
                 }
                 crate::cache::strip_hop_by_hop(&mut rparts.headers);
@@ -243,11 +239,7 @@ impl Proxy {
 
     /// Lookup phase for GET/HEAD.
     async fn serve_cached(&self, parts: request::Parts, ctx: Ctx) -> Reply {
-        let path = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string();
+        let path = forward::origin_form(&parts.uri);
         let mut creq = CacheRequest {
             primary: crate::cache::primary(&ctx.host, &path),
             parts,
@@ -441,12 +433,18 @@ impl Fetcher {
             drop(guard);
             let req = forward::cache_fill(&creq.parts, &ctx.conn, &ctx.host, None);
             return match ctx.pool.send(req, true).await {
-                Ok(r) => self.store_and_respond(creq, r, None, detail).await,
+                Ok(r) => self.store_and_respond(creq, ctx, r, None, detail).await,
                 Err(e) => (origin_error(&e), CacheResult::Synth),
             };
         }
-        self.store_and_respond(creq, Response::from_parts(rparts, rbody), guard, detail)
-            .await
+        self.store_and_respond(
+            creq,
+            ctx,
+            Response::from_parts(rparts, rbody),
+            guard,
+            detail,
+        )
+        .await
     }
 
     /// Store phase: starts the fill (the body is copied by its own task, so a
@@ -455,6 +453,7 @@ impl Fetcher {
     async fn store_and_respond(
         &self,
         creq: &CacheRequest,
+        ctx: &Ctx,
         resp: Response<Incoming>,
         guard: Option<crate::cache::LeaderGuard>,
         detail: &str,
@@ -468,10 +467,19 @@ impl Fetcher {
                 }
                 let cache = self.cache.clone();
                 let stored = obj.clone();
+                let between_bytes = ctx.pool.between_bytes_timeout();
+                let pool = ctx.pool.name().to_string();
                 tokio::spawn(async move {
                     let mut frames = BodyStream::new(rbody);
                     let mut ok = true;
-                    while let Some(frame) = frames.next().await {
+                    loop {
+                        let Ok(next) = tokio::time::timeout(between_bytes, frames.next()).await
+                        else {
+                            tracing::warn!(key = %stored.meta.key, pool, received = writer.written(), timeout = ?between_bytes, "origin body stalled (between_bytes_timeout); response aborted, nothing cached");
+                            ok = false;
+                            break;
+                        };
+                        let Some(frame) = next else { break };
                         match frame {
                             Ok(f) => {
                                 if let Ok(data) = f.into_data()

@@ -115,6 +115,10 @@ impl Pool {
         self.config.response_timeout
     }
 
+    pub fn between_bytes_timeout(&self) -> Duration {
+        self.config.between_bytes_timeout
+    }
+
     pub fn name(&self) -> &str {
         &self.config.name
     }

@@ -7,13 +7,13 @@ use super::waypost::edge::purge::Host;
 impl Host for EdgeCtx {
     async fn url(&mut self, url: String, soft: bool) -> Result<u32, String> {
         let primary = crate::admin::url_key(&url)?;
-        Ok(self.cache.purge_url(&primary, soft) as u32)
+        Ok(self.cache.purge_url(&primary, soft).await as u32)
     }
 
     async fn surrogate_key(&mut self, key: String, soft: bool) -> Result<u32, String> {
         if key.is_empty() {
             return Err("surrogate key must not be empty".into());
         }
-        Ok(self.cache.purge_surrogate_key(&key, soft) as u32)
+        Ok(self.cache.purge_surrogate_key(&key, soft).await as u32)
     }
 }
