@@ -22,15 +22,31 @@ pub fn variant(primary: &str, vary: &[HeaderName], headers: &HeaderMap) -> Strin
     for name in vary {
         key.push('\n');
         key.push_str(name.as_str());
-        key.push('=');
-        for (i, v) in headers.get_all(name).iter().enumerate() {
+        // An absent field is its own variant, apart from an empty one.
+        let mut values = headers.get_all(name).iter().peekable();
+        if values.peek().is_some() {
+            key.push('=');
+        }
+        for (i, v) in values.enumerate() {
             if i > 0 {
                 key.push_str(", ");
             }
-            key.push_str(&String::from_utf8_lossy(v.as_bytes()));
+            push_escaped(&mut key, v.as_bytes());
         }
     }
     key
+}
+
+/// Appends a field value byte for byte: visible ASCII as is, anything else
+/// (obs-text, `%`) as `%XX`, so distinct values never share a key.
+fn push_escaped(key: &mut String, value: &[u8]) {
+    for &b in value {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            key.push(char::from(b));
+        } else {
+            key.push_str(&format!("%{b:02X}"));
+        }
+    }
 }
 
 /// Whether `variant_key` belongs to the resource `primary`.
@@ -106,6 +122,22 @@ mod tests {
         assert_ne!(a, b);
         assert!(is_variant_of(&a, "h/x") && is_variant_of(&b, "h/x"));
         assert!(!is_variant_of("h/xy", "h/x"));
+    }
+
+    #[test]
+    fn variant_keys_keep_every_byte_and_absent_apart_from_empty() {
+        let names = vec![http::header::ACCEPT_LANGUAGE];
+        let with = |v: &[u8]| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                http::header::ACCEPT_LANGUAGE,
+                http::HeaderValue::from_bytes(v).unwrap(),
+            );
+            variant("h/x", &names, &h)
+        };
+        assert_ne!(with(b"de\xe9"), with(b"de\xe8"), "obs-text bytes differ");
+        assert_ne!(with(b"a%E9"), with(b"a\xe9"), "an escape is not its byte");
+        assert_ne!(with(b""), variant("h/x", &names, &HeaderMap::new()));
     }
 
     #[test]
