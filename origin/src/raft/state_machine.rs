@@ -8,7 +8,7 @@
 //!
 //! openraft 0.9 builds snapshots in a task of their own, so a build can run
 //! while a snapshot from the leader is being installed. Both write the same
-//! file, so writes go through one lock ([`SnapshotFiles`]), each through its
+//! file, so writes go through one lock (`SnapshotFiles`), each through its
 //! own temporary file, and a snapshot never replaces one on disk that covers
 //! more of the log: a slow build finishing after an install must not put
 //! the older state back under the newer log.
