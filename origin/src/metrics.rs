@@ -58,6 +58,7 @@ pub struct Metrics {
     pub leader_changes: Gauge,
     pub replication_lag: Family<PeerLabels, Gauge>,
     pub blob_peer_fetches: Family<FetchLabels, Counter>,
+    pub blob_pushes: Family<PushLabels, Counter>,
     pub blob_corrupt: Family<CorruptLabels, Counter>,
 }
 
@@ -71,6 +72,14 @@ pub struct PeerLabels {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct FetchLabels {
     /// `ok`, `corrupt` or `failed`.
+    pub result: &'static str,
+}
+
+/// Outcome of handing a peer region a copy of an uploaded blob.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct PushLabels {
+    /// `sent`, `present` (the peer already had it, nothing sent) or
+    /// `failed`.
     pub result: &'static str,
 }
 
@@ -142,6 +151,12 @@ impl Metrics {
             "Blobs fetched from another region on first read",
             blob_peer_fetches.clone(),
         );
+        let blob_pushes = Family::<PushLabels, Counter>::default();
+        registry.register(
+            "blob_pushes",
+            "Uploaded blobs handed to another region before the upload is acknowledged",
+            blob_pushes.clone(),
+        );
         let blob_corrupt = Family::<CorruptLabels, Counter>::default();
         registry.register(
             "blob_corrupt",
@@ -159,6 +174,7 @@ impl Metrics {
             leader_changes,
             replication_lag,
             blob_peer_fetches,
+            blob_pushes,
             blob_corrupt,
         }
     }

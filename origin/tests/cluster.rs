@@ -101,6 +101,36 @@ async fn an_acknowledged_upload_survives_losing_its_region() {
         );
     }
 
+    // Pushes beyond the majority finish in the background; once every
+    // region holds the bytes, uploading them again sends them nowhere.
+    let blob_file = |i: usize| {
+        c.data_dir(i)
+            .join("blobs/sha256")
+            .join(etag.trim_matches('"'))
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(0..3).all(|i| blob_file(i).exists()) {
+        assert!(
+            Instant::now() < deadline,
+            "the upload never reached every region"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let resp = c
+        .client
+        .put(c.url(0, "/assets/shared/copy.txt"))
+        .bearer_auth(TOKEN)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let metrics = c.metrics(0).await;
+    assert!(
+        metrics.contains("origin_blob_pushes_total{result=\"present\"}"),
+        "{metrics}"
+    );
+
     c.kill(0).await;
     c.wait_for_leader(Some(0), Duration::from_secs(10)).await;
     for i in 1..3 {

@@ -19,7 +19,11 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+
 use super::PeerClient;
+use crate::metrics::PushLabels;
 use crate::raft::{NodeId, Replica};
 use crate::store::{Blobs, StoredBlob};
 
@@ -38,6 +42,13 @@ const PUSH_SLOWEST_RATE: u64 = 1024 * 1024;
 /// an upload forever, a large blob on a slow link must not be cut short.
 fn push_deadline(size: u64) -> Duration {
     PUSH_BASE_DEADLINE + Duration::from_secs(size / PUSH_SLOWEST_RATE)
+}
+
+/// How a peer came to hold the blob.
+enum Pushed {
+    Sent,
+    /// It already had a copy of the right size; nothing was sent.
+    Present,
 }
 
 /// Why one peer did not confirm a copy.
@@ -73,13 +84,15 @@ pub struct NoBlobMajority {
 
 impl PeerClient {
     /// Returns once a majority of the current voters holds `blob` (which
-    /// must already be durable in `blobs`), pushing it to the others.
+    /// must already be durable in `blobs`), pushing it to the others and
+    /// counting each push's outcome in `pushes`.
     pub async fn ensure_majority_holds(
         &self,
         replica: &Replica,
         blobs: &Blobs,
         blob: &StoredBlob,
         token: &str,
+        pushes: &Family<PushLabels, Counter>,
     ) -> Result<(), NoBlobMajority> {
         let status = replica.status();
         let voters: Vec<(NodeId, String)> = status
@@ -97,8 +110,15 @@ impl PeerClient {
         for (id, addr) in voters.iter().filter(|(id, _)| *id != status.node_id) {
             let (client, blobs, tx) = (self.clone(), blobs.clone(), tx.clone());
             let (id, addr, blob, token) = (*id, addr.clone(), blob.clone(), token.to_string());
+            let pushes = pushes.clone();
             tokio::spawn(async move {
                 let pushed = client.push_blob(&blobs, &addr, &blob, &token).await;
+                let result = match &pushed {
+                    Ok(Pushed::Sent) => "sent",
+                    Ok(Pushed::Present) => "present",
+                    Err(_) => "failed",
+                };
+                pushes.get_or_create(&PushLabels { result }).inc();
                 let _ = tx.send((id, addr, pushed)).await;
             });
         }
@@ -106,7 +126,7 @@ impl PeerClient {
         let mut failures = Vec::new();
         while let Some((id, addr, pushed)) = results.recv().await {
             match pushed {
-                Ok(()) => have += 1,
+                Ok(_) => have += 1,
                 Err(e) => {
                     tracing::warn!(peer = id, %addr, sha256 = %blob.sha256, error = %e,
                         "a region did not take a copy of an uploaded blob");
@@ -134,7 +154,7 @@ impl PeerClient {
         addr: &str,
         blob: &StoredBlob,
         token: &str,
-    ) -> Result<(), PushError> {
+    ) -> Result<Pushed, PushError> {
         let url = format!("http://{addr}/internal/blobs/{}", blob.sha256);
         let head = self
             .http
@@ -149,7 +169,7 @@ impl PeerClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if head.status().is_success() && stored_size == Some(blob.size) {
-            return Ok(());
+            return Ok(Pushed::Present);
         }
         let local = blobs.get_stream(&blob.sha256, None).await?;
         let response = self
@@ -163,7 +183,7 @@ impl PeerClient {
             .await
             .map_err(PushError::Unreachable)?;
         if response.status().is_success() {
-            return Ok(());
+            return Ok(Pushed::Sent);
         }
         Err(PushError::Refused {
             status: response.status(),

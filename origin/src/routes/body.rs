@@ -102,6 +102,7 @@ pub async fn hold_on_majority(
             &state.store.blobs,
             blob,
             &state.config.token,
+            &state.metrics.blob_pushes,
         )
         .await;
     held.map_err(|e| {
