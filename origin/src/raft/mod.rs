@@ -135,6 +135,12 @@ impl Replica {
             // KV value is up to 1 MiB, so 300 entries, the default, could
             // be 300 MiB to read and clone before the byte cap cuts it).
             max_payload_entries: 64,
+            // Each snapshot chunk (3 MiB) and the final install (the whole
+            // state parsed and fsynced on the follower) must finish within
+            // this; the default 200 ms cannot cross a WAN or install a large
+            // state, so a region that fell behind the purged log would never
+            // catch up. Only snapshot transfers wait on it.
+            install_snapshot_timeout: 10_000,
             ..Default::default()
         }
         .validate()?;
