@@ -265,6 +265,7 @@ async fn kv_writes_elsewhere_reach_the_plugins_cached_reads() {
         "",
         &extra,
     );
+    let toml = support::grant(&toml, "counter", r#"kv_namespaces = ["counters"]"#);
     let edge = start_edge_with(&toml, dir.path()).await;
     let read = || async {
         let r = client()

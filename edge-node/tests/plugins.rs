@@ -476,8 +476,23 @@ async fn kv_counter_keeps_state_in_the_origin_kv() {
         "",
         extra,
     );
-    let edge = start_edge_with(&toml, dir.path()).await;
+    let ungranted = start_edge_with(&toml, dir.path()).await;
     let c = client();
+    let r = c
+        .get(url(&ungranted, "/counter/visits"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let reason = r.text().await.unwrap();
+    assert!(
+        reason.contains("not granted KV namespace `counters`"),
+        "{reason}"
+    );
+    ungranted.shutdown().await;
+
+    let toml = grant(&toml, "counter", r#"kv_namespaces = ["counters"]"#);
+    let edge = start_edge_with(&toml, dir.path()).await;
     let get = c.get(url(&edge, "/counter/visits")).send().await.unwrap();
     assert_eq!(get.status(), 200);
     assert_eq!(get.json::<serde_json::Value>().await.unwrap()["value"], 0);

@@ -120,7 +120,7 @@ async fn a_p3_service_reaches_next_and_pools_and_nothing_else() {
     });
     let dir = tempfile::tempdir().unwrap();
     let fixture = plugin_wasm("fault_p3");
-    let toml = plugin_edge_toml(
+    let ungranted = plugin_edge_toml(
         origin.addr,
         dir.path(),
         &[("p3", &fixture)],
@@ -128,7 +128,11 @@ async fn a_p3_service_reaches_next_and_pools_and_nothing_else() {
         "",
         "",
     );
-    let edge = start_edge_with(&toml, dir.path()).await;
+    let edge = start_edge_with(
+        &grant(&ungranted, "p3", r#"backends = ["main"]"#),
+        dir.path(),
+    )
+    .await;
     let c = client();
     for _ in 0..2 {
         let r = c.get(url(&edge, "/send/next/data")).send().await.unwrap();
@@ -144,6 +148,14 @@ async fn a_p3_service_reaches_next_and_pools_and_nothing_else() {
         .send()
         .await
         .unwrap();
+    assert_eq!(r.status(), 502);
+    assert!(text(r).await.contains("HttpRequestDenied"));
+    assert_eq!(origin.hits("/data"), 2);
+
+    // A pool the plugin is not granted is out of reach like any host.
+    edge.shutdown().await;
+    let edge = start_edge_with(&ungranted, dir.path()).await;
+    let r = c.get(url(&edge, "/send/main/data")).send().await.unwrap();
     assert_eq!(r.status(), 502);
     assert!(text(r).await.contains("HttpRequestDenied"));
     assert_eq!(origin.hits("/data"), 2);

@@ -1,10 +1,12 @@
 //! Named origin pools.
 //!
 //! An outgoing request whose URL authority is not `next` goes to the
-//! origin pool of that name in the site's config: `http://api/users/7`
+//! origin pool of that name in the edge's config: `http://api/users/7`
 //! reaches the pool `api` with path `/users/7`. The edge picks the server,
 //! pools connections and retries; the plugin never gets raw network
-//! access. A name with no pool fails the request with a wasi:http error.
+//! access. Only pools the operator grants the plugin (`backends = ["api"]`
+//! in its `[[plugins]]` entry) are reachable; any other name fails the
+//! request with a wasi:http error (`HTTP-request-denied`).
 
 use crate::{Body, Client, Request, Response, Result, Uri};
 

@@ -3,7 +3,9 @@
 //! Keys live in namespaces; values are bytes. Reads may be served from a
 //! short-lived cache at the edge, so a value written in one region shows
 //! up elsewhere within moments, not instantly. There are no transactions:
-//! a read-modify-write can lose a concurrent update.
+//! a read-modify-write can lose a concurrent update. A plugin may use only
+//! the namespaces its `[[plugins]]` entry lists in `kv_namespaces`; others
+//! fail with [`Error::Invalid`] saying so.
 //!
 //! ```no_run
 //! use waypost_sdk::kv::Store;

@@ -86,8 +86,10 @@
 //!
 //! Outgoing requests never reach the network directly: the edge routes them
 //! by the URL's authority. `http://next/...` is the next link of the chain
-//! ([`next`]); any other authority names an origin pool of the site's config
-//! (`http://api/users` goes to the pool `api`, see [`backend`]).
+//! ([`next`]); any other authority names an origin pool the plugin is
+//! granted in the edge's config (`http://api/users` goes to the pool `api`,
+//! see [`backend`]). KV namespaces and purging are granted the same way:
+//! a plugin gets nothing it is not listed for.
 //!
 //! ## Request headers the edge adds
 //!

@@ -3,6 +3,7 @@
 //! server runs on, so a bad value is reported with its file and field before
 //! any socket is bound.
 
+mod plugins;
 mod raw;
 mod size;
 
@@ -14,6 +15,7 @@ use http::uri::Authority;
 use service_base::config_file::{self, ConfigError, FieldError};
 
 use crate::listen::{CertSpec, Limits, TlsSettings};
+pub use plugins::{Grants, PluginConfig};
 pub use size::ByteSize;
 
 /// A validated edge-node configuration.
@@ -32,21 +34,6 @@ pub struct Config {
     pub plugins: Vec<PluginConfig>,
     pub plugin_runtime: PluginRuntimeConfig,
     pub feed: Option<FeedConfig>,
-}
-
-/// One plugin and the limits every request it handles runs under.
-#[derive(Debug, Clone)]
-pub struct PluginConfig {
-    pub name: String,
-    pub file: PathBuf,
-    /// Wall-clock deadline per request (epoch interruption).
-    pub timeout: Duration,
-    /// Linear memory cap per instance.
-    pub memory: u64,
-    /// Requests running at once; more wait in a queue of `max_queue`.
-    pub max_concurrency: usize,
-    pub max_queue: usize,
-    pub max_response_bytes: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -319,7 +306,7 @@ fn validate(raw: raw::RawConfig, base: &Path) -> Result<Config, FieldError> {
         });
     }
 
-    let plugins = validate_plugins(raw.plugins, &resolve)?;
+    let plugins = plugins::validate(raw.plugins, &resolve, &pools)?;
     let rt = raw.plugin_runtime;
     let kv_pool = match &rt.kv_pool {
         None => None,
@@ -375,52 +362,6 @@ fn validate(raw: raw::RawConfig, base: &Path) -> Result<Config, FieldError> {
         plugin_runtime,
         feed,
     })
-}
-
-fn validate_plugins(
-    raw: Vec<raw::RawPlugin>,
-    resolve: &impl Fn(PathBuf) -> PathBuf,
-) -> Result<Vec<PluginConfig>, FieldError> {
-    let mut out: Vec<PluginConfig> = Vec::with_capacity(raw.len());
-    for (i, p) in raw.into_iter().enumerate() {
-        let field = |f: &str| format!("plugins[{i}].{f}");
-        if p.name.is_empty()
-            || !p
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err(FieldError::new(
-                field("name"),
-                "use letters, digits, `-` and `_`",
-            ));
-        }
-        if out.iter().any(|q| q.name == p.name) {
-            return Err(FieldError::new(
-                field("name"),
-                format!("plugin `{}` is defined twice", p.name),
-            ));
-        }
-        if p.timeout.is_zero() || p.max_concurrency == 0 {
-            return Err(FieldError::new(
-                field("timeout"),
-                "`timeout` and `max_concurrency` must be above zero",
-            ));
-        }
-        if p.memory.0 < (1 << 20) {
-            return Err(FieldError::new(field("memory"), "must be at least 1MiB"));
-        }
-        out.push(PluginConfig {
-            name: p.name,
-            file: resolve(p.file),
-            timeout: p.timeout,
-            memory: p.memory.0,
-            max_concurrency: p.max_concurrency,
-            max_queue: p.max_queue,
-            max_response_bytes: p.max_response_bytes.0,
-        });
-    }
-    Ok(out)
 }
 
 /// A pool's origins in preference order and its regions: either the plain

@@ -249,6 +249,15 @@ pub struct RawPlugin {
     pub max_queue: usize,
     #[serde(default = "default_plugin_body")]
     pub max_response_bytes: ByteSize,
+    /// KV namespaces the plugin may use; none unless listed.
+    #[serde(default)]
+    pub kv_namespaces: Vec<String>,
+    /// Origin pools the plugin may call by name; none unless listed.
+    #[serde(default)]
+    pub backends: Vec<String>,
+    /// Whether the plugin may purge the cache.
+    #[serde(default)]
+    pub purge: bool,
 }
 
 fn default_plugin_memory() -> ByteSize {

@@ -2,7 +2,8 @@
 //! access: wasi:http 0.2 `outgoing-handler` and 0.3 `client` requests, and
 //! a 0.3 middleware's imported `handler` (addressed to `next` by `p3.rs`),
 //! are routed here by authority: `next` is the next link of the chain, a
-//! pool name is that configured origin pool, anything else is denied.
+//! pool the plugin is granted (`backends`) is that origin pool, anything
+//! else is denied.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -15,6 +16,7 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use super::link::Link;
 use crate::body;
+use crate::config::Grants;
 use crate::upstream::Pool;
 
 /// The authority that names the next link of the chain.
@@ -23,6 +25,8 @@ pub const NEXT: &str = "next";
 pub struct Hooks {
     pub next: Arc<dyn Link>,
     pub pools: Arc<HashMap<String, Arc<Pool>>>,
+    pub plugin: Arc<str>,
+    pub grants: Arc<Grants>,
     /// The client's Host, restored on requests to `next` so the cache path
     /// routes and keys them as the client's request.
     pub client_host: http::HeaderValue,
@@ -66,8 +70,14 @@ impl WasiHttpHooks for Hooks {
                 Ok((to_wasi(resp), done()))
             });
         }
-        let Some(pool) = self.pools.get(&target).cloned() else {
-            tracing::warn!(target = %target, "plugin tried to reach an unknown backend; only `next` and configured pool names are allowed");
+        let pool = match self.grants.refuse_backend(&self.plugin, &target) {
+            Some(reason) => {
+                tracing::warn!(plugin = %self.plugin, target = %target, "{reason}");
+                None
+            }
+            None => self.pools.get(&target).cloned(),
+        };
+        let Some(pool) = pool else {
             return Box::new(async { Err(Error::HttpRequestDenied) });
         };
         Box::new(async move {

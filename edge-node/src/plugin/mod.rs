@@ -286,6 +286,8 @@ impl Link for PluginLink {
             let hooks = Hooks {
                 next,
                 pools: rt.pools.clone(),
+                plugin: plugin.config.name.as_str().into(),
+                grants: plugin.config.grants.clone(),
                 client_host: facts.client_host.clone(),
             };
             let edge = EdgeCtx {
@@ -295,6 +297,7 @@ impl Link for PluginLink {
                 site_config: facts.site_config.clone(),
                 kv: rt.kv.clone(),
                 cache: rt.cache.clone(),
+                grants: plugin.config.grants.clone(),
             };
             let name = plugin.config.name.clone();
             let (resp, outcome) = invoke::run(plugin, req, facts.tls, hooks, edge, permit).await;

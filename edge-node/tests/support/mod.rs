@@ -269,6 +269,14 @@ pub fn plugin_wasm(name: &str) -> std::path::PathBuf {
     path
 }
 
+/// `toml` with `grant` (e.g. `backends = ["main"]`) added to the
+/// `[[plugins]]` entry named `plugin`.
+pub fn grant(toml: &str, plugin: &str, grant: &str) -> String {
+    let entry = format!("[[plugins]]\nname = \"{plugin}\"\n");
+    assert!(toml.contains(&entry), "no [[plugins]] entry `{plugin}`");
+    toml.replace(&entry, &format!("{entry}{grant}\n"))
+}
+
 /// An edge TOML with the given `[[plugins]]` (name, file) and one site
 /// chaining `chain` in front of the pool, with `site_config` as its
 /// `plugin_config` inline-table body, plus `extra` top-level TOML.

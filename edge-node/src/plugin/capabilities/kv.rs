@@ -106,7 +106,12 @@ fn check(namespace: &str, key: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn client(ctx: &EdgeCtx) -> Result<Arc<KvClient>, Error> {
+/// The KV client, once `namespace` is one this plugin is granted.
+fn client(ctx: &EdgeCtx, namespace: &str) -> Result<Arc<KvClient>, Error> {
+    if let Some(reason) = ctx.grants.refuse_kv(&ctx.plugin, namespace) {
+        tracing::warn!(plugin = %ctx.plugin, version = %ctx.version, namespace, "{reason}");
+        return Err(Error::Invalid(reason));
+    }
     ctx.kv.clone().ok_or_else(|| {
         Error::Unavailable("KV is not configured on this edge (set plugin_runtime.kv_pool)".into())
     })
@@ -115,7 +120,7 @@ fn client(ctx: &EdgeCtx) -> Result<Arc<KvClient>, Error> {
 impl Host for EdgeCtx {
     async fn get(&mut self, namespace: String, key: String) -> Result<Option<Vec<u8>>, Error> {
         check(&namespace, &key)?;
-        let kv = client(self)?;
+        let kv = client(self, &namespace)?;
         let path = format!("/kv/{namespace}/{key}");
         let fetch = async {
             let (status, body) = kv.call(Method::GET, path.clone(), Bytes::new()).await?;
@@ -137,7 +142,7 @@ impl Host for EdgeCtx {
                 value.len()
             )));
         }
-        let kv = client(self)?;
+        let kv = client(self, &namespace)?;
         let path = format!("/kv/{namespace}/{key}");
         let value = Bytes::from(value);
         kv.call(Method::PUT, path.clone(), value.clone()).await?;
@@ -147,7 +152,7 @@ impl Host for EdgeCtx {
 
     async fn delete(&mut self, namespace: String, key: String) -> Result<(), Error> {
         check(&namespace, &key)?;
-        let kv = client(self)?;
+        let kv = client(self, &namespace)?;
         let path = format!("/kv/{namespace}/{key}");
         kv.call(Method::DELETE, path.clone(), Bytes::new()).await?;
         kv.reads.insert(path, None).await;
@@ -156,7 +161,7 @@ impl Host for EdgeCtx {
 
     async fn list(&mut self, namespace: String, prefix: String) -> Result<Vec<String>, Error> {
         check(&namespace, "")?;
-        let kv = client(self)?;
+        let kv = client(self, &namespace)?;
         let query: String = form_urlencoded::Serializer::new(String::new())
             .append_pair("prefix", &prefix)
             .finish();

@@ -15,6 +15,7 @@ pub use geo::{GeoDb, unknown as unknown_location};
 pub use kv::KvClient;
 
 use crate::cache::Cache;
+use crate::config::Grants;
 
 wasmtime::component::bindgen!({
     path: "../sdk/wit",
@@ -32,6 +33,8 @@ pub struct EdgeCtx {
     pub site_config: Arc<std::collections::HashMap<String, String>>,
     pub kv: Option<Arc<KvClient>>,
     pub cache: Arc<Cache>,
+    /// What this plugin may use of KV and purge.
+    pub grants: Arc<Grants>,
 }
 
 /// Adds every capability to `linker`.

@@ -1,0 +1,182 @@
+//! `[[plugins]]`: each plugin's file, the limits its requests run under,
+//! and what it is granted beyond its own request.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use service_base::config_file::FieldError;
+
+use super::PoolConfig;
+use super::raw::RawPlugin;
+
+/// One plugin and the limits every request it handles runs under.
+#[derive(Debug, Clone)]
+pub struct PluginConfig {
+    pub name: String,
+    pub file: PathBuf,
+    /// Wall-clock deadline per request (epoch interruption).
+    pub timeout: Duration,
+    /// Linear memory cap per instance.
+    pub memory: u64,
+    /// Requests running at once; more wait in a queue of `max_queue`.
+    pub max_concurrency: usize,
+    pub max_queue: usize,
+    pub max_response_bytes: u64,
+    pub grants: Arc<Grants>,
+}
+
+/// What a plugin may reach besides its own request and the next link:
+/// nothing unless the operator lists it (deny by default, as Spin does for
+/// key-value stores and outbound hosts), so one plugin cannot read another
+/// plugin's KV data, call an origin pool it was not meant to, or purge the
+/// cache of every site.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// KV namespaces it may read and write (`waypost:edge/kv`).
+    pub kv_namespaces: BTreeSet<String>,
+    /// Origin pools it may send requests to by name (`http://<pool>/…`).
+    pub backends: BTreeSet<String>,
+    /// Whether it may purge this edge's cache (`waypost:edge/purge`).
+    pub purge: bool,
+}
+
+impl Grants {
+    /// Why `plugin` may not use KV namespace `namespace`, if it may not.
+    pub fn refuse_kv(&self, plugin: &str, namespace: &str) -> Option<String> {
+        (!self.kv_namespaces.contains(namespace)).then(|| {
+            format!(
+                "plugin `{plugin}` is not granted KV namespace `{namespace}`; \
+                 add it to `kv_namespaces` of its [[plugins]] entry"
+            )
+        })
+    }
+
+    /// Why `plugin` may not send requests to pool `backend`, if it may not.
+    pub fn refuse_backend(&self, plugin: &str, backend: &str) -> Option<String> {
+        (!self.backends.contains(backend)).then(|| {
+            format!(
+                "plugin `{plugin}` is not granted backend `{backend}`; only `next` and \
+                 the pools in `backends` of its [[plugins]] entry are reachable"
+            )
+        })
+    }
+
+    /// Why `plugin` may not purge, if it may not.
+    pub fn refuse_purge(&self, plugin: &str) -> Option<String> {
+        (!self.purge).then(|| {
+            format!("plugin `{plugin}` may not purge; set `purge = true` in its [[plugins]] entry")
+        })
+    }
+}
+
+pub(super) fn validate(
+    raw: Vec<RawPlugin>,
+    resolve: &impl Fn(PathBuf) -> PathBuf,
+    pools: &[PoolConfig],
+) -> Result<Vec<PluginConfig>, FieldError> {
+    let mut out: Vec<PluginConfig> = Vec::with_capacity(raw.len());
+    for (i, p) in raw.into_iter().enumerate() {
+        let field = |f: &str| format!("plugins[{i}].{f}");
+        if p.name.is_empty()
+            || !p
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(FieldError::new(
+                field("name"),
+                "use letters, digits, `-` and `_`",
+            ));
+        }
+        if out.iter().any(|q| q.name == p.name) {
+            return Err(FieldError::new(
+                field("name"),
+                format!("plugin `{}` is defined twice", p.name),
+            ));
+        }
+        if p.timeout.is_zero() || p.max_concurrency == 0 {
+            return Err(FieldError::new(
+                field("timeout"),
+                "`timeout` and `max_concurrency` must be above zero",
+            ));
+        }
+        if p.memory.0 < (1 << 20) {
+            return Err(FieldError::new(field("memory"), "must be at least 1MiB"));
+        }
+        if let Some(b) = p
+            .backends
+            .iter()
+            .find(|b| !pools.iter().any(|q| q.name == **b))
+        {
+            return Err(FieldError::new(
+                field("backends"),
+                format!("no pool named `{b}`"),
+            ));
+        }
+        if let Some(ns) = p.kv_namespaces.iter().find(|ns| ns.is_empty()) {
+            return Err(FieldError::new(
+                field("kv_namespaces"),
+                format!("namespace `{ns}` must not be empty"),
+            ));
+        }
+        out.push(PluginConfig {
+            name: p.name,
+            file: resolve(p.file),
+            timeout: p.timeout,
+            memory: p.memory.0,
+            max_concurrency: p.max_concurrency,
+            max_queue: p.max_queue,
+            max_response_bytes: p.max_response_bytes.0,
+            grants: Arc::new(Grants {
+                kv_namespaces: p.kv_namespaces.into_iter().collect(),
+                backends: p.backends.into_iter().collect(),
+                purge: p.purge,
+            }),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::Config;
+
+    fn with_plugin(grants: &str) -> Result<Config, String> {
+        let text = format!(
+            "[[pools]]\nname = \"o\"\norigins = [\"127.0.0.1:7070\"]\n\
+             [[sites]]\npool = \"o\"\n\
+             [[plugins]]\nname = \"p\"\nfile = \"p.wasm\"\n{grants}\n"
+        );
+        Config::from_toml(Path::new("edge.toml"), &text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn grants_are_empty_unless_listed() {
+        let c = with_plugin("").unwrap();
+        let g = &c.plugins[0].grants;
+        assert!(g.refuse_kv("p", "counters").is_some());
+        assert!(g.refuse_backend("p", "o").is_some());
+        assert!(g.refuse_purge("p").is_some());
+
+        let c = with_plugin("kv_namespaces = [\"counters\"]\nbackends = [\"o\"]\npurge = true")
+            .unwrap();
+        let g = &c.plugins[0].grants;
+        assert_eq!(g.refuse_kv("p", "counters"), None);
+        assert!(g.refuse_kv("p", "sessions").is_some());
+        assert_eq!(g.refuse_backend("p", "o"), None);
+        assert_eq!(g.refuse_purge("p"), None);
+    }
+
+    #[test]
+    fn a_grant_of_an_unknown_pool_names_the_field() {
+        let err = with_plugin("backends = [\"api\"]").unwrap_err();
+        assert!(
+            err.contains("edge.toml") && err.contains("plugins[0].backends") && err.contains("api"),
+            "{err}"
+        );
+    }
+}
