@@ -48,6 +48,13 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Commands that print are used in pipelines (`waypost status | head`):
+    // end quietly when the reader goes, as Unix tools do, instead of
+    // panicking on the write. `up` keeps ignoring SIGPIPE: it serves
+    // sockets and its children's pipes.
+    if !matches!(cli.command, Command::Up(_)) {
+        sigpipe::reset();
+    }
     let result = match cli.command {
         Command::Up(args) => up::run(args).await,
         Command::Plugin(args) => cli::plugin::run(args).await,

@@ -213,6 +213,22 @@ fn status_shows_the_cluster() {
     }
     assert!(out.contains("edge http://127.0.72.1:9080: 200 OK"), "{out}");
     assert!(out.contains("hit ratio"), "{out}");
+
+    // `waypost status | head -1`: the reader is gone before anything is
+    // printed (the command asks the origin first). The command ends like
+    // other Unix tools (SIGPIPE), not with a panic.
+    let mut child = Command::new(bin_dir().join("waypost"))
+        .arg("status")
+        .env("WAYPOST_ORIGIN", ORIGIN)
+        .env("RUST_BACKTRACE", "0")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
 fn geodns_answers_per_region() {
