@@ -1,7 +1,8 @@
 //! What `waypost up` shows once the platform runs: sample assets uploaded
 //! through region 1's origin, a miss then a hit at region 1's edge, the
-//! same upload served by the last region's edge (replicated by Raft, the
-//! blob fetched from a peer), and the example plugins answering.
+//! same upload served by the last region's edge (metadata replicated by
+//! Raft, the blob copied to a majority of regions before the upload was
+//! acknowledged), and the example plugins answering.
 
 use std::time::{Duration, Instant};
 
