@@ -104,7 +104,14 @@ impl Server {
             None => (1, [(1, local_addr.to_string())].into()),
         };
         let raft_dir = config.data_dir.join("raft");
-        let replica = Replica::start(&raft_dir, node_id, members, config.token.clone()).await?;
+        let replica = Replica::start(
+            &raft_dir,
+            node_id,
+            members,
+            config.raft,
+            config.token.clone(),
+        )
+        .await?;
         let state = Arc::new(AppState {
             config,
             store,

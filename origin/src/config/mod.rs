@@ -5,9 +5,11 @@
 //! problem is reported through [`ConfigError`] with the file and the field.
 
 mod cluster;
+mod raft_timing;
 mod storage;
 
 pub use cluster::ClusterConfig;
+pub use raft_timing::RaftTiming;
 pub use storage::{S3Config, StorageConfig};
 
 use std::net::SocketAddr;
@@ -36,6 +38,8 @@ pub struct Config {
     pub cache_rules: Vec<CacheRule>,
     /// The Raft group of regions; `None` runs a group of one.
     pub cluster: Option<ClusterConfig>,
+    /// Raft heartbeat and election timing (`[raft]`).
+    pub raft: RaftTiming,
     /// Where blobs live (the Raft log and snapshots always stay in
     /// `data_dir`).
     pub storage: StorageConfig,
@@ -60,6 +64,7 @@ struct RawConfig {
     #[serde(default)]
     cache_rules: Vec<RawCacheRule>,
     cluster: Option<cluster::RawCluster>,
+    raft: Option<raft_timing::RawRaftTiming>,
     storage: Option<storage::RawStorage>,
 }
 
@@ -82,6 +87,7 @@ impl Config {
             default_cache_control: DEFAULT_CACHE_CONTROL.to_string(),
             cache_rules: Vec::new(),
             cluster: None,
+            raft: RaftTiming::default(),
             storage: StorageConfig::Local,
         }
     }
@@ -120,6 +126,7 @@ impl Config {
         if let Some(cluster) = &self.cluster {
             cluster.validate()?;
         }
+        self.raft.validate()?;
         self.storage.validate()?;
         Ok(())
     }
@@ -165,6 +172,11 @@ fn validate(raw: RawConfig) -> Result<Config, FieldError> {
             })
             .collect(),
         cluster: raw.cluster.map(cluster::RawCluster::validate).transpose()?,
+        raft: raw
+            .raft
+            .map(raft_timing::RawRaftTiming::validate)
+            .transpose()?
+            .unwrap_or_default(),
         storage: raw
             .storage
             .map(storage::RawStorage::validate)

@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, RaftMetrics};
 
+use crate::config::RaftTiming;
+
 pub use state::{Command, Event, EventKind, Outcome, State};
 pub use state_machine::StateMachine;
 pub use status::{ClusterStatus, PeerStatus};
@@ -109,28 +111,18 @@ impl Replica {
         dir: &Path,
         node_id: NodeId,
         members: BTreeMap<NodeId, String>,
+        timing: RaftTiming,
         token: String,
     ) -> Result<Self, ReplicaError> {
         let log = log_store::LogStore::open(dir)?;
         let state = StateMachine::open(dir)?;
         let config = openraft::Config {
             cluster_name: "waypost".into(),
-            // openraft 0.9 uses the heartbeat interval as the timeout of
-            // every AppendEntries RPC (there is no separate setting), and a
-            // timed-out batch is resent unchanged: the interval must exceed
-            // the worst WAN round trip between regions plus the time to
-            // send one batch (≤ MAX_APPEND_BYTES) and fsync it, or
-            // replication to that region never progresses. 250 ms covers
-            // intercontinental RTTs (~150–200 ms).
-            heartbeat_interval: 250,
-            // Leaders send heartbeats on a tick of 1.5 × the interval
-            // (375 ms); an election timeout of two ticks rides out one
-            // heartbeat lost on the way. openraft 0.9 derives the leader
-            // lease (how long followers trust a silent leader) from
-            // election_timeout_max, so a leader kill costs lease + election
-            // timeout, ~1.7–2 s: as little as the WAN-safe interval allows.
-            election_timeout_min: 700,
-            election_timeout_max: 1000,
+            // The trade-off between failover time and the round trip
+            // tolerated is the operator's (`[raft]`, see RaftTiming).
+            heartbeat_interval: RaftTiming::millis(timing.heartbeat_interval),
+            election_timeout_min: RaftTiming::millis(timing.election_timeout_min),
+            election_timeout_max: RaftTiming::millis(timing.election_timeout_max),
             // Entry count per batch; bytes are capped in `network` (one
             // KV value is up to 1 MiB, so 300 entries, the default, could
             // be 300 MiB to read and clone before the byte cap cuts it).
