@@ -4,19 +4,22 @@
 //! ```toml
 //! [raft]
 //! heartbeat_interval = "150ms"
-//! election_timeout_min = "450ms"
-//! election_timeout_max = "700ms"
+//! election_timeout_min = "300ms"
+//! election_timeout_max = "500ms"
 //! ```
 //!
 //! openraft 0.9 uses the heartbeat interval as the timeout of every
 //! AppendEntries RPC, and resends a timed-out batch unchanged, so the
 //! interval must exceed the round trip between the farthest regions plus
 //! sending and fsyncing one batch (at most 1 MiB), or replication to that
-//! region never progresses. A leader's death costs about the leader lease
-//! (openraft derives it from `election_timeout_max`) plus one election
-//! timeout. The defaults fail over in about 1.2 s and tolerate round trips
-//! up to ~100 ms (regions on one continent); for intercontinental regions
-//! use `250ms` / `700ms` / `1000ms` (about 2 s to fail over).
+//! region never progresses. A leader's death costs the leader lease plus
+//! one election timeout, and a survivor whose vote request was refused for
+//! a shorter log waits twice more; openraft derives both from
+//! `election_timeout_max`, so the worst single round is about
+//! 4 × `election_timeout_max`. The defaults fail over in about 1 s (2 s in
+//! that worst round) and tolerate round trips up to ~100 ms (regions on one
+//! continent); for intercontinental regions use `250ms` / `700ms` /
+//! `1000ms` (about 2 s to fail over, up to ~4–5 s).
 
 use std::time::Duration;
 
@@ -35,8 +38,8 @@ impl Default for RaftTiming {
     fn default() -> Self {
         Self {
             heartbeat_interval: Duration::from_millis(150),
-            election_timeout_min: Duration::from_millis(450),
-            election_timeout_max: Duration::from_millis(700),
+            election_timeout_min: Duration::from_millis(300),
+            election_timeout_max: Duration::from_millis(500),
         }
     }
 }
@@ -132,7 +135,7 @@ mod tests {
                 "raft.election_timeout_min",
             ),
             (
-                "election_timeout_max = \"400ms\"",
+                "election_timeout_max = \"300ms\"",
                 "raft.election_timeout_max",
             ),
             ("heartbeat_interval = \"1ms\"", "raft.heartbeat_interval"),
