@@ -50,25 +50,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     std::io::stdout().flush()?;
     let stop = server.stop_token();
     tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutdown requested; draining in-flight requests");
-        stop.cancel();
+        match service_base::shutdown::requested().await {
+            Ok(()) => {
+                tracing::info!("shutdown requested; draining in-flight requests");
+                stop.cancel();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for Ctrl-C or SIGTERM; only SIGKILL stops this edge")
+            }
+        }
     });
     server.wait().await;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing a SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

@@ -42,20 +42,7 @@ fn try_main() -> anyhow::Result<()> {
 /// except that hickory's own line per query is off unless `RUST_LOG` asks
 /// for it: our query log (`query_log = true`) carries the geo decision.
 fn init_logging() {
-    if std::env::var_os("RUST_LOG").is_some() {
-        service_base::logging::init_json();
-        return;
-    }
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_target(true)
-        .with_env_filter(tracing_subscriber::EnvFilter::new(
-            "info,hickory_server=warn",
-        ))
-        .with_writer(std::io::stderr)
-        .try_init();
+    service_base::logging::init_json_with_default("info,hickory_server=warn");
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {

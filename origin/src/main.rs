@@ -81,25 +81,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
     stdout.flush()?;
     drop(stdout);
     tracing::info!(addr = %server.local_addr(), "origin started");
-    shutdown_signal().await?;
+    service_base::shutdown::requested()
+        .await
+        .context("cannot listen for Ctrl-C or SIGTERM")?;
     tracing::info!("shutting down: draining in-flight requests");
     server.shutdown().await;
-    Ok(())
-}
-
-async fn shutdown_signal() -> anyhow::Result<()> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-        tokio::select! {
-            _ = term.recv() => {}
-            r = tokio::signal::ctrl_c() => r.context("cannot listen for ctrl-c")?,
-        }
-    }
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c()
-        .await
-        .context("cannot listen for ctrl-c")?;
     Ok(())
 }

@@ -1,8 +1,10 @@
 //! What every Waypost server shares, so that operators see the same behaviour
 //! from each binary: config files whose errors name the file and the field,
-//! JSON logs on stderr, and Prometheus text exposition.
+//! JSON logs on stderr, Prometheus text exposition, and the same shutdown
+//! signals.
 
 pub mod config_file;
 pub mod error_line;
 pub mod logging;
 pub mod metrics_text;
+pub mod shutdown;

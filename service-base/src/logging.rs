@@ -5,7 +5,13 @@ use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber; call once from `main`.
 pub fn init_json() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    init_json_with_default("info");
+}
+
+/// As [`init_json`], with `default` as the filter when `RUST_LOG` is unset
+/// (for binaries whose dependencies are noisy at `info`).
+pub fn init_json_with_default(default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .json()
         .flatten_event(true)

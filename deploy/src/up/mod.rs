@@ -127,7 +127,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if !args.check {
         println!();
         println!("Press Ctrl-C to stop.");
-        shutdown_signal().await?;
+        service_base::shutdown::requested()
+            .await
+            .context("cannot listen for Ctrl-C or SIGTERM")?;
         eprintln!("stopping ...");
     }
     platform.shutdown().await;
@@ -194,27 +196,5 @@ fn print_summary(
 /// buried under every request and Raft step (openraft's warnings about
 /// votes during the first election are routine, so only its errors).
 fn init_logging() {
-    if std::env::var_os("RUST_LOG").is_some() {
-        service_base::logging::init_json();
-        return;
-    }
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_target(true)
-        .with_env_filter(tracing_subscriber::EnvFilter::new("warn,openraft=error"))
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
-/// Ctrl-C or SIGTERM (what `kill` and service managers send).
-async fn shutdown_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        r = tokio::signal::ctrl_c() => r.context("cannot listen for Ctrl-C")?,
-    }
-    Ok(())
+    service_base::logging::init_json_with_default("warn,openraft=error");
 }
