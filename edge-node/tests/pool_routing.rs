@@ -190,6 +190,8 @@ async fn cache_fills_send_clean_origin_form_requests_without_client_bodies() {
     // (the origin would wait for it, or read the next request as it).
     let r = client()
         .get(url(&edge, "/g"))
+        .header("x-forwarded-for", "203.0.113.9")
+        .header("x-waypost-client-ip", "203.0.113.9")
         .body(vec![b'x'; 60])
         .send()
         .await
@@ -201,6 +203,9 @@ async fn cache_fills_send_clean_origin_form_requests_without_client_bodies() {
         "{:?}",
         seen.headers
     );
+    // The claimed chain is kept; the address the edge saw cannot be forged.
+    assert_eq!(seen.headers["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    assert_eq!(seen.headers["x-waypost-client-ip"], "127.0.0.1");
 }
 
 #[tokio::test]

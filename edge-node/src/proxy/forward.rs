@@ -11,6 +11,11 @@ use crate::listen::ConnInfo;
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// The client's address as this edge saw it, set on every origin request
+/// whatever the client sent: `X-Forwarded-For` keeps what clients claim
+/// (origins behind other proxies need the chain), so its leftmost entry
+/// can be forged; this field cannot (as Cloudflare's `CF-Connecting-IP`).
+const CLIENT_IP: HeaderName = HeaderName::from_static(crate::plugin::CLIENT_IP);
 
 /// Conditional and range fields of the client that the cache answers
 /// itself; the origin gets the cache's own validators instead.
@@ -61,11 +66,15 @@ fn forwarded_headers(client: &HeaderMap, conn: &ConnInfo, host: &str) -> HeaderM
     let peer = conn.peer.ip().to_string();
     let xff = match client.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prev) => format!("{prev}, {peer}"),
-        None => peer,
+        None => peer.clone(),
     };
     if let Ok(v) = HeaderValue::from_str(&xff) {
         h.insert(X_FORWARDED_FOR, v);
     }
+    h.insert(
+        CLIENT_IP,
+        HeaderValue::from_str(&peer).expect("an IP is a valid header value"),
+    );
     h.insert(
         X_FORWARDED_PROTO,
         HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
