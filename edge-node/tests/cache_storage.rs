@@ -315,19 +315,28 @@ async fn disk_tier_survives_a_restart() {
     assert_eq!(origin.hits("/keep"), 2);
 }
 
-/// A raw origin that promises 1000 bytes and sends 10, then closes the
-/// connection or (`stall`) keeps it open without sending more; returns its
-/// address and the count of object requests it got.
-async fn truncating_origin(stall: bool) -> (SocketAddr, Arc<AtomicUsize>) {
+/// What a raw origin sends for one request, and whether it then closes the
+/// connection or keeps it open sending nothing more.
+type RawAnswer = (&'static [u8], bool);
+
+/// Promises 1000 bytes and sends 10.
+const CUT: &[u8] =
+    b"HTTP/1.1 200 OK\r\ncache-control: max-age=600\r\ncontent-length: 1000\r\n\r\n0123456789";
+
+/// A raw origin answering its n-th object request with `answers[n]` (the
+/// last one repeating); returns its address and the count of object
+/// requests it got.
+async fn raw_origin(answers: Vec<RawAnswer>) -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let served = Arc::new(AtomicUsize::new(0));
     let count = served.clone();
+    let answers = Arc::new(answers);
     tokio::spawn(async move {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         loop {
             let (mut s, _) = listener.accept().await.unwrap();
-            let count = count.clone();
+            let (count, answers) = (count.clone(), answers.clone());
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 let n = s.read(&mut buf).await.unwrap_or(0);
@@ -338,10 +347,9 @@ async fn truncating_origin(stall: bool) -> (SocketAddr, Arc<AtomicUsize>) {
                         .await;
                     return;
                 }
-                count.fetch_add(1, Ordering::SeqCst);
-                let _ = s
-                    .write_all(b"HTTP/1.1 200 OK\r\ncache-control: max-age=600\r\ncontent-length: 1000\r\n\r\n0123456789")
-                    .await;
+                let i = count.fetch_add(1, Ordering::SeqCst);
+                let (bytes, stall) = answers[i.min(answers.len() - 1)];
+                let _ = s.write_all(bytes).await;
                 if stall {
                     // Holds the connection until the edge gives up on it.
                     let _ = s.read(&mut buf).await;
@@ -382,7 +390,7 @@ async fn assert_cut_fills_are_errors_and_not_cached(toml: &str, dir: &Path, serv
 
 #[tokio::test]
 async fn an_origin_dying_mid_body_aborts_the_response_and_caches_nothing() {
-    let (addr, served) = truncating_origin(false).await;
+    let (addr, served) = raw_origin(vec![(CUT, false)]).await;
     let dir = tempfile::tempdir().unwrap();
     let toml = edge_toml(&[addr], dir.path(), "");
     assert_cut_fills_are_errors_and_not_cached(&toml, dir.path(), &served).await;
@@ -390,7 +398,7 @@ async fn an_origin_dying_mid_body_aborts_the_response_and_caches_nothing() {
 
 #[tokio::test]
 async fn an_origin_stalling_mid_body_is_cut_after_the_between_bytes_timeout() {
-    let (addr, served) = truncating_origin(true).await;
+    let (addr, served) = raw_origin(vec![(CUT, true)]).await;
     let dir = tempfile::tempdir().unwrap();
     let toml = edge_toml(&[addr], dir.path(), "").replace(
         "fall = 1\n",
@@ -398,4 +406,41 @@ async fn an_origin_stalling_mid_body_is_cut_after_the_between_bytes_timeout() {
     );
     assert!(toml.contains("between_bytes_timeout"));
     assert_cut_fills_are_errors_and_not_cached(&toml, dir.path(), &served).await;
+}
+
+#[tokio::test]
+async fn a_failed_refill_leaves_the_stored_copy_whole() {
+    let (addr, served) = raw_origin(vec![
+        (
+            b"HTTP/1.1 200 OK\r\ncache-control: max-age=0, stale-if-error=600\r\ncontent-length: 5\r\n\r\nfirst",
+            false,
+        ),
+        (CUT, false),
+        (b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\n\r\ndown", false),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let edge = start_edge_with(&edge_toml(&[addr], dir.path(), ""), dir.path()).await;
+    let c = client();
+    let get = || c.get(url(&edge, "/x")).send();
+    assert_eq!(get().await.unwrap().text().await.unwrap(), "first");
+    // On disk before it goes stale and is refetched.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !walk(dir.path())
+        .iter()
+        .any(|p| p.extension().is_some_and(|e| e == "meta"))
+    {
+        assert!(Instant::now() < deadline, "meta file never written");
+        tokio::task::yield_now().await;
+    }
+    // The refill is cut short: that response fails...
+    if let Ok(r) = get().await {
+        assert!(r.bytes().await.is_err());
+    }
+    // ...and the origin's next answer is an error, so the stored copy is
+    // served (stale-if-error), whole.
+    let r = get().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "first");
+    assert_eq!(served.load(Ordering::SeqCst), 3);
 }

@@ -250,7 +250,7 @@ impl Cache {
                     obj.meta.clone(),
                     Fill::on_disk(path.to_path_buf(), len),
                 ));
-                disk.insert(obj.meta.key.clone(), twin);
+                self.tiers.replace_on_disk(twin);
                 // Purged while its metadata was being written: undo the
                 // insert (which also deletes the files).
                 if obj.is_removed() {

@@ -142,12 +142,40 @@ impl Tiers {
         }
     }
 
-    /// Deletes the body file an object replaced by a new fill was using.
+    /// Deletes the body file an object replaced by a new fill was using,
+    /// unless the disk tier still serves that file: the new fill may fail,
+    /// and then the disk copy answers again. Its file goes once the new
+    /// fill's copy replaces it on disk ([`Tiers::replace_on_disk`]).
     pub fn discard_replaced(&self, old: &CachedObject, new: &CachedObject) {
         if let Some(path) = old.body.file()
             && new.body.file() != Some(path)
+            && !self.disk_serves(&old.meta.key, path)
         {
             let _ = std::fs::remove_file(path);
+        }
+    }
+
+    fn disk_serves(&self, key: &str, path: &std::path::Path) -> bool {
+        self.disk
+            .as_ref()
+            .and_then(|(_, disk)| disk.get(key))
+            .is_some_and(|o| o.body.file() == Some(path))
+    }
+
+    /// Makes `twin` the disk tier's copy of its key, deleting the body file
+    /// of the copy it replaces when that is another file (a new fill; a 304
+    /// refresh shares the file).
+    pub fn replace_on_disk(&self, twin: Arc<CachedObject>) {
+        let Some((_, disk)) = &self.disk else {
+            return;
+        };
+        let previous = disk.get(&twin.meta.key);
+        let new_file = twin.body.file().map(PathBuf::from);
+        disk.insert(twin.meta.key.clone(), twin);
+        if let Some(old) = previous.as_ref().and_then(|p| p.body.file())
+            && new_file.as_deref() != Some(old)
+        {
+            let _ = std::fs::remove_file(old);
         }
     }
 
