@@ -162,6 +162,38 @@ async fn a_p3_service_reaches_next_and_pools_and_nothing_else() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_waiting_on_a_host_call_past_its_deadline_gets_504() {
+    let origin = ScriptedOrigin::start().await;
+    origin.route("/slow", |_, _| resp(200, "late", &[]));
+    // Far past the plugin's 2 s timeout and the test client's patience.
+    origin.delay("/slow", Duration::from_secs(600));
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = plugin_wasm("fault_p3");
+    let toml = plugin_edge_toml(
+        origin.addr,
+        dir.path(),
+        &[("p3", &fixture)],
+        &["p3"],
+        "",
+        "",
+    );
+    let edge = start_edge_with(&toml, dir.path()).await;
+    let c = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    // The guest is parked in its `next` call, where the epoch deadline
+    // cannot trap it; the edge still answers within the deadline.
+    let r = c.get(url(&edge, "/send/next/slow")).send().await.unwrap();
+    assert_eq!(r.status(), 504);
+    assert!(text(r).await.contains("deadline"));
+    // Its slot was given back: the plugin still answers.
+    let r = c.get(url(&edge, "/")).send().await.unwrap();
+    assert_eq!(text(r).await, "ok\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn p3_faults_fail_only_their_own_requests() {
     let origin = ScriptedOrigin::start().await;
     let dir = tempfile::tempdir().unwrap();

@@ -87,7 +87,24 @@ pub async fn run(
             );
         }
     };
-    match receiver.await {
+    // The epoch deadline traps only when guest code runs: a guest waiting
+    // on a host call (its `next`, an origin, a body) would hold its slot
+    // until that call returns. The response head is bound by the same
+    // deadline in wall-clock time (plus two ticks, so a guest that is
+    // running is stopped by its trap and reported the same way).
+    let head_deadline = config.timeout + 2 * EPOCH_TICK;
+    let Ok(head) = tokio::time::timeout(head_deadline, receiver).await else {
+        task.abort();
+        let msg = format!(
+            "plugin exceeded its {:?} deadline waiting for a host call",
+            config.timeout
+        );
+        return (
+            failure(&plugin, StatusCode::GATEWAY_TIMEOUT, &msg),
+            Outcome::Timeout,
+        );
+    };
+    match head {
         Ok(Ok(resp)) => {
             let limit = config.max_response_bytes as usize;
             (
