@@ -246,6 +246,18 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// Waits until an object is on disk: its meta file appears once complete.
+async fn wait_for_meta(dir: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !walk(dir)
+        .iter()
+        .any(|p| p.extension().is_some_and(|e| e == "meta"))
+    {
+        assert!(Instant::now() < deadline, "meta file never written");
+        tokio::task::yield_now().await;
+    }
+}
+
 #[tokio::test]
 async fn disk_tier_survives_a_restart() {
     let origin = ScriptedOrigin::start().await;
@@ -270,15 +282,7 @@ async fn disk_tier_survives_a_restart() {
             .unwrap(),
         "v0"
     );
-    // Wait until the object is on disk: its meta file appears once complete.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !walk(dir.path())
-        .iter()
-        .any(|p| p.extension().is_some_and(|e| e == "meta"))
-    {
-        assert!(Instant::now() < deadline, "meta file never written");
-        tokio::task::yield_now().await;
-    }
+    wait_for_meta(dir.path()).await;
     edge.shutdown().await;
     let edge = start_edge_with(&toml, dir.path()).await;
     let r = c.get(url(&edge, "/keep")).send().await.unwrap();
@@ -425,14 +429,7 @@ async fn a_failed_refill_leaves_the_stored_copy_whole() {
     let get = || c.get(url(&edge, "/x")).send();
     assert_eq!(get().await.unwrap().text().await.unwrap(), "first");
     // On disk before it goes stale and is refetched.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !walk(dir.path())
-        .iter()
-        .any(|p| p.extension().is_some_and(|e| e == "meta"))
-    {
-        assert!(Instant::now() < deadline, "meta file never written");
-        tokio::task::yield_now().await;
-    }
+    wait_for_meta(dir.path()).await;
     // The refill is cut short: that response fails...
     if let Ok(r) = get().await {
         assert!(r.bytes().await.is_err());
