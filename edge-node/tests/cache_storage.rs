@@ -441,3 +441,42 @@ async fn a_failed_refill_leaves_the_stored_copy_whole() {
     assert_eq!(r.text().await.unwrap(), "first");
     assert_eq!(served.load(Ordering::SeqCst), 3);
 }
+
+#[tokio::test]
+async fn without_a_disk_tier_a_body_that_outgrows_memory_is_passed_through() {
+    // 3,000 bytes in three chunks, no Content-Length: the size shows only
+    // while the body arrives.
+    let chunk = "x".repeat(1000);
+    let chunked: &'static [u8] = Box::leak(
+        format!(
+            "HTTP/1.1 200 OK\r\ncache-control: max-age=600\r\ntransfer-encoding: chunked\r\n\r\n\
+             3e8\r\n{chunk}\r\n3e8\r\n{chunk}\r\n3e8\r\n{chunk}\r\n0\r\n\r\n"
+        )
+        .into_bytes()
+        .into_boxed_slice(),
+    );
+    let (addr, served) = raw_origin(vec![(chunked, false)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let toml: String = edge_toml(&[addr], dir.path(), "")
+        .replace(
+            "max_memory_object = \"1MiB\"",
+            "max_memory_object = \"1KiB\"",
+        )
+        .lines()
+        .filter(|l| !l.starts_with("disk ="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let edge = start_edge_with(&toml, dir.path()).await;
+    let c = client();
+    // The fill that finds out is cut (memory stays bounded)...
+    if let Ok(r) = c.get(url(&edge, "/big")).send().await {
+        assert!(r.bytes().await.is_err(), "a cut body must end in an error");
+    }
+    // ...and the next requests stream from the origin, uncached and whole.
+    for n in 2..=3 {
+        let r = c.get(url(&edge, "/big")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.bytes().await.unwrap().len(), 3000);
+        assert_eq!(served.load(Ordering::SeqCst), n);
+    }
+}

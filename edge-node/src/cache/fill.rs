@@ -139,6 +139,8 @@ pub struct FillWriter {
     file: Option<tokio::fs::File>,
     written: u64,
     max_memory: u64,
+    /// Set when a memory-only body passed `max_memory`.
+    outgrew_memory: bool,
 }
 
 impl FillWriter {
@@ -153,12 +155,24 @@ impl FillWriter {
             file,
             written: 0,
             max_memory,
+            outgrew_memory: false,
         })
     }
 
     pub async fn push(&mut self, chunk: Bytes) -> std::io::Result<()> {
         if chunk.is_empty() {
             return Ok(());
+        }
+        if self.fill.file.is_none() && self.written + chunk.len() as u64 > self.max_memory {
+            self.outgrew_memory = true;
+            // Memory would hold the whole body whatever its size: stop. The
+            // cache passes this response through for a while instead.
+            return Err(std::io::Error::other(format!(
+                "the body outgrew max_memory_object ({} bytes) and this edge has no disk \
+                 tier; the response is passed through uncached for {} s",
+                self.max_memory,
+                super::TOO_LARGE_PASS.as_secs()
+            )));
         }
         if let Some(f) = self.file.as_mut() {
             f.write_all(&chunk).await?;
@@ -224,6 +238,11 @@ impl FillWriter {
         if let Some(path) = &self.fill.file {
             let _ = tokio::fs::remove_file(path).await;
         }
+    }
+
+    /// Whether the body outgrew memory with no file to spill to.
+    pub fn outgrew_memory(&self) -> bool {
+        self.outgrew_memory
     }
 
     pub fn written(&self) -> u64 {

@@ -13,7 +13,7 @@ mod store;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{StatusCode, request, response};
@@ -79,9 +79,16 @@ pub struct Usage {
     pub objects: u64,
 }
 
+/// How long a response that outgrew memory on an edge without a disk tier
+/// is passed through instead of stored (Varnish's hit-for-miss).
+pub(crate) const TOO_LARGE_PASS: Duration = Duration::from_secs(600);
+
 pub struct Cache {
     tiers: Tiers,
     vary: Moka<String, Arc<[HeaderName]>>,
+    /// Variant keys whose bodies outgrew `max_memory_object` with no disk
+    /// tier to spill to: passed through for [`TOO_LARGE_PASS`].
+    too_large: Moka<String, ()>,
     pub coalescer: Arc<Coalescer>,
     next_fill: AtomicU64,
 }
@@ -104,6 +111,10 @@ impl Cache {
         Ok(Self {
             tiers,
             vary,
+            too_large: Moka::builder()
+                .max_capacity(100_000)
+                .time_to_live(TOO_LARGE_PASS)
+                .build(),
             coalescer: Arc::default(),
             next_fill: AtomicU64::new(start),
         })
@@ -137,9 +148,9 @@ impl Cache {
     ) -> Option<(Arc<CachedObject>, FillWriter)> {
         let meta = self.new_meta(req, res, now)?;
         let config = self.config();
-        if let Some(len) = content_length(&res.headers)
-            && config.disk.is_none()
-            && len > config.max_memory_object
+        if config.disk.is_none()
+            && (content_length(&res.headers).is_some_and(|len| len > config.max_memory_object)
+                || self.too_large.contains_key(&meta.key))
         {
             return None;
         }
@@ -212,6 +223,9 @@ impl Cache {
     /// its disk copy; on failure it is removed.
     pub async fn finish_store(&self, obj: &Arc<CachedObject>, writer: FillWriter, ok: bool) {
         if !ok {
+            if writer.outgrew_memory() {
+                self.too_large.insert(obj.meta.key.clone(), ());
+            }
             // Out of the index first, so no new request attaches to a body
             // that is about to abort.
             obj.mark_removed();
