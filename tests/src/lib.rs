@@ -147,3 +147,44 @@ pub fn free_port(ip: &str) -> u16 {
         .map(|a| a.port())
         .unwrap_or_else(|e| panic!("no free port on {ip}: {e}"))
 }
+
+/// One origin region of a cluster written by [`write_origin_cluster`].
+pub struct OriginRegion {
+    /// `host:port` it listens on and the others reach it at.
+    pub addr: String,
+    pub config: PathBuf,
+}
+
+/// Writes the configs of three origin regions that list each other as one
+/// Raft group: region N listens on `ips[N-1]` (a free port) and keeps its
+/// data under `dir/originN`. Starting them is the caller's business.
+pub fn write_origin_cluster(dir: &Path, ips: [&str; 3], token: &str) -> Vec<OriginRegion> {
+    let addrs: Vec<String> = ips
+        .iter()
+        .map(|ip| format!("{ip}:{}", free_port(ip)))
+        .collect();
+    let members: Vec<String> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("{{ id = {}, addr = \"{a}\" }}", i + 1))
+        .collect();
+    addrs
+        .into_iter()
+        .enumerate()
+        .map(|(i, addr)| {
+            let config = dir.join(format!("origin{}.toml", i + 1));
+            std::fs::write(
+                &config,
+                format!(
+                    "listen = \"{addr}\"\ndata_dir = \"{}\"\ntoken = \"{token}\"\n\
+                     [cluster]\nnode_id = {}\nmembers = [{}]\n",
+                    dir.join(format!("origin{}", i + 1)).display(),
+                    i + 1,
+                    members.join(", ")
+                ),
+            )
+            .unwrap_or_else(|e| panic!("writing {}: {e}", config.display()));
+            OriginRegion { addr, config }
+        })
+        .collect()
+}

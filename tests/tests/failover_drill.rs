@@ -8,39 +8,18 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use waypost_e2e::{Proc, bin_dir, free_port, wait_healthy};
+use waypost_e2e::{Proc, bin_dir, wait_healthy, write_origin_cluster};
 
 const TOKEN: &str = "e2e-token";
 
-/// Writes three origin configs that list each other and starts them.
+/// Starts three origin regions that form one cluster.
 fn start_regions(dir: &Path) -> (Vec<String>, Vec<Proc>) {
-    let addrs: Vec<String> = (1..=3)
-        .map(|i| {
-            let ip = format!("127.0.8{i}.9");
-            format!("{ip}:{}", free_port(&ip))
-        })
-        .collect();
-    let members: Vec<String> = addrs
+    let regions = write_origin_cluster(dir, ["127.0.81.9", "127.0.82.9", "127.0.83.9"], TOKEN);
+    let procs = regions
         .iter()
-        .enumerate()
-        .map(|(i, a)| format!("{{ id = {}, addr = \"{a}\" }}", i + 1))
+        .map(|r| Proc::start("origin", &["--config", r.config.to_str().unwrap()], 1).unwrap())
         .collect();
-    let mut procs = Vec::new();
-    for (i, addr) in addrs.iter().enumerate() {
-        let config = dir.join(format!("origin{}.toml", i + 1));
-        std::fs::write(
-            &config,
-            format!(
-                "listen = \"{addr}\"\ndata_dir = \"{}\"\ntoken = \"{TOKEN}\"\n\
-                 [cluster]\nnode_id = {}\nmembers = [{}]\n",
-                dir.join(format!("origin{}", i + 1)).display(),
-                i + 1,
-                members.join(", ")
-            ),
-        )
-        .unwrap();
-        procs.push(Proc::start("origin", &["--config", config.to_str().unwrap()], 1).unwrap());
-    }
+    let addrs: Vec<String> = regions.into_iter().map(|r| r.addr).collect();
     for addr in &addrs {
         wait_healthy(&format!("http://{addr}/healthz"), Duration::from_secs(20)).unwrap();
     }

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use waypost_e2e::{Proc, free_port, wait_healthy};
+use waypost_e2e::{Proc, wait_healthy, write_origin_cluster};
 
 const TOKEN: &str = "e2e-token";
 const ASSET: &str = "/assets/news/today.txt";
@@ -26,41 +26,19 @@ impl Region {
     }
 }
 
-/// Writes three origin configs that list each other and starts them.
+/// Starts three origin regions that form one cluster.
 fn start_regions(dir: &Path) -> Vec<Region> {
-    let addrs: Vec<String> = (1..=3)
-        .map(|i| {
-            let ip = format!("127.0.{}.9", 40 + i);
-            format!("{ip}:{}", free_port(&ip))
+    let ips = ["127.0.41.9", "127.0.42.9", "127.0.43.9"];
+    let mut regions: Vec<Region> = write_origin_cluster(dir, ips, TOKEN)
+        .into_iter()
+        .map(|r| Region {
+            config: r.config,
+            url: format!("http://{}", r.addr),
+            proc: None,
         })
         .collect();
-    let members: Vec<String> = addrs
-        .iter()
-        .enumerate()
-        .map(|(i, a)| format!("{{ id = {}, addr = \"{a}\" }}", i + 1))
-        .collect();
-    let mut regions = Vec::new();
-    for (i, addr) in addrs.iter().enumerate() {
-        let config = dir.join(format!("origin{}.toml", i + 1));
-        let data = dir.join(format!("origin{}", i + 1));
-        std::fs::write(
-            &config,
-            format!(
-                "listen = \"{addr}\"\ndata_dir = \"{}\"\ntoken = \"{TOKEN}\"\n\
-                 [cluster]\nnode_id = {}\nmembers = [{}]\n",
-                data.display(),
-                i + 1,
-                members.join(", ")
-            ),
-        )
-        .unwrap();
-        let mut region = Region {
-            config,
-            url: format!("http://{addr}"),
-            proc: None,
-        };
+    for region in &mut regions {
         region.start();
-        regions.push(region);
     }
     for region in &regions {
         wait_healthy(&format!("{}/healthz", region.url), Duration::from_secs(20)).unwrap();
