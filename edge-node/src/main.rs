@@ -23,11 +23,27 @@ struct Args {
     config: PathBuf,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// Threads for blocking work (disk-tier file writes and metadata, purges
+/// that walk the cache). Tokio's default of 512 lets a burst of disk fills
+/// start hundreds of threads, each with its own stack and allocator heap:
+/// tens of MiB that no cache setting accounts for.
+const MAX_BLOCKING_THREADS: usize = 32;
+
+fn main() -> ExitCode {
     service_base::logging::init_json();
     let args = Args::parse();
-    match run(args).await {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("edge-node: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("edge-node: {e:#}");
@@ -37,7 +53,25 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let config = Config::load(&args.config)?;
+    let mut config = Config::load(&args.config)?;
+    // The admin token belongs in the environment (a systemd
+    // EnvironmentFile, a Kubernetes Secret), not in a file that is copied.
+    if let Ok(token) = std::env::var("EDGE_ADMIN_TOKEN") {
+        anyhow::ensure!(!token.is_empty(), "EDGE_ADMIN_TOKEN is set but empty");
+        if !config.admin.allow_insecure {
+            edge_node::config::check_admin_exposure(config.admin.listen, Some(&token))
+                .map_err(|e| anyhow::anyhow!("EDGE_ADMIN_TOKEN: {}: {}", e.field, e.reason))?;
+        }
+        config.admin.token = Some(token);
+    }
+    if let Ok(token) = std::env::var("EDGE_FEED_TOKEN")
+        && let Some(feed) = config.feed.as_mut()
+    {
+        feed.token = Some(token);
+    }
+    if let Ok(token) = std::env::var("EDGE_KV_TOKEN") {
+        config.plugin_runtime.kv_token = Some(token);
+    }
     let server = Server::start(config).await?;
     if let Some(a) = server.http_addr() {
         println!("edge-node listening on http://{a}");

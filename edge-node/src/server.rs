@@ -96,6 +96,7 @@ impl Server {
                 plugins.clone(),
                 installs,
                 metrics.feed.clone(),
+                feed.token.clone(),
             )
             .spawn(stop.clone());
         }
@@ -108,7 +109,8 @@ impl Server {
                         s.hosts.clone(),
                         s.path_prefix.clone(),
                         pools[s.pool].clone(),
-                    );
+                    )
+                    .honoring_client_cache_control(s.honor_client_cache_control);
                     match &plugins {
                         Some(rt) => {
                             let chain = s

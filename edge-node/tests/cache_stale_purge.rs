@@ -117,7 +117,7 @@ async fn purge(
 ) -> serde_json::Value {
     let r = c
         .post(format!("http://{}/purge?{query}", edge.admin_addr()))
-        .bearer_auth("secret")
+        .bearer_auth("test-admin-token-0123456789")
         .send()
         .await
         .unwrap();

@@ -299,7 +299,7 @@ async fn disk_tier_survives_a_restart() {
             "http://{}/purge?key=kept&soft=1",
             edge.admin_addr()
         ))
-        .bearer_auth("secret")
+        .bearer_auth("test-admin-token-0123456789")
         .send()
         .await
         .unwrap()

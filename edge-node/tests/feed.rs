@@ -9,15 +9,22 @@ use std::time::{Duration, Instant};
 use support::{cache_status, client, edge_toml, start_edge_with};
 
 const TOKEN: &str = "feed-token";
+/// The origin's read token, which the edge follows the feed with.
+const READ_TOKEN: &str = "feed-read-token";
 
 async fn start_origin(dir: &std::path::Path) -> origin::RunningServer {
     let mut config = origin::Config::for_data_dir(dir.join("origin"), TOKEN);
     config.listen = "127.0.0.1:0".parse().unwrap();
+    config.read_token = Some(READ_TOKEN.into());
     origin::Server::start(config).await.unwrap()
 }
 
 fn feed_edge_toml(origin: &origin::RunningServer, dir: &std::path::Path) -> String {
-    edge_toml(&[origin.local_addr()], dir, "[feed]\npool = \"main\"\n")
+    edge_toml(
+        &[origin.local_addr()],
+        dir,
+        &format!("[feed]\npool = \"main\"\ntoken = \"{READ_TOKEN}\"\n"),
+    )
 }
 
 async fn put_asset(origin: &origin::RunningServer, path: &str, body: &str, key: &str) {
@@ -40,6 +47,7 @@ async fn origin_seq(origin: &origin::RunningServer) -> u64 {
             "http://{}/events?after=18446744073709551615",
             origin.local_addr()
         ))
+        .bearer_auth(READ_TOKEN)
         .send()
         .await
         .unwrap()
@@ -231,7 +239,7 @@ async fn plugin_versions_published_at_the_origin_are_installed() {
         &[("app", &live)],
         &["app"],
         "",
-        "[feed]\npool = \"main\"\n",
+        &format!("[feed]\npool = \"main\"\ntoken = \"{READ_TOKEN}\"\n"),
     );
     let edge = start_edge_with(&toml, dir.path()).await;
     wait_for_body(&edge, "raw hello").await;
@@ -255,7 +263,7 @@ async fn kv_writes_elsewhere_reach_the_plugins_cached_reads() {
     // Reads are cached for an hour: only the feed can make a write made
     // elsewhere visible here before then.
     let extra = format!(
-        "kv_pool = \"main\"\nkv_token = \"{TOKEN}\"\nkv_cache_ttl = \"1h\"\n[feed]\npool = \"main\"\n"
+        "kv_pool = \"main\"\nkv_token = \"{TOKEN}\"\nkv_cache_ttl = \"1h\"\n[feed]\npool = \"main\"\ntoken = \"{READ_TOKEN}\"\n"
     );
     let toml = support::plugin_edge_toml(
         origin.local_addr(),

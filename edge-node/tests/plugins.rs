@@ -304,7 +304,7 @@ async fn hot_swap_by_file_and_admin_upload_and_bad_versions_are_rejected() {
     std::fs::write(&live, b"not a component").unwrap();
     let upload = c
         .put(format!("http://{}/plugins/app", edge.admin_addr()))
-        .bearer_auth("secret")
+        .bearer_auth("test-admin-token-0123456789")
         .body(b"\0asm garbage".to_vec())
         .send()
         .await
@@ -332,7 +332,7 @@ async fn hot_swap_by_file_and_admin_upload_and_bad_versions_are_rejected() {
     // And the admin API swaps it back at once.
     let upload = c
         .put(format!("http://{}/plugins/app", edge.admin_addr()))
-        .bearer_auth("secret")
+        .bearer_auth("test-admin-token-0123456789")
         .body(std::fs::read(plugin_wasm("hello")).unwrap())
         .send()
         .await
@@ -504,6 +504,7 @@ async fn kv_counter_keeps_state_in_the_origin_kv() {
     // The value lives in the origin, not in the plugin instance.
     let stored = c
         .get(format!("http://{}/kv/counters/visits", origin.local_addr()))
+        .bearer_auth("kv-token")
         .send()
         .await
         .unwrap()
@@ -544,7 +545,7 @@ async fn a_request_in_flight_during_a_swap_finishes_on_the_old_version() {
     }
     let upload = c
         .put(format!("http://{}/plugins/app", edge.admin_addr()))
-        .bearer_auth("secret")
+        .bearer_auth("test-admin-token-0123456789")
         .body(std::fs::read(plugin_wasm("raw-hello")).unwrap())
         .send()
         .await

@@ -270,7 +270,7 @@ async fn a_plugin_swaps_from_p2_to_p3_and_back() {
     // The admin API swaps in the 0.3 version at once.
     let upload = c
         .put(format!("http://{}/plugins/app", edge.admin_addr()))
-        .bearer_auth("secret")
+        .bearer_auth("test-admin-token-0123456789")
         .body(std::fs::read(plugin_wasm("hello_p3")).unwrap())
         .send()
         .await

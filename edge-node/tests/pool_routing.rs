@@ -115,7 +115,7 @@ pool = "b"
 }
 
 #[tokio::test]
-async fn oversized_request_bodies_get_413_and_unknown_methods_pass_through() {
+async fn oversized_request_bodies_get_413_and_unknown_methods_501() {
     let origin = ScriptedOrigin::start().await;
     origin.route("/up", |seen, _| {
         resp(200, &format!("{} {}", seen.method, seen.body.len()), &[])
@@ -147,11 +147,12 @@ async fn oversized_request_bodies_get_413_and_unknown_methods_pass_through() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.text().await.unwrap(), "PROPFIND 3");
+    // Issue 9: a method no site can mean is 501 at the edge.
+    assert_eq!(r.status(), 501);
     assert_eq!(
         origin.hits("/up"),
-        2,
-        "the oversized body never reached the origin"
+        1,
+        "neither the oversized body nor the unknown method reached the origin"
     );
 }
 

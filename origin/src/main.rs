@@ -26,6 +26,15 @@ struct Args {
     /// Bearer token for writes (overrides the file's `token`).
     #[arg(long, value_name = "T", env = "ORIGIN_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Bearer token for reads of KV, feed, cluster, plugins and metrics
+    /// (overrides the file's `read_token`).
+    #[arg(
+        long,
+        value_name = "T",
+        env = "ORIGIN_READ_TOKEN",
+        hide_env_values = true
+    )]
+    read_token: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -67,6 +76,9 @@ fn build_config(args: Args) -> anyhow::Result<Config> {
     }
     if let Some(token) = args.token {
         config.token = token;
+    }
+    if let Some(read_token) = args.read_token {
+        config.read_token = Some(read_token);
     }
     config
         .validate()

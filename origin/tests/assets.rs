@@ -277,3 +277,62 @@ async fn serves_h2c_and_counts_existing_assets_on_restart() {
         "v"
     );
 }
+
+/// Issue 9: only assets and `/healthz` are public. An edge that routes
+/// every path to the origin must not hand strangers KV values, the change
+/// feed, cluster state, plugins or metrics.
+#[tokio::test]
+async fn private_reads_need_a_credential() {
+    let o = Origin::start().await;
+    assert_eq!(
+        o.put("/kv/sessions/user42", "secret")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        o.put("/assets/a.txt", "x").send().await.unwrap().status(),
+        StatusCode::CREATED
+    );
+    let stranger = reqwest::Client::new();
+    for path in [
+        "/kv/sessions/user42",
+        "/kv/sessions",
+        "/events?after=0",
+        "/cluster",
+        "/plugins",
+        "/plugins/x",
+        "/metrics",
+    ] {
+        let resp = stranger.get(o.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{path}");
+        let text = resp.text().await.unwrap();
+        assert!(!text.contains("secret"), "{path}: {text}");
+        let head = stranger.head(o.url(path)).send().await.unwrap();
+        assert_eq!(head.status(), StatusCode::UNAUTHORIZED, "HEAD {path}");
+        // The harness client presents the read token.
+        let status = o.get(path).send().await.unwrap().status();
+        assert_ne!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "{path} with the read token"
+        );
+    }
+    for path in ["/assets/a.txt", "/healthz"] {
+        let resp = stranger.get(o.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{path} is public");
+    }
+    let value = o.get("/kv/sessions/user42").send().await.unwrap();
+    assert_eq!(value.text().await.unwrap(), "secret");
+    // The read token reads but never writes.
+    let write = o
+        .client
+        .put(o.url("/kv/sessions/user42"))
+        .body("forged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(write.status(), StatusCode::UNAUTHORIZED);
+}

@@ -256,8 +256,15 @@ impl Refusal {
 }
 
 async fn scenario() {
+    // The write token also reads (`/cluster`, strong KV reads).
+    let mut auth = reqwest::header::HeaderMap::new();
+    auth.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {TOKEN}").parse().unwrap(),
+    );
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(15))
+        .default_headers(auth)
         .build()
         .unwrap();
     let regions = Regions::start();

@@ -7,4 +7,5 @@ pub mod config_file;
 pub mod error_line;
 pub mod logging;
 pub mod metrics_text;
+pub mod secrets;
 pub mod shutdown;

@@ -100,6 +100,7 @@ fn commands_operate_a_running_platform() {
     .unwrap();
 
     kv_round_trip();
+    public_edge_serves_no_private_data();
     purges_reach_other_regions();
     status_shows_the_cluster();
     geodns_answers_per_region();
@@ -171,6 +172,53 @@ fn kv_round_trip() {
         err.contains("cannot reach the origin") && err.contains("--origin"),
         "{err}"
     );
+}
+
+/// Issue 9: a stranger who reaches an edge (or an origin) of `up` reads
+/// no KV value, feed, cluster state, plugin or metrics; assets still serve.
+fn public_edge_serves_no_private_data() {
+    ok(&["kv", "put", "sessions", "user42", "top-secret-value"]);
+    let status_of = |url: &str| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let r = reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .unwrap()
+                .get(url)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        })
+    };
+    for base in [
+        "http://127.0.71.1:8080",
+        "http://127.0.72.1:8080",
+        "http://127.0.71.1:7070",
+    ] {
+        for path in [
+            "/kv/sessions/user42",
+            "/kv/sessions",
+            "/events?after=0",
+            "/cluster",
+            "/plugins",
+            "/plugins/hello",
+            "/metrics",
+        ] {
+            let (status, body) = status_of(&format!("{base}{path}"));
+            assert!(
+                status == 404 || status == 401,
+                "{base}{path} answered {status}: {body}"
+            );
+            assert!(!body.contains("top-secret-value"), "{base}{path}: {body}");
+        }
+    }
+    let (status, _) = status_of("http://127.0.72.1:8080/assets/hello.txt");
+    assert_eq!(status, 200, "assets stay public");
 }
 
 fn purges_reach_other_regions() {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use waypost_e2e::{Proc, bin_dir, wait_healthy, write_origin_cluster};
 
-const TOKEN: &str = "e2e-token";
+const TOKEN: &str = "e2e-test-token-0123456789";
 
 /// Starts three origin regions that form one cluster.
 fn start_regions(dir: &Path) -> (Vec<String>, Vec<Proc>) {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use waypost_e2e::{Proc, bin_dir, wait_healthy};
 
-const TOKEN: &str = "e2e-token";
+const TOKEN: &str = "e2e-test-token-0123456789";
 
 fn start_origin(dir: &std::path::Path) -> Proc {
     let data = dir.join("origin");

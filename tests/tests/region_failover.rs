@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use waypost_e2e::{Proc, wait_healthy, write_origin_cluster};
 
-const TOKEN: &str = "e2e-token";
+const TOKEN: &str = "e2e-test-token-0123456789";
 const ASSET: &str = "/assets/news/today.txt";
 
 struct Region {

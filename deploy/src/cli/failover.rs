@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::Value;
 
-use super::{OriginArgs, client, send, success};
+use super::{OriginArgs, send, success};
 
 /// The KV namespace the probes go to; removed again at the end.
 const NAMESPACE: &str = "waypost-drill";
@@ -58,7 +58,7 @@ struct Record {
 
 pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
     // Short timeouts: a dead region must cost one interval, not a minute.
-    let http = client(Duration::from_secs(1))?;
+    let http = args.origin.client(Duration::from_secs(1))?;
     let members = members(&http, &args.origin).await?;
     let run_id = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use reqwest::Url;
 
-use super::{OriginArgs, client, send, success};
+use super::{OriginArgs, send, success};
 
 #[derive(clap::Args, Debug)]
 pub struct KvArgs {
@@ -49,7 +49,7 @@ enum KvCommand {
 }
 
 pub async fn run(args: KvArgs) -> anyhow::Result<()> {
-    let http = client(Duration::from_secs(30))?;
+    let http = args.origin.client(Duration::from_secs(30))?;
     let o = &args.origin;
     match args.command {
         KvCommand::Get {

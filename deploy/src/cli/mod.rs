@@ -43,14 +43,34 @@ impl OriginArgs {
     }
 }
 
+impl OriginArgs {
+    /// A client for the origin that presents the token on every request:
+    /// besides writes, the origin's reads of KV, cluster state, plugins and
+    /// metrics need a credential (only assets and `/healthz` are public).
+    /// Edges get a plain [`client`]: the token is the origin's.
+    pub fn client(&self, timeout: Duration) -> anyhow::Result<reqwest::Client> {
+        let mut auth = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", self.token))
+            .context("the token does not fit an Authorization header")?;
+        auth.set_sensitive(true);
+        let headers =
+            reqwest::header::HeaderMap::from_iter([(reqwest::header::AUTHORIZATION, auth)]);
+        builder(timeout)
+            .default_headers(headers)
+            .build()
+            .context("cannot create an HTTP client")
+    }
+}
+
 /// The HTTP client every command uses: no proxy (the services are usually
 /// on loopback or a private network) and a bound on each request.
 pub fn client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(timeout)
+    builder(timeout)
         .build()
         .context("cannot create an HTTP client")
+}
+
+fn builder(timeout: Duration) -> reqwest::ClientBuilder {
+    reqwest::Client::builder().no_proxy().timeout(timeout)
 }
 
 /// Sends `req`; a failure to connect names the service and how to point

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::{OriginArgs, client, send, success};
+use super::{OriginArgs, send, success};
 
 /// A new region catches up as a learner before it votes; the origin
 /// allows 30 s for that, and the answer comes after.
@@ -41,7 +41,7 @@ enum RegionCommand {
 }
 
 pub async fn run(args: RegionArgs) -> anyhow::Result<()> {
-    let http = client(ADD_TIMEOUT)?;
+    let http = args.origin.client(ADD_TIMEOUT)?;
     let o = &args.origin;
     let resp = match args.command {
         RegionCommand::Add { id, addr } => {

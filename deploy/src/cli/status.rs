@@ -19,7 +19,7 @@ pub struct StatusArgs {
 }
 
 pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
-    let http = client(Duration::from_secs(5))?;
+    let http = args.origin.client(Duration::from_secs(5))?;
     let asked = args.origin.url("/cluster");
     let resp = send(http.get(&asked), "the origin").await?;
     let mut cluster: Value = success(resp, "GET /cluster").await?.json().await?;
@@ -36,8 +36,9 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
     }
     print_cluster(&http, &cluster).await;
     print_plugins(&http, &args.origin).await;
+    let plain = client(Duration::from_secs(5))?;
     for edge in &args.edges {
-        print_edge(&http, edge).await;
+        print_edge(&plain, edge).await;
     }
     Ok(())
 }

@@ -20,6 +20,9 @@ use layout::{Layout, Ports};
 
 /// The write/purge token of the local platform. Local use only.
 pub const DEV_TOKEN: &str = "waypost-dev-token";
+/// The read token of the local platform's origins, which its edges follow
+/// the change feed with. Local use only.
+pub const DEV_READ_TOKEN: &str = "waypost-dev-read-token";
 /// Region 1's origin as `up` starts it by default: what the other commands
 /// talk to unless told otherwise.
 pub const DEFAULT_ORIGIN: &str = "http://127.0.1.1:7070";

@@ -11,8 +11,8 @@ use anyhow::Context;
 use origin::config::ClusterConfig;
 use tokio::net::TcpListener;
 
-use super::DEV_TOKEN;
 use super::layout::{Layout, region_name};
+use super::{DEV_READ_TOKEN, DEV_TOKEN};
 
 /// How long the origins get to elect a leader and report healthy. A fresh
 /// group takes about a second.
@@ -71,6 +71,7 @@ pub async fn start_origins(
         let mut config =
             origin::Config::for_data_dir(data_dir.join(region_name(n)).join("origin"), DEV_TOKEN);
         config.listen = layout.origin(n);
+        config.read_token = Some(DEV_READ_TOKEN.into());
         config.cache_rules.push(origin::CacheRule {
             prefix: "/static/".into(),
             cache_control: "public, max-age=86400, stale-while-revalidate=60".into(),
@@ -162,8 +163,12 @@ name = "origin"
 regions = [{regions}]
 [feed]
 pool = "origin"
+token = "{DEV_READ_TOKEN}"
+# Only assets are public: the origin's KV, feed, cluster, plugin and
+# metrics routes stay behind its tokens and are never routed here.
 [[sites]]
 hosts = ["*"]
+path_prefix = "/assets/"
 pool = "origin"
 {plugin_sites}"#,
         http = layout.edge_http(n),

@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use http_cache_semantics::CachePolicy;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -21,7 +20,9 @@ use super::directives::StaleRules;
 use super::meta::ObjectMeta;
 
 /// Bump when the meta layout changes; older files are discarded at startup.
-const FORMAT: u32 = 1;
+/// 2: no serialized `CachePolicy`; response time and initial age instead;
+/// keys carry the scheme.
+const FORMAT: u32 = 2;
 
 #[derive(Serialize, Deserialize)]
 struct DiskMeta {
@@ -29,7 +30,8 @@ struct DiskMeta {
     key: String,
     status: u16,
     headers: Vec<(String, Vec<u8>)>,
-    policy: CachePolicy,
+    response_time_ms: u64,
+    initial_age_secs: u64,
     fresh_until_ms: u64,
     swr_secs: u64,
     sie_secs: Option<u64>,
@@ -52,7 +54,8 @@ pub struct Layout {
 impl Layout {
     pub fn new(dir: &Path) -> io::Result<Self> {
         let root = dir.join("objects");
-        std::fs::create_dir_all(&root)?;
+        create_private_dir(dir)?;
+        create_private_dir(&root)?;
         Ok(Self { root })
     }
 
@@ -73,9 +76,22 @@ impl Layout {
     pub fn new_body_path(&self, key: &str, fill_id: u64) -> io::Result<PathBuf> {
         let h = Self::hash(key);
         let shard = self.shard(&h);
-        std::fs::create_dir_all(&shard)?;
+        if !shard.is_dir() {
+            create_private_dir(&shard)?;
+        }
         Ok(shard.join(format!("{h}-{fill_id}.body")))
     }
+}
+
+/// Creates `dir` (and parents) as 0700: only this user lists or reads the
+/// cache; an existing directory is tightened to 0700.
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
 /// Writes the meta file for an object whose body is complete in `body`;
@@ -96,7 +112,8 @@ pub fn write_meta(
             .iter()
             .map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec()))
             .collect(),
-        policy: meta.policy.clone(),
+        response_time_ms: millis(meta.response_time),
+        initial_age_secs: meta.initial_age.as_secs(),
         fresh_until_ms: meta
             .fresh_until
             .duration_since(UNIX_EPOCH)
@@ -115,10 +132,7 @@ pub fn write_meta(
         body_len,
         soft_purged_ms,
     };
-    let path = layout.meta_path(&meta.key);
-    let tmp = path.with_extension("meta.tmp");
-    std::fs::write(&tmp, serde_json::to_vec(&record).map_err(io::Error::other)?)?;
-    std::fs::rename(&tmp, &path)
+    write_record(&layout.meta_path(&meta.key), &record)
 }
 
 /// An object found on disk at startup.
@@ -130,18 +144,20 @@ pub struct Recovered {
     pub soft_purged: Option<SystemTime>,
 }
 
-/// Reads every meta file under the layout; deletes files of unknown format,
-/// metas whose body is missing or short, bodies without a meta, and objects
-/// whose retention ended before `now`.
+/// Reads every meta file under the layout and hands each live object to
+/// `each` (one at a time: a large disk tier is never held in memory at
+/// once); deletes files of unknown format, metas whose body is missing or
+/// short, bodies without a meta, and objects whose retention ended before
+/// `now`. A body lives in its meta's shard directory, so orphans are found
+/// one shard at a time.
 pub fn scan(
     layout: &Layout,
     now: SystemTime,
     retain: impl Fn(&ObjectMeta) -> SystemTime,
-) -> Vec<Recovered> {
-    let mut found = Vec::new();
-    let mut referenced = std::collections::HashSet::new();
+    mut each: impl FnMut(Recovered),
+) {
     let Ok(shards) = std::fs::read_dir(&layout.root) else {
-        return found;
+        return;
     };
     let shard_dirs: Vec<PathBuf> = shards
         .flatten()
@@ -149,32 +165,72 @@ pub fn scan(
         .filter(|p| p.is_dir())
         .collect();
     for shard in &shard_dirs {
+        let mut referenced = std::collections::HashSet::new();
+        let mut bodies = Vec::new();
         for entry in std::fs::read_dir(shard).into_iter().flatten().flatten() {
             let path = entry.path();
             if path.extension().and_then(|e| e.to_str()) != Some("meta") {
+                bodies.push(path);
                 continue;
             }
             match read_meta(&path, shard) {
                 Some(r) if retain(&r.meta) > now => {
                     referenced.insert(r.body.clone());
-                    found.push(r);
+                    each(r);
                 }
                 _ => {
                     let _ = std::fs::remove_file(&path);
                 }
             }
         }
-    }
-    for shard in &shard_dirs {
-        for entry in std::fs::read_dir(shard).into_iter().flatten().flatten() {
-            let path = entry.path();
-            let is_meta = path.extension().and_then(|e| e.to_str()) == Some("meta");
-            if !is_meta && !referenced.contains(&path) {
-                let _ = std::fs::remove_file(&path);
+        for body in bodies {
+            if !referenced.contains(&body) {
+                let _ = std::fs::remove_file(&body);
             }
         }
     }
-    found
+}
+
+/// The object stored under `key`, read from its meta file (a disk-tier hit:
+/// metadata stays on disk until then). `None` if the files are gone or do
+/// not match.
+pub fn load(layout: &Layout, key: &str) -> Option<Recovered> {
+    let path = layout.meta_path(key);
+    let r = read_meta(&path, path.parent()?)?;
+    (r.meta.key == key).then_some(r)
+}
+
+/// Records a soft purge in the meta file of `key` (an object no longer in
+/// memory), so it is stale when next loaded or after a restart.
+pub fn record_soft_purge(layout: &Layout, key: &str, soft_purged_ms: u64) -> io::Result<()> {
+    let path = layout.meta_path(key);
+    let mut record: DiskMeta =
+        serde_json::from_slice(&std::fs::read(&path)?).map_err(io::Error::other)?;
+    if record.key != key || record.soft_purged_ms != 0 {
+        return Ok(());
+    }
+    record.soft_purged_ms = soft_purged_ms;
+    write_record(&path, &record)
+}
+
+fn write_record(path: &Path, record: &DiskMeta) -> io::Result<()> {
+    let tmp = path.with_extension("meta.tmp");
+    write_private(&tmp, &serde_json::to_vec(record).map_err(io::Error::other)?)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Writes `bytes` to a new file readable by this user only: cached
+/// responses may hold what one site's users fetched.
+fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)
 }
 
 fn read_meta(path: &Path, shard: &Path) -> Option<Recovered> {
@@ -197,7 +253,8 @@ fn read_meta(path: &Path, shard: &Path) -> Option<Recovered> {
         key: record.key,
         status: StatusCode::from_u16(record.status).ok()?,
         headers,
-        policy: record.policy,
+        response_time: UNIX_EPOCH + Duration::from_millis(record.response_time_ms),
+        initial_age: Duration::from_secs(record.initial_age_secs),
         stale: StaleRules {
             stale_while_revalidate: Duration::from_secs(record.swr_secs),
             stale_if_error: record.sie_secs.map(Duration::from_secs),
@@ -218,4 +275,8 @@ fn read_meta(path: &Path, shard: &Path) -> Option<Recovered> {
         soft_purged: (record.soft_purged_ms > 0)
             .then(|| UNIX_EPOCH + Duration::from_millis(record.soft_purged_ms)),
     })
+}
+
+fn millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
 }

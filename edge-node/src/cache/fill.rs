@@ -139,22 +139,39 @@ pub struct FillWriter {
     file: Option<tokio::fs::File>,
     written: u64,
     max_memory: u64,
-    /// Set when a memory-only body passed `max_memory`.
+    /// Largest body this fill stores (`max_object_size`, the disk tier's
+    /// limit, or `max_memory` without a disk tier).
+    max_total: u64,
+    /// Set when the body passed `max_total`.
     outgrew_memory: bool,
 }
 
 impl FillWriter {
     /// Opens the fill's file (if any) for writing.
-    pub async fn new(fill: Arc<Fill>, max_memory: u64) -> std::io::Result<Self> {
+    pub async fn new(fill: Arc<Fill>, max_memory: u64, max_total: u64) -> std::io::Result<Self> {
         let file = match &fill.file {
-            Some(path) => Some(tokio::fs::File::create(path).await?),
+            // Readable by this user only (cache directories are 0700 too).
+            Some(path) => Some(
+                tokio::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(path)
+                    .await?,
+            ),
             None => None,
+        };
+        let max_total = if fill.file.is_some() {
+            max_total
+        } else {
+            max_total.min(max_memory)
         };
         Ok(Self {
             fill,
             file,
             written: 0,
             max_memory,
+            max_total,
             outgrew_memory: false,
         })
     }
@@ -163,14 +180,15 @@ impl FillWriter {
         if chunk.is_empty() {
             return Ok(());
         }
-        if self.fill.file.is_none() && self.written + chunk.len() as u64 > self.max_memory {
+        if self.written + chunk.len() as u64 > self.max_total {
             self.outgrew_memory = true;
-            // Memory would hold the whole body whatever its size: stop. The
-            // cache passes this response through for a while instead.
+            // Memory (or disk) would hold the whole body whatever its size:
+            // stop. The cache passes this response through for a while.
             return Err(std::io::Error::other(format!(
-                "the body outgrew max_memory_object ({} bytes) and this edge has no disk \
-                 tier; the response is passed through uncached for {} s",
-                self.max_memory,
+                "the body outgrew the {} bytes this edge stores per object \
+                 (max_object_size, or max_memory_object without a disk tier); the \
+                 response is passed through uncached for {} s",
+                self.max_total,
                 super::TOO_LARGE_PASS.as_secs()
             )));
         }
@@ -351,7 +369,9 @@ mod tests {
     #[tokio::test]
     async fn reader_follows_a_growing_memory_fill() {
         let fill = Fill::new(None);
-        let mut w = FillWriter::new(fill.clone(), 1 << 20).await.unwrap();
+        let mut w = FillWriter::new(fill.clone(), 1 << 20, 1 << 20)
+            .await
+            .unwrap();
         let reader = tokio::spawn(collect(fill.reader(0, None)));
         let ranged = tokio::spawn(collect(fill.reader(3, Some(7))));
         for part in ["hel", "lo ", "wor", "ld"] {
@@ -366,7 +386,7 @@ mod tests {
     async fn large_fill_moves_to_file_and_failure_aborts_readers() {
         let dir = tempfile::tempdir().unwrap();
         let fill = Fill::new(Some(dir.path().join("x.body")));
-        let mut w = FillWriter::new(fill.clone(), 4).await.unwrap();
+        let mut w = FillWriter::new(fill.clone(), 4, 1 << 20).await.unwrap();
         w.push(Bytes::from_static(b"0123")).await.unwrap();
         w.push(Bytes::from_static(b"4567")).await.unwrap();
         assert!(!fill.in_memory());

@@ -1,6 +1,9 @@
 //! Cache keys. The primary key names the resource (host + path + query); the
-//! variant key adds the request's values of the headers the stored response
-//! listed in `Vary`, so each variant is its own entry.
+//! variant key adds the scheme (an `https` response is never served for
+//! `http`, whose origin answer may differ, e.g. a redirect) and the request's
+//! values of the headers the stored response listed in `Vary`, so each
+//! variant is its own entry. Purges and invalidations name a primary key and
+//! so reach both schemes.
 
 use http::{HeaderMap, HeaderName};
 
@@ -12,13 +15,29 @@ pub fn primary(host: &str, path_and_query: &str) -> String {
     key
 }
 
-/// The variant key of a request for `primary`, given the `Vary` names of the
-/// stored responses for that resource.
-pub fn variant(primary: &str, vary: &[HeaderName], headers: &HeaderMap) -> String {
-    if vary.is_empty() {
-        return primary.to_string();
+/// The scheme a request arrived with, part of every variant key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    /// The key's marker: none for `http` (the common case stays short),
+    /// a line no header name can start (`@`) for `https`.
+    fn marker(self) -> &'static str {
+        match self {
+            Scheme::Http => "",
+            Scheme::Https => "\n@https",
+        }
     }
+}
+
+/// The variant key of a request for `primary` over `scheme`, given the
+/// `Vary` names of the stored responses for that resource.
+pub fn variant(primary: &str, scheme: Scheme, vary: &[HeaderName], headers: &HeaderMap) -> String {
     let mut key = String::from(primary);
+    key.push_str(scheme.marker());
     for name in vary {
         key.push('\n');
         key.push_str(name.as_str());
@@ -49,25 +68,23 @@ fn push_escaped(key: &mut String, value: &[u8]) {
     }
 }
 
-/// Whether `variant_key` belongs to the resource `primary`.
-pub fn is_variant_of(variant_key: &str, primary: &str) -> bool {
-    variant_key
-        .strip_prefix(primary)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('\n'))
+/// The primary key (resource) a variant key belongs to.
+pub fn primary_of(key: &str) -> &str {
+    key.split('\n').next().unwrap_or(key)
 }
 
-/// Whether the object stored under `key` is a copy of URL path `path` on
-/// any host, whatever its query string. Both sides are compared
-/// percent-decoded, so `/a%20b` and `/a b` name the same resource. Used by
-/// purges that come from the origin's change feed, which knows paths but not
-/// the host names clients used.
-pub fn path_matches(key: &str, path: &str) -> bool {
-    let primary = key.split('\n').next().unwrap_or(key);
-    let Some(at) = primary.find('/') else {
-        return false;
-    };
-    let stored = &primary[at..];
-    decoded(without_query(stored)) == decoded(without_query(path))
+/// The URL path of a primary key, as [`normalized_path`] spells it.
+pub fn path_of(primary: &str) -> String {
+    primary
+        .find('/')
+        .map_or_else(String::new, |at| normalized_path(&primary[at..]))
+}
+
+/// A URL path without its query, percent-decoded, so `/a%20b` and `/a b`
+/// name the same resource. Used by purges that come from the origin's
+/// change feed, which knows paths but not the host names clients used.
+pub fn normalized_path(path: &str) -> String {
+    decoded(without_query(path)).into_owned()
 }
 
 fn without_query(path: &str) -> &str {
@@ -79,18 +96,23 @@ fn decoded(path: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// The header names listed in a response's `Vary`, lower-cased and sorted so
-/// two spellings of the same list give the same keys.
-pub fn vary_names(headers: &HeaderMap) -> Vec<HeaderName> {
-    let mut names: Vec<HeaderName> = headers
-        .get_all(http::header::VARY)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|s| s.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
+/// two spellings of the same list give the same keys. `None` when a member
+/// is not a field name: the cache cannot tell what the response varies on,
+/// so it must treat it as `Vary: *` (never reused).
+pub fn vary_names(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
+    let mut names = Vec::new();
+    for value in headers.get_all(http::header::VARY) {
+        let text = value.to_str().ok()?;
+        for member in text.split(',').map(str::trim) {
+            if member.is_empty() {
+                continue;
+            }
+            names.push(HeaderName::from_bytes(member.as_bytes()).ok()?);
+        }
+    }
     names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
     names.dedup();
-    names
+    Some(names)
 }
 
 #[cfg(test)]
@@ -98,18 +120,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn path_matches_any_host_query_and_encoding() {
+    fn paths_of_keys_ignore_host_query_and_encoding() {
         let key = primary("cdn.example", "/assets/a%20b.js?v=3");
-        assert!(path_matches(&key, "/assets/a b.js"));
-        assert!(path_matches(&key, "/assets/a%20b.js?v=9"));
+        assert_eq!(path_of(&key), "/assets/a b.js");
+        assert_eq!(normalized_path("/assets/a b.js"), path_of(&key));
+        assert_eq!(normalized_path("/assets/a%20b.js?v=9"), path_of(&key));
         let variant = format!("{key}\naccept-encoding=gzip");
-        assert!(path_matches(&variant, "/assets/a b.js"));
-        assert!(!path_matches(&key, "/assets/a b"));
-        assert!(!path_matches(&key, "/assets/a b.js/x"));
-        assert!(!path_matches(
-            &primary("cdn.example", "/other"),
-            "/assets/a b.js"
-        ));
+        assert_eq!(primary_of(&variant), key);
+        assert_ne!(normalized_path("/assets/a b"), path_of(&key));
     }
 
     #[test]
@@ -117,11 +135,11 @@ mod tests {
         let names = vec![http::header::ACCEPT_ENCODING];
         let mut gzip = HeaderMap::new();
         gzip.insert(http::header::ACCEPT_ENCODING, "gzip".parse().unwrap());
-        let a = variant("h/x", &names, &gzip);
-        let b = variant("h/x", &names, &HeaderMap::new());
+        let a = variant("h/x", Scheme::Http, &names, &gzip);
+        let b = variant("h/x", Scheme::Http, &names, &HeaderMap::new());
         assert_ne!(a, b);
-        assert!(is_variant_of(&a, "h/x") && is_variant_of(&b, "h/x"));
-        assert!(!is_variant_of("h/xy", "h/x"));
+        assert_eq!(primary_of(&a), "h/x");
+        assert_eq!(primary_of(&b), "h/x");
     }
 
     #[test]
@@ -133,11 +151,33 @@ mod tests {
                 http::header::ACCEPT_LANGUAGE,
                 http::HeaderValue::from_bytes(v).unwrap(),
             );
-            variant("h/x", &names, &h)
+            variant("h/x", Scheme::Http, &names, &h)
         };
         assert_ne!(with(b"de\xe9"), with(b"de\xe8"), "obs-text bytes differ");
         assert_ne!(with(b"a%E9"), with(b"a\xe9"), "an escape is not its byte");
-        assert_ne!(with(b""), variant("h/x", &names, &HeaderMap::new()));
+        assert_ne!(
+            with(b""),
+            variant("h/x", Scheme::Http, &names, &HeaderMap::new())
+        );
+    }
+
+    #[test]
+    fn schemes_are_apart_and_both_belong_to_the_resource() {
+        let h = HeaderMap::new();
+        let http = variant("h/x", Scheme::Http, &[], &h);
+        let https = variant("h/x", Scheme::Https, &[], &h);
+        assert_ne!(http, https);
+        assert_eq!(primary_of(&http), "h/x");
+        assert_eq!(primary_of(&https), "h/x");
+    }
+
+    #[test]
+    fn a_vary_member_that_is_no_field_name_is_unknowable() {
+        let mut h = HeaderMap::new();
+        h.insert(http::header::VARY, "accept, bad name".parse().unwrap());
+        assert_eq!(vary_names(&h), None);
+        h.insert(http::header::VARY, "accept, , origin".parse().unwrap());
+        assert_eq!(vary_names(&h).unwrap().len(), 2);
     }
 
     #[test]
@@ -149,6 +189,7 @@ mod tests {
         );
         h.append(http::header::VARY, "accept-encoding".parse().unwrap());
         let names: Vec<_> = vary_names(&h)
+            .unwrap()
             .iter()
             .map(|n| n.as_str().to_string())
             .collect();

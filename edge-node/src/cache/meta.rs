@@ -7,12 +7,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::header::{CACHE_CONTROL, HeaderMap, HeaderName, PRAGMA};
 use http::{StatusCode, request};
-use http_cache_semantics::{BeforeRequest, CachePolicy};
+use http_cache_semantics::{BeforeRequest, CacheOptions, CachePolicy};
 
 use super::directives::StaleRules;
 use super::fill::Fill;
 
-/// Metadata of one stored variant.
+/// Metadata of one stored variant: what every hit needs, decided once at
+/// store time. No `CachePolicy` is kept (it holds a copy of the request's
+/// and the response's headers and two directive maps, several KiB per
+/// object); the rare decisions that need one (a 304, a request whose cache
+/// directives a site honours) rebuild it from these fields.
 #[derive(Debug, Clone)]
 pub struct ObjectMeta {
     /// The variant key this object is stored under.
@@ -20,7 +24,10 @@ pub struct ObjectMeta {
     pub status: StatusCode,
     /// Headers as the client receives them (hop-by-hop fields removed).
     pub headers: HeaderMap,
-    pub policy: CachePolicy,
+    /// When the response was received, and the age it had then (its `Age`
+    /// field): `Age` now is their sum plus the time since (RFC 9111 §4.2.3).
+    pub response_time: SystemTime,
+    pub initial_age: Duration,
     pub stale: StaleRules,
     pub fresh_until: SystemTime,
     pub surrogate_keys: Vec<String>,
@@ -57,15 +64,37 @@ impl ObjectMeta {
         self.fresh_until + stale_window.max(keep)
     }
 
-    /// Rough bytes this metadata occupies in memory (the policy keeps its own
-    /// copy of the headers).
-    pub fn approx_size(&self) -> u64 {
+    /// Bytes this metadata occupies in memory, as allocated: the struct,
+    /// the key, each header's bucket, name and value (`HeaderMap` keeps a
+    /// bucket of ~100 bytes, an index slot and a `Bytes` per value; names
+    /// are counted even where they are static), the
+    /// surrogate keys and the `Vary` names.
+    pub fn memory_bytes(&self) -> u64 {
+        const HEADER_BUCKET: usize = 128;
         let headers: usize = self
             .headers
             .iter()
-            .map(|(k, v)| k.as_str().len() + v.len() + 48)
+            .map(|(k, v)| HEADER_BUCKET + k.as_str().len() + v.len())
             .sum();
-        (self.key.len() + 3 * headers + 512) as u64
+        let surrogates: usize = self.surrogate_keys.iter().map(|k| k.len() + 24).sum();
+        (std::mem::size_of::<Self>()
+            + self.key.capacity()
+            + headers
+            + 64
+            + surrogates
+            + self.vary.len() * 32) as u64
+    }
+
+    /// The policy `http-cache-semantics` would have made at store time, for
+    /// the decisions that need one (`req` stands in for the stored request:
+    /// the fields that decide reuse are the ones the key already matched).
+    pub fn policy_for(&self, req: &request::Parts) -> CachePolicy {
+        let normalized = super::directives::normalize(&self.headers);
+        let res = super::PolicyResponse {
+            status: self.status,
+            headers: &normalized.for_policy,
+        };
+        CachePolicy::new_options(req, &res, self.response_time, CacheOptions::default())
     }
 }
 
@@ -95,14 +124,8 @@ pub struct CachedObject {
 
 impl CachedObject {
     pub fn new(meta: ObjectMeta, body: Arc<Fill>) -> Self {
-        Self::sharing(Arc::new(meta), body)
-    }
-
-    /// Another view of the same metadata (the disk tier's copy of an object
-    /// the memory tier also holds).
-    pub fn sharing(meta: Arc<ObjectMeta>, body: Arc<Fill>) -> Self {
         Self {
-            meta,
+            meta: Arc::new(meta),
             body,
             soft_purged_at: AtomicU64::new(0),
             removed: AtomicBool::new(false),
@@ -156,7 +179,7 @@ impl CachedObject {
         } else {
             now < fresh_until
                 && matches!(
-                    self.meta.policy.before_request(req, now),
+                    self.meta.policy_for(req).before_request(req, now),
                     BeforeRequest::Fresh(_)
                 )
         };
@@ -183,7 +206,10 @@ impl CachedObject {
 
     /// Seconds for the `Age` header.
     pub fn age(&self, now: SystemTime) -> u64 {
-        self.meta.policy.age(now).as_secs()
+        let resident = now
+            .duration_since(self.meta.response_time)
+            .unwrap_or_default();
+        (self.meta.initial_age + resident).as_secs()
     }
 
     /// Seconds of freshness left (0 when stale), for `Cache-Status: ttl`.
@@ -192,5 +218,46 @@ impl CachedObject {
             Ok(d) => d.as_secs() as i64,
             Err(e) => -(e.duration().as_secs() as i64),
         }
+    }
+}
+
+/// A copy of `headers` whose values live in one exact-size buffer. Values
+/// parsed by hyper are views into the connection's read buffer, so keeping
+/// them would keep that whole buffer (many KiB) alive for as long as a
+/// small object stays cached; one copy bounds a stored head by its size.
+pub fn compact_headers(headers: &HeaderMap) -> HeaderMap {
+    let total: usize = headers.values().map(|v| v.len()).sum();
+    let mut buf = bytes::BytesMut::with_capacity(total);
+    for v in headers.values() {
+        buf.extend_from_slice(v.as_bytes());
+    }
+    let buf = buf.freeze();
+    let mut out = HeaderMap::with_capacity(headers.len());
+    let mut at = 0;
+    for (name, v) in headers {
+        let slice = buf.slice(at..at + v.len());
+        at += v.len();
+        let mut value =
+            http::HeaderValue::from_maybe_shared(slice).expect("bytes of a valid header value");
+        value.set_sensitive(v.is_sensitive());
+        out.append(name.clone(), value);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_headers_keep_every_value_in_order() {
+        let mut h = HeaderMap::new();
+        h.append("x-a", "1".parse().unwrap());
+        h.append("x-a", "2".parse().unwrap());
+        h.insert("etag", "\"abc\"".parse().unwrap());
+        let c = compact_headers(&h);
+        assert_eq!(c, h);
+        let all: Vec<_> = c.get_all("x-a").iter().collect();
+        assert_eq!(all, ["1", "2"]);
     }
 }

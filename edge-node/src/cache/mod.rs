@@ -3,9 +3,11 @@
 //! a disk tier (`store`, `disk`), bodies that stream while stored (`fill`),
 //! coalesced misses (`lock`), keys and variants (`key`), and purges.
 
+mod accept_encoding;
 mod directives;
 mod disk;
 mod fill;
+mod index;
 mod key;
 mod lock;
 mod meta;
@@ -20,8 +22,9 @@ use http::{StatusCode, request, response};
 use http_cache_semantics::{AfterResponse, CacheOptions, CachePolicy};
 use moka::sync::Cache as Moka;
 
+pub use accept_encoding::normalize as normalize_accept_encoding;
 pub use fill::{Fill, FillWriter};
-pub use key::primary;
+pub use key::{Scheme, primary};
 pub use lock::{Coalescer, LeaderGuard, Outcome, Role, wait};
 pub use meta::{CachedObject, Freshness, ObjectMeta};
 
@@ -69,6 +72,7 @@ const NOT_UPDATED_BY_304: &[&str] = &[
 /// request parts the RFC 9111 decisions need.
 pub struct CacheRequest {
     pub primary: String,
+    pub scheme: Scheme,
     pub parts: request::Parts,
 }
 
@@ -83,9 +87,11 @@ pub struct Usage {
 /// is passed through instead of stored (Varnish's hit-for-miss).
 pub(crate) const TOO_LARGE_PASS: Duration = Duration::from_secs(600);
 
+/// RAM for the too-large map, part of the fixed overhead.
+const TOO_LARGE_BYTES: u64 = 4 << 20;
+
 pub struct Cache {
     tiers: Tiers,
-    vary: Moka<String, Arc<[HeaderName]>>,
     /// Variant keys whose bodies outgrew `max_memory_object` with no disk
     /// tier to spill to: passed through for [`TOO_LARGE_PASS`].
     too_large: Moka<String, ()>,
@@ -96,23 +102,15 @@ pub struct Cache {
 impl Cache {
     pub fn open(config: &CacheConfig) -> std::io::Result<Self> {
         let tiers = Tiers::open(config)?;
-        let vary: Moka<String, Arc<[HeaderName]>> = Moka::new(1_000_000);
-        if let Some((_, disk)) = &tiers.disk {
-            for (_, obj) in disk.iter() {
-                if !obj.meta.vary.is_empty() {
-                    vary.insert(obj.meta.primary().to_string(), obj.meta.vary.clone().into());
-                }
-            }
-        }
         let start = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default()
             .as_micros() as u64;
         Ok(Self {
             tiers,
-            vary,
             too_large: Moka::builder()
-                .max_capacity(100_000)
+                .max_capacity(TOO_LARGE_BYTES)
+                .weigher(|k: &String, _| (k.len() + 128) as u32)
                 .time_to_live(TOO_LARGE_PASS)
                 .build(),
             coalescer: Arc::default(),
@@ -127,9 +125,9 @@ impl Cache {
     /// The key a request looks up, given the `Vary` fields seen for its
     /// resource.
     pub fn lookup_key(&self, req: &CacheRequest) -> String {
-        match self.vary.get(&req.primary) {
-            Some(names) => key::variant(&req.primary, &names, &req.parts.headers),
-            None => req.primary.clone(),
+        match self.tiers.index.vary(&req.primary) {
+            Some(names) => key::variant(&req.primary, req.scheme, &names, &req.parts.headers),
+            None => key::variant(&req.primary, req.scheme, &[], &req.parts.headers),
         }
     }
 
@@ -148,32 +146,29 @@ impl Cache {
     ) -> Option<(Arc<CachedObject>, FillWriter)> {
         let meta = self.new_meta(req, res, now)?;
         let config = self.config();
-        if config.disk.is_none()
-            && (content_length(&res.headers).is_some_and(|len| len > config.max_memory_object)
-                || self.too_large.contains_key(&meta.key))
+        let max_total = match &self.tiers.disk {
+            Some(disk) => config.max_object_size.min(disk.max_body),
+            None => config.max_memory_object,
+        };
+        if content_length(&res.headers).is_some_and(|len| len > max_total)
+            || self.too_large.contains_key(&meta.key)
         {
             return None;
         }
         let fill_id = self.next_fill.fetch_add(1, Ordering::Relaxed);
         let file = match &self.tiers.disk {
-            Some((layout, _)) => Some(layout.new_body_path(&meta.key, fill_id).ok()?),
+            Some(disk) => Some(disk.layout.new_body_path(&meta.key, fill_id).ok()?),
             None => None,
         };
         let fill = Fill::new(file);
-        let writer = FillWriter::new(fill.clone(), config.max_memory_object)
+        let writer = FillWriter::new(fill.clone(), config.max_memory_object, max_total)
             .await
             .ok()?;
-        if !meta.vary.is_empty() {
-            let primary = req.primary.clone();
-            self.vary.insert(primary, meta.vary.clone().into());
-        } else if self.vary.contains_key(&req.primary) {
-            self.vary.invalidate(&req.primary);
-        }
         let obj = Arc::new(CachedObject::new(meta, fill));
         if let Some(old) = self.tiers.memory.get(&obj.meta.key) {
             self.tiers.discard_replaced(&old, &obj);
         }
-        self.tiers.memory.insert(obj.meta.key.clone(), obj.clone());
+        self.tiers.insert_memory(obj.clone());
         Some((obj, writer))
     }
 
@@ -184,13 +179,17 @@ impl Cache {
         now: SystemTime,
     ) -> Option<ObjectMeta> {
         let normalized = directives::normalize(&res.headers);
+        // A response to a request with credentials is that client's
+        // (the proxy passes such requests; this keeps it true for any
+        // caller).
         if normalized.vary_star
             || res.status == StatusCode::PARTIAL_CONTENT
             || res.headers.contains_key(header::SET_COOKIE)
+            || req.parts.headers.contains_key(header::AUTHORIZATION)
         {
             return None;
         }
-        let vary = key::vary_names(&res.headers);
+        let vary = key::vary_names(&res.headers)?;
         let policy_req = policy_request(&req.parts, &vary);
         let policy_res = PolicyResponse {
             status: res.status,
@@ -201,18 +200,20 @@ impl Cache {
         if !policy.is_storable() {
             return None;
         }
-        let mut headers = res.headers.clone();
+        let initial_age = policy.age(now);
+        let mut headers = meta::compact_headers(&res.headers);
         strip_hop_by_hop(&mut headers);
         let surrogate_keys = take_surrogate_keys(&mut headers);
         if !headers.contains_key(header::DATE) {
             headers.insert(header::DATE, http_date(now));
         }
         Some(ObjectMeta {
-            key: key::variant(&req.primary, &vary, &req.parts.headers),
+            key: key::variant(&req.primary, req.scheme, &vary, &req.parts.headers),
             status: res.status,
             headers,
             fresh_until: now + policy.time_to_live(now),
-            policy,
+            response_time: now,
+            initial_age,
             stale: normalized.stale,
             surrogate_keys,
             vary,
@@ -249,10 +250,10 @@ impl Cache {
     }
 
     async fn persist(&self, obj: &Arc<CachedObject>, len: u64) {
-        let (Some((layout, disk)), Some(path)) = (&self.tiers.disk, obj.body.file()) else {
+        let (Some(disk), Some(path)) = (&self.tiers.disk, obj.body.file()) else {
             return;
         };
-        let (layout2, meta, path2) = (layout.clone(), obj.meta.clone(), path.to_path_buf());
+        let (layout2, meta, path2) = (disk.layout.clone(), obj.meta.clone(), path.to_path_buf());
         let soft_purged_ms = obj.soft_purged_ms();
         let written = tokio::task::spawn_blocking(move || {
             disk::write_meta(&layout2, &meta, soft_purged_ms, &path2, len)
@@ -260,19 +261,20 @@ impl Cache {
         .await;
         match written {
             Ok(Ok(())) => {
-                let twin = Arc::new(CachedObject::sharing(
-                    obj.meta.clone(),
-                    Fill::on_disk(path.to_path_buf(), len),
-                ));
-                self.tiers.replace_on_disk(twin);
+                self.tiers.replace_on_disk(&obj.meta, path, len);
                 // Purged while its metadata was being written: undo the
                 // insert (which also deletes the files).
                 if obj.is_removed() {
-                    disk.invalidate(&obj.meta.key);
+                    self.tiers.remove(&obj.meta.key);
                 }
             }
             Ok(Err(e)) => {
-                tracing::warn!(key = %obj.meta.key, error = %e, "cache: writing disk metadata failed; object kept in memory only")
+                tracing::warn!(key = %obj.meta.key, error = %e, "cache: writing disk metadata failed; object kept in memory only, its body file deleted");
+                // Nothing on disk may point at it now: without a meta file
+                // it would be an orphan until the next restart's scan.
+                if !self.tiers.on_disk(&obj.meta.key) {
+                    let _ = std::fs::remove_file(path);
+                }
             }
             Err(e) => tracing::error!(error = %e, "cache: disk metadata task failed"),
         }
@@ -308,7 +310,7 @@ impl Cache {
         let mut update = res.headers.clone();
         strip_hop_by_hop(&mut update);
         let policy_req = policy_request(&req.parts, &old.meta.vary);
-        let verdict = old.meta.policy.after_response(
+        let verdict = old.meta.policy_for(&policy_req).after_response(
             &policy_req,
             &PolicyResponse {
                 status: res.status,
@@ -339,15 +341,16 @@ impl Cache {
         let meta = ObjectMeta {
             key: old.meta.key.clone(),
             status: old.meta.status,
-            headers,
+            headers: meta::compact_headers(&headers),
             fresh_until: now + policy.time_to_live(now),
-            policy,
+            response_time: now,
+            initial_age: policy.age(now),
             stale: normalized.stale,
             surrogate_keys: old.meta.surrogate_keys.clone(),
             vary: old.meta.vary.clone(),
         };
         let obj = Arc::new(CachedObject::new(meta, old.body.clone()));
-        self.tiers.memory.insert(obj.meta.key.clone(), obj.clone());
+        self.tiers.insert_memory(obj.clone());
         // Purged while the origin answered: the purge found `old` (and may
         // have deleted the body both share), not this object.
         if old.is_removed() {
@@ -366,68 +369,89 @@ impl Cache {
         self.purge_url(primary, false).await;
     }
 
-    /// Purges every variant of `primary`; returns how many were found.
+    /// Purges every variant of `primary` (both schemes); returns how many
+    /// were found.
     pub async fn purge_url(&self, primary: &str, soft: bool) -> usize {
-        let p = primary.to_string();
-        self.purge(soft, move |o| key::is_variant_of(&o.meta.key, &p))
-            .await
+        let keys = self.tiers.index.variants(primary);
+        self.purge(keys, soft).await
     }
 
     /// Purges every object tagged with `surrogate_key`.
     pub async fn purge_surrogate_key(&self, surrogate_key: &str, soft: bool) -> usize {
-        let k = surrogate_key.to_string();
-        self.purge(soft, move |o| o.meta.surrogate_keys.contains(&k))
-            .await
+        let keys = self.tiers.index.tagged(surrogate_key);
+        self.purge(keys, soft).await
     }
 
     /// Purges every object stored for URL path `path` on any host and with
     /// any query string (a purge or deploy announced by the origin's change
     /// feed, which does not know the host names clients use).
     pub async fn purge_path(&self, path: &str, soft: bool) -> usize {
-        let p = path.to_string();
-        self.purge(soft, move |o| key::path_matches(&o.meta.key, &p))
-            .await
+        let keys = self.tiers.index.at_path(path);
+        self.purge(keys, soft).await
     }
 
     /// Purges everything: after this edge missed change-feed events, any
     /// stored object may be out of date. Soft, so each is revalidated with
     /// its validators (cheap when unchanged) and can still be served stale
-    /// if the origin is down.
+    /// if the origin is down. Listing every key walks both tiers, so it runs
+    /// on a blocking thread, not on the workers that serve requests.
     pub async fn soft_purge_all(&self) -> usize {
-        self.purge(true, |_| true).await
+        let handle = self.tiers.handle();
+        let keys = tokio::task::spawn_blocking(move || handle.all_keys())
+            .await
+            .unwrap_or_default();
+        self.purge(keys, true).await
     }
 
-    /// Soft purges return once the disk metadata records them, so a
-    /// restart (or a change-feed position saved after the purge) cannot
-    /// bring the objects back as fresh.
-    async fn purge(
-        &self,
-        soft: bool,
-        pred: impl Fn(&CachedObject) -> bool + Clone + Send + Sync + 'static,
-    ) -> usize {
-        let found = self.tiers.matching(pred.clone());
-        if soft {
-            let now = SystemTime::now();
-            found.iter().for_each(|o| o.soft_purge(now));
-            self.persist_soft_purges(&found).await;
-        } else {
-            for o in &found {
-                o.mark_removed();
-                self.tiers.remove(&o.meta.key);
+    /// Purges the objects stored under `keys`: only those, found through
+    /// the indexes, never a scan. Soft purges return once the disk metadata
+    /// records them, so a restart (or a change-feed position saved after
+    /// the purge) cannot bring the objects back as fresh.
+    async fn purge(&self, keys: Vec<String>, soft: bool) -> usize {
+        let now = SystemTime::now();
+        let mut found = 0;
+        let mut in_memory = Vec::new();
+        let mut disk_only = Vec::new();
+        for key in keys {
+            let obj = self.tiers.memory.get(&key);
+            let on_disk = self.tiers.on_disk(&key);
+            if obj.is_none() && !on_disk {
+                continue;
+            }
+            found += 1;
+            match (obj, soft) {
+                (Some(o), true) => {
+                    o.soft_purge(now);
+                    in_memory.push(o);
+                }
+                (None, true) => disk_only.push(key),
+                (obj, false) => {
+                    if let Some(o) = obj {
+                        o.mark_removed();
+                    }
+                    self.tiers.remove(&key);
+                }
             }
         }
-        let keys: std::collections::HashSet<&str> =
-            found.iter().map(|o| o.meta.key.as_str()).collect();
-        keys.len()
+        if soft {
+            self.persist_soft_purges(&in_memory, disk_only, now).await;
+        }
+        found
     }
 
     /// Rewrites the disk metadata of soft-purged objects whose body is
     /// complete (a fill still running writes its metadata, purge included,
     /// when it ends).
-    async fn persist_soft_purges(&self, found: &[Arc<CachedObject>]) {
-        let Some((layout, _)) = &self.tiers.disk else {
+    async fn persist_soft_purges(
+        &self,
+        found: &[Arc<CachedObject>],
+        disk_only: Vec<String>,
+        now: SystemTime,
+    ) {
+        let Some(disk) = &self.tiers.disk else {
             return;
         };
+        let layout = &disk.layout;
         let mut writes = std::collections::HashMap::new();
         for o in found {
             if let (Some(path), fill::Progress::Done(len)) = (o.body.file(), o.body.progress()) {
@@ -437,14 +461,24 @@ impl Cache {
                 );
             }
         }
-        if writes.is_empty() {
+        if writes.is_empty() && disk_only.is_empty() {
             return;
         }
         let layout = layout.clone();
+        let ms = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis()
+            .max(1) as u64;
         let written = tokio::task::spawn_blocking(move || {
             for (path, (meta, soft_purged_ms, len)) in writes {
                 if let Err(e) = disk::write_meta(&layout, &meta, soft_purged_ms, &path, len) {
                     tracing::warn!(key = %meta.key, error = %e, "cache: recording a soft purge on disk failed; after a restart the object is fresh again until it expires");
+                }
+            }
+            for key in disk_only {
+                if let Err(e) = disk::record_soft_purge(&layout, &key, ms) {
+                    tracing::warn!(key = %key, error = %e, "cache: recording a soft purge on disk failed; the object is fresh again until it expires");
                 }
             }
         })

@@ -15,7 +15,7 @@ use http::uri::Authority;
 use service_base::config_file::{self, ConfigError, FieldError};
 
 use crate::listen::{CertSpec, Limits, TlsSettings};
-pub use plugins::{Grants, PluginConfig};
+pub use plugins::{Grants, MAX_TOTAL_CONCURRENCY, PluginConfig};
 pub use size::ByteSize;
 
 /// A validated edge-node configuration.
@@ -53,6 +53,9 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
     /// Bearer token required for purges; purge is refused when unset.
     pub token: Option<String>,
+    /// `admin.allow_insecure`: a plaintext listener off loopback and a
+    /// placeholder token were explicitly allowed.
+    pub allow_insecure: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -61,6 +64,8 @@ pub struct CacheConfig {
     pub memory_capacity: u64,
     /// Objects larger than this are kept on disk only.
     pub max_memory_object: u64,
+    /// Largest body stored in either tier.
+    pub max_object_size: u64,
     pub disk: Option<DiskConfig>,
     /// How long past its freshness an object may be served when every origin
     /// is failing (stale-if-error default, like Varnish's grace).
@@ -74,6 +79,8 @@ pub struct CacheConfig {
 pub struct DiskConfig {
     pub dir: PathBuf,
     pub capacity: u64,
+    /// The part of `memory_capacity` the disk tier's index may use.
+    pub index_memory: u64,
 }
 
 /// A set of interchangeable origin servers.
@@ -99,6 +106,8 @@ pub struct PoolConfig {
     /// cached: a fill that stalls is dropped instead of keeping every
     /// client of that object waiting.
     pub between_bytes_timeout: Duration,
+    /// Most concurrent cache fills from this pool.
+    pub max_fills: usize,
 }
 
 /// `[feed]`: the origin change feed this edge follows, so deploys, purges
@@ -110,6 +119,8 @@ pub struct FeedConfig {
     pub pool: usize,
     /// Whether published plugin versions replace declared plugins'.
     pub plugins: bool,
+    /// Bearer token for the origin's feed and plugin reads.
+    pub token: Option<String>,
 }
 
 /// One origin region of a pool.
@@ -132,6 +143,8 @@ pub struct SiteConfig {
     /// Indexes into [`Config::plugins`], in chain order.
     pub plugins: Vec<usize>,
     pub plugin_config: std::collections::HashMap<String, String>,
+    /// Whether request cache directives may force origin traffic.
+    pub honor_client_cache_control: bool,
 }
 
 impl Config {
@@ -195,6 +208,8 @@ fn validate(raw: raw::RawConfig, base: &Path) -> Result<Config, FieldError> {
         header_read_timeout: l.header_read_timeout,
         idle_timeout: l.idle_timeout,
         max_connections: l.max_connections,
+        max_connections_per_client: l.max_connections_per_client,
+        write_timeout: l.write_timeout,
         ..Limits::default()
     };
     limits
@@ -208,13 +223,35 @@ fn validate(raw: raw::RawConfig, base: &Path) -> Result<Config, FieldError> {
             "is larger than cache.memory_capacity",
         ));
     }
+    if c.max_object_size.0 < c.max_memory_object.0 {
+        return Err(FieldError::new(
+            "cache.max_object_size",
+            "is smaller than cache.max_memory_object",
+        ));
+    }
+    let disk = match c.disk {
+        None => None,
+        Some(d) => {
+            let index_memory = d.index_memory.map_or(c.memory_capacity.0 / 4, |b| b.0);
+            if index_memory == 0 || index_memory + c.max_memory_object.0 > c.memory_capacity.0 {
+                return Err(FieldError::new(
+                    "cache.disk.index_memory",
+                    "must be above 0 and leave at least cache.max_memory_object of \
+                     cache.memory_capacity to the memory tier",
+                ));
+            }
+            Some(DiskConfig {
+                dir: resolve(d.dir),
+                capacity: d.capacity.0,
+                index_memory,
+            })
+        }
+    };
     let cache = CacheConfig {
         memory_capacity: c.memory_capacity.0,
         max_memory_object: c.max_memory_object.0,
-        disk: c.disk.map(|d| DiskConfig {
-            dir: resolve(d.dir),
-            capacity: d.capacity.0,
-        }),
+        max_object_size: c.max_object_size.0,
+        disk,
         grace: c.grace,
         keep: c.keep,
     };
@@ -232,8 +269,19 @@ fn validate(raw: raw::RawConfig, base: &Path) -> Result<Config, FieldError> {
             ));
         }
         let (origins, regions) = pool_regions(&p, &field)?;
-        if !p.health_path.starts_with('/') {
-            return Err(FieldError::new(field("health_path"), "must start with `/`"));
+        if !p.health_path.starts_with('/')
+            || http::uri::PathAndQuery::try_from(p.health_path.as_str()).is_err()
+        {
+            return Err(FieldError::new(
+                field("health_path"),
+                format!(
+                    "`{}` is not a request path starting with `/`",
+                    p.health_path
+                ),
+            ));
+        }
+        if p.max_fills == 0 {
+            return Err(FieldError::new(field("max_fills"), "must be at least 1"));
         }
         if p.rise == 0 || p.fall == 0 {
             return Err(FieldError::new(
@@ -253,6 +301,7 @@ fn validate(raw: raw::RawConfig, base: &Path) -> Result<Config, FieldError> {
             connect_timeout: p.connect_timeout,
             response_timeout: p.response_timeout,
             between_bytes_timeout: p.between_bytes_timeout,
+            max_fills: p.max_fills,
         });
     }
 
@@ -274,6 +323,19 @@ fn validate(raw: raw::RawConfig, base: &Path) -> Result<Config, FieldError> {
             return Err(FieldError::new(
                 format!("sites[{i}].path_prefix"),
                 "must start with `/`",
+            ));
+        }
+        // Requests are routed on normalized paths, which never contain
+        // these; a prefix with them would match nothing.
+        if s.path_prefix.contains('%')
+            || s.path_prefix.contains("//")
+            || s.path_prefix
+                .split('/')
+                .any(|seg| seg == "." || seg == "..")
+        {
+            return Err(FieldError::new(
+                format!("sites[{i}].path_prefix"),
+                "must be a normalized path: no `%` escapes, `//`, `.` or `..` segments",
             ));
         }
         if s.hosts.is_empty() {
@@ -303,6 +365,7 @@ fn validate(raw: raw::RawConfig, base: &Path) -> Result<Config, FieldError> {
             pool,
             plugins,
             plugin_config: s.plugin_config,
+            honor_client_cache_control: s.honor_client_cache_control,
         });
     }
 
@@ -321,6 +384,7 @@ fn validate(raw: raw::RawConfig, base: &Path) -> Result<Config, FieldError> {
                 FieldError::new("feed.pool", format!("no pool named `{}`", f.pool))
             })?,
             plugins: f.plugins,
+            token: f.token,
         }),
     };
     let plugin_runtime = PluginRuntimeConfig {
@@ -345,12 +409,16 @@ fn validate(raw: raw::RawConfig, base: &Path) -> Result<Config, FieldError> {
             "must not be empty; remove it to disable purge",
         ));
     }
+    if !raw.admin.allow_insecure {
+        check_admin_exposure(raw.admin.listen, raw.admin.token.as_deref())?;
+    }
     Ok(Config {
         listen_http: raw.listen.http,
         listen_https: raw.listen.https,
         admin: AdminConfig {
             listen: raw.admin.listen,
             token: raw.admin.token,
+            allow_insecure: raw.admin.allow_insecure,
         },
         limits,
         max_body_bytes: l.max_body_bytes.0,
@@ -442,6 +510,27 @@ fn parse_origin(text: &str) -> Result<Authority, String> {
         return Err(format!("`{text}` needs a port, e.g. \"{bare}:80\""));
     }
     Ok(auth)
+}
+
+/// The admin API answers purges and plugin uploads in plaintext: off
+/// loopback it would carry its token across the network in clear, and a
+/// token copied from the docs opens it to everyone who read them. Both
+/// need `admin.allow_insecure = true`.
+pub fn check_admin_exposure(listen: SocketAddr, token: Option<&str>) -> Result<(), FieldError> {
+    if !listen.ip().is_loopback() {
+        return Err(FieldError::new(
+            "admin.listen",
+            format!(
+                "{listen} is not a loopback address and the admin API has no TLS; \
+                 bind 127.0.0.1, or set `admin.allow_insecure = true` if only a private, \
+                 firewalled network reaches it"
+            ),
+        ));
+    }
+    if let Some(reason) = token.and_then(service_base::secrets::weakness) {
+        return Err(FieldError::new("admin.token", reason));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -11,6 +11,12 @@ use service_base::config_file::FieldError;
 use super::PoolConfig;
 use super::raw::RawPlugin;
 
+/// Most plugin instances alive at once across plugins, the sum of their
+/// `max_concurrency`: the instance pool is sized from that sum (twice it,
+/// for a version swap with requests still on the old one), so a guest can
+/// never find the pool empty while its own cap allows it to run.
+pub const MAX_TOTAL_CONCURRENCY: usize = 10_000;
+
 /// One plugin and the limits every request it handles runs under.
 #[derive(Debug, Clone)]
 pub struct PluginConfig {
@@ -104,6 +110,16 @@ pub(super) fn validate(
         }
         if p.memory.0 < (1 << 20) {
             return Err(FieldError::new(field("memory"), "must be at least 1MiB"));
+        }
+        let total: usize = out.iter().map(|q| q.max_concurrency).sum::<usize>() + p.max_concurrency;
+        if total > MAX_TOTAL_CONCURRENCY {
+            return Err(FieldError::new(
+                field("max_concurrency"),
+                format!(
+                    "the plugins' max_concurrency add up to {total}, over the \
+                     {MAX_TOTAL_CONCURRENCY} instances the edge pre-allocates slots for"
+                ),
+            ));
         }
         if let Some(b) = p
             .backends

@@ -42,6 +42,9 @@ pub struct RawFeed {
     /// versions of the plugins this edge declares.
     #[serde(default = "yes")]
     pub plugins: bool,
+    /// Bearer token the origin reads the feed and plugin versions with (its
+    /// `read_token`); the origin refuses them without one.
+    pub token: Option<String>,
 }
 
 fn yes() -> bool {
@@ -69,7 +72,14 @@ impl Default for RawListen {
 pub struct RawAdmin {
     #[serde(default = "default_admin")]
     pub listen: SocketAddr,
+    /// Bearer token for purges and plugin uploads; the `EDGE_ADMIN_TOKEN`
+    /// environment variable overrides it (keep it out of the file).
     pub token: Option<String>,
+    /// Allow what is refused by default: a listener on a non-loopback
+    /// address (the admin API has no TLS; only on a private network behind
+    /// a firewall) and a placeholder token such as `change-me`.
+    #[serde(default)]
+    pub allow_insecure: bool,
 }
 
 fn default_admin() -> SocketAddr {
@@ -81,6 +91,7 @@ impl Default for RawAdmin {
         Self {
             listen: default_admin(),
             token: None,
+            allow_insecure: false,
         }
     }
 }
@@ -96,6 +107,11 @@ pub struct RawLimits {
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
     pub max_connections: usize,
+    /// Most open connections per client (IPv4 address, IPv6 /64).
+    pub max_connections_per_client: usize,
+    /// How long a write to a client may make no progress.
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
 }
 
 impl Default for RawLimits {
@@ -107,6 +123,8 @@ impl Default for RawLimits {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_connections: 10_000,
+            max_connections_per_client: 256,
+            write_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -135,6 +153,8 @@ pub struct RawCert {
 pub struct RawCache {
     pub memory_capacity: ByteSize,
     pub max_memory_object: ByteSize,
+    /// Largest response stored at all; bigger ones pass through.
+    pub max_object_size: ByteSize,
     pub disk: Option<RawDisk>,
     #[serde(with = "humantime_serde")]
     pub grace: Duration,
@@ -147,6 +167,7 @@ impl Default for RawCache {
         Self {
             memory_capacity: ByteSize(256 << 20),
             max_memory_object: ByteSize(2 << 20),
+            max_object_size: ByteSize(1 << 30),
             disk: None,
             grace: Duration::from_secs(600),
             keep: Duration::from_secs(3600),
@@ -159,6 +180,9 @@ impl Default for RawCache {
 pub struct RawDisk {
     pub dir: PathBuf,
     pub capacity: ByteSize,
+    /// RAM for the disk tier's index (a few hundred bytes per object on
+    /// disk), taken out of `memory_capacity`; default a quarter of it.
+    pub index_memory: Option<ByteSize>,
 }
 
 #[derive(Deserialize)]
@@ -188,6 +212,15 @@ pub struct RawPool {
     pub response_timeout: Duration,
     #[serde(with = "humantime_serde", default = "secs::<30>")]
     pub between_bytes_timeout: Duration,
+    /// Most cache fills (origin downloads being stored) at once; a miss
+    /// beyond it is passed to the origin as the client asked (its Range
+    /// included) and not stored.
+    #[serde(default = "default_max_fills")]
+    pub max_fills: usize,
+}
+
+fn default_max_fills() -> usize {
+    64
 }
 
 #[derive(Deserialize)]
@@ -223,6 +256,11 @@ pub struct RawSite {
     /// Values plugins read through `waypost:edge/config`.
     #[serde(default)]
     pub plugin_config: std::collections::HashMap<String, String>,
+    /// Let request `Cache-Control: no-cache`/`max-age=0` and
+    /// `Pragma: no-cache` force revalidation at the origin. Off: any client
+    /// could otherwise turn every hit into origin traffic.
+    #[serde(default)]
+    pub honor_client_cache_control: bool,
 }
 
 fn any_host() -> Vec<String> {

@@ -77,6 +77,8 @@ pub struct Follower {
     installs: Vec<String>,
     position: Position,
     metrics: Arc<FeedMetrics>,
+    /// `Authorization` for the origin's private reads (`[feed] token`).
+    authorization: Option<http::HeaderValue>,
 }
 
 impl Follower {
@@ -86,6 +88,7 @@ impl Follower {
         runtime: Option<Arc<Runtime>>,
         installs: Vec<String>,
         metrics: Arc<FeedMetrics>,
+        token: Option<String>,
     ) -> Self {
         let position = Position::new(cache.config().disk.as_ref().map(|d| d.dir.as_path()));
         Self {
@@ -95,6 +98,11 @@ impl Follower {
             installs,
             position,
             metrics,
+            authorization: token.and_then(|t| {
+                let mut v = http::HeaderValue::from_str(&format!("Bearer {t}")).ok()?;
+                v.set_sensitive(true);
+                Some(v)
+            }),
         }
     }
 
@@ -205,6 +213,11 @@ impl Follower {
                         tracing::warn!(error = %e, "the origin's /events answer is not a feed page; retrying")
                     }
                 },
+                Ok((StatusCode::UNAUTHORIZED, _, _)) => {
+                    tracing::warn!(
+                        "the origin refused /events: 401, the feed needs the origin's read token in `[feed] token`; retrying"
+                    )
+                }
                 Ok((status, _, _)) => {
                     tracing::warn!(%status, "the origin refused /events; retrying")
                 }
@@ -247,12 +260,16 @@ impl Follower {
         &self,
         path: &str,
     ) -> Result<(StatusCode, http::HeaderMap, bytes::Bytes), FeedError> {
-        let req = Request::builder()
+        let mut req = Request::builder()
             .method(Method::GET)
             .uri(path)
             .header(http::header::HOST, "feed")
             .body(crate::body::empty())
             .expect("static request parts are valid");
+        if let Some(auth) = &self.authorization {
+            req.headers_mut()
+                .insert(http::header::AUTHORIZATION, auth.clone());
+        }
         let resp = self
             .pool
             .send(req, true)

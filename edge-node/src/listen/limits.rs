@@ -36,6 +36,12 @@ pub struct Limits {
     /// Most concurrently open connections; further plain-HTTP clients get
     /// `503` with `Retry-After: 1`, TLS clients are closed.
     pub max_connections: usize,
+    /// Most connections one client (an IPv4 address, an IPv6 /64) may
+    /// keep open; more are refused like `max_connections`.
+    pub max_connections_per_client: usize,
+    /// How long a write to a client may make no progress (a client that
+    /// stopped reading) before the connection is closed.
+    pub write_timeout: Duration,
     /// On shutdown, how long in-flight requests may take to finish before
     /// the remaining connections are dropped.
     pub drain_timeout: Duration,
@@ -49,6 +55,8 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_connections: 10_000,
+            max_connections_per_client: 256,
+            write_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(30),
         }
     }
@@ -79,6 +87,11 @@ impl Limits {
             ("header_read_timeout", self.header_read_timeout.is_zero()),
             ("idle_timeout", self.idle_timeout.is_zero()),
             ("max_connections", self.max_connections == 0),
+            (
+                "max_connections_per_client",
+                self.max_connections_per_client == 0,
+            ),
+            ("write_timeout", self.write_timeout.is_zero()),
         ];
         match zero_checks.into_iter().find(|(_, is_zero)| *is_zero) {
             Some((field, _)) => Err(LimitsError::Zero(field)),

@@ -28,6 +28,7 @@
 mod conn;
 mod limits;
 mod metrics;
+mod per_client;
 mod reply;
 mod sni;
 mod tls;
@@ -121,6 +122,7 @@ pub async fn serve<F, S, B>(
             .max_connections
             .clamp(1, Semaphore::MAX_PERMITS),
     ));
+    let per_client = Arc::new(per_client::PerClient::default());
     let reply_permits = Arc::new(Semaphore::new(MAX_PENDING_REJECTIONS));
     let mut rejections = RejectionLog::default();
     let mut tasks = JoinSet::new();
@@ -146,7 +148,12 @@ pub async fn serve<F, S, B>(
             }
         };
         let _ = stream.set_nodelay(true);
-        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+        let slot = per_client.admit(peer.ip(), shared.limits.max_connections_per_client);
+        let permit = match slot {
+            Some(_) => Arc::clone(&permits).try_acquire_owned().ok(),
+            None => None,
+        };
+        let (Some(permit), Some(slot)) = (permit, slot) else {
             shared.metrics.record_rejected();
             rejections.note(peer, shared.limits.max_connections);
             if shared.tls.is_none()
@@ -164,6 +171,7 @@ pub async fn serve<F, S, B>(
             let _open = shared.metrics.open_connection();
             shared.handle(stream, peer).await;
             drop(permit);
+            drop(slot);
         });
     }
 
@@ -248,7 +256,12 @@ impl<F> Shared<F> {
             sni: None,
         });
         let tracker = ConnTracker::new(false);
-        let io = TrackedIo::new(stream, Arc::clone(&tracker), true);
+        let io = TrackedIo::new(
+            stream,
+            Arc::clone(&tracker),
+            true,
+            self.limits.write_timeout,
+        );
         let ended = conn::drive(
             &self.builders.auto,
             io,
@@ -322,7 +335,12 @@ impl<F> Shared<F> {
             sni,
         });
         let tracker = ConnTracker::new(h2);
-        let io = TrackedIo::new(stream, Arc::clone(&tracker), !alpn_settled);
+        let io = TrackedIo::new(
+            stream,
+            Arc::clone(&tracker),
+            !alpn_settled,
+            self.limits.write_timeout,
+        );
         let ended = conn::drive(builder, io, service, tracker, &self.limits, &self.shutdown).await;
         self.finish(peer, ended);
     }

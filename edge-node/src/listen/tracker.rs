@@ -171,19 +171,51 @@ impl Sniff {
 }
 
 pin_project! {
-    /// Reports reads to the tracker; writes pass straight through.
+    /// Reports reads to the tracker; a write (or flush) that makes no
+    /// progress for `write_timeout` fails with `TimedOut`, which ends the
+    /// connection: a client that stops reading cannot hold it, its buffers
+    /// and the request behind it forever.
     #[derive(Debug)]
     pub(crate) struct TrackedIo<I> {
         #[pin]
         inner: I,
         tracker: Arc<ConnTracker>,
         sniff: Sniff,
+        write_timeout: std::time::Duration,
+        stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+    }
+}
+
+/// Arms the stall timer on `Pending`, clears it on progress, and turns an
+/// expired timer into `TimedOut`.
+fn watch_stall<T>(
+    polled: Poll<io::Result<T>>,
+    stalled: &mut Option<Pin<Box<tokio::time::Sleep>>>,
+    timeout: std::time::Duration,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<T>> {
+    if polled.is_ready() {
+        *stalled = None;
+        return polled;
+    }
+    let timer = stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+    match timer.as_mut().poll(cx) {
+        Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("the client read nothing for {timeout:?} (write_timeout)"),
+        ))),
+        Poll::Pending => Poll::Pending,
     }
 }
 
 impl<I> TrackedIo<I> {
     /// Wraps `inner`; `sniff_h2` when the protocol is not known from ALPN.
-    pub(crate) fn new(inner: I, tracker: Arc<ConnTracker>, sniff_h2: bool) -> Self {
+    pub(crate) fn new(
+        inner: I,
+        tracker: Arc<ConnTracker>,
+        sniff_h2: bool,
+        write_timeout: std::time::Duration,
+    ) -> Self {
         Self {
             inner,
             tracker,
@@ -191,6 +223,8 @@ impl<I> TrackedIo<I> {
                 seen: 0,
                 done: !sniff_h2,
             },
+            write_timeout,
+            stalled: None,
         }
     }
 }
@@ -221,11 +255,15 @@ impl<I: AsyncWrite> AsyncWrite for TrackedIo<I> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write(cx, buf)
+        let this = self.project();
+        let polled = this.inner.poll_write(cx, buf);
+        watch_stall(polled, this.stalled, *this.write_timeout, cx)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_flush(cx)
+        let this = self.project();
+        let polled = this.inner.poll_flush(cx);
+        watch_stall(polled, this.stalled, *this.write_timeout, cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -237,7 +275,9 @@ impl<I: AsyncWrite> AsyncWrite for TrackedIo<I> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write_vectored(cx, bufs)
+        let this = self.project();
+        let polled = this.inner.poll_write_vectored(cx, bufs);
+        watch_stall(polled, this.stalled, *this.write_timeout, cx)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -20,9 +20,6 @@ use super::p3;
 /// Interval of the epoch ticker; deadlines are counted in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
-/// Instances the pool holds at once across all plugins.
-const POOL_INSTANCES: u32 = 1000;
-
 /// Bytes of each memory and table slot kept resident between instances.
 const KEEP_RESIDENT: usize = 1 << 20;
 
@@ -30,12 +27,18 @@ const KEEP_RESIDENT: usize = 1 << 20;
 /// many requests.
 const DECOMMIT_BATCH: usize = 16;
 
-pub fn build(max_memory: u64, cache_dir: Option<&Path>) -> wasmtime::Result<Engine> {
+/// `instances`: component instances the pool holds at once across all
+/// plugins (see `crate::config::MAX_TOTAL_CONCURRENCY`).
+pub fn build(
+    max_memory: u64,
+    cache_dir: Option<&Path>,
+    instances: u32,
+) -> wasmtime::Result<Engine> {
     let mut pool = PoolingAllocationConfig::default();
-    pool.total_component_instances(POOL_INSTANCES)
-        .total_core_instances(POOL_INSTANCES * 2)
-        .total_memories(POOL_INSTANCES * 2)
-        .total_tables(POOL_INSTANCES * 2)
+    pool.total_component_instances(instances)
+        .total_core_instances(instances * 2)
+        .total_memories(instances * 2)
+        .total_tables(instances * 2)
         .max_memory_size(max_memory as usize)
         .max_memories_per_component(4)
         .max_tables_per_component(8)

@@ -92,8 +92,8 @@ pub async fn run(
     // until that call returns. The response head is bound by the same
     // deadline in wall-clock time (plus two ticks, so a guest that is
     // running is stopped by its trap and reported the same way).
-    let head_deadline = config.timeout + 2 * EPOCH_TICK;
-    let Ok(head) = tokio::time::timeout(head_deadline, receiver).await else {
+    let deadline = tokio::time::Instant::now() + config.timeout + 2 * EPOCH_TICK;
+    let Ok(head) = tokio::time::timeout_at(deadline, receiver).await else {
         task.abort();
         let msg = format!(
             "plugin exceeded its {:?} deadline waiting for a host call",
@@ -106,6 +106,20 @@ pub async fn run(
     };
     match head {
         Ok(Ok(resp)) => {
+            // The deadline covers the body too: a client that stops reading
+            // (a zero HTTP/2 window) would otherwise keep the instance, its
+            // memory and the plugin's concurrency slot for as long as it
+            // likes. Past the deadline the instance is dropped and the body
+            // ends with an error.
+            let name = config.name.clone();
+            let timeout = config.timeout;
+            let mut task = task;
+            tokio::spawn(async move {
+                if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                    task.abort();
+                    tracing::warn!(plugin = %name, ?timeout, "plugin response body outlived its deadline; instance dropped, body cut");
+                }
+            });
             let limit = config.max_response_bytes as usize;
             (
                 resp.map(|b| body::boxed(Limited::new(b, limit))),

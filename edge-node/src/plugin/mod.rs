@@ -95,8 +95,12 @@ impl Runtime {
                 .as_ref()
                 .map(|d| d.dir.join("compiled-plugins"))
         });
-        let engine =
-            engine::build(max_memory, cache_dir.as_deref()).map_err(RuntimeError::Engine)?;
+        // Room for every plugin at its cap, twice (old and new versions
+        // overlap while a swap drains).
+        let concurrency: usize = config.plugins.iter().map(|p| p.max_concurrency).sum();
+        let instances = (2 * concurrency).clamp(16, 2 * crate::config::MAX_TOTAL_CONCURRENCY);
+        let engine = engine::build(max_memory, cache_dir.as_deref(), instances as u32)
+            .map_err(RuntimeError::Engine)?;
         let linker = engine::linker(&engine).map_err(RuntimeError::Engine)?;
         let mut slots = HashMap::new();
         for p in &config.plugins {

@@ -59,12 +59,51 @@ fn origin_form_uri(uri: &Uri) -> Uri {
         .expect("a URI's own path and query form a valid URI")
 }
 
-/// Copies the client's end-to-end fields and adds the forwarding ones.
-fn forwarded_headers(client: &HeaderMap, conn: &ConnInfo, host: &str) -> HeaderMap {
-    let mut h = client.clone();
-    cache::strip_hop_by_hop(&mut h);
+/// Client-sent fields that proxies and frameworks behind the edge trust to
+/// rewrite the URL, method or origin they act on. A client could use them
+/// to make the origin answer for another URL under this one's cache key,
+/// so they never leave the edge (X-Forwarded-Proto and -Host are set by it).
+const UNTRUSTED: &[&str] = &[
+    "forwarded",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-scheme",
+    "x-forwarded-ssl",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-host",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// Accept phase: removes what a client must not decide. Every
+/// `x-waypost-*` field is the edge's to set (plugins trust them), and the
+/// [`UNTRUSTED`] rewriting fields; on every site, with or without plugins.
+pub fn drop_untrusted(headers: &mut HeaderMap) {
+    let ours: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("x-waypost-"))
+        .cloned()
+        .collect();
+    for name in ours
+        .iter()
+        .map(HeaderName::as_str)
+        .chain(UNTRUSTED.iter().copied())
+    {
+        headers.remove(name);
+    }
+}
+
+/// Turns the request's fields into the ones the origin gets, in place, so
+/// that the cache keys variants on exactly what the origin saw (an origin's
+/// `Vary: X-Forwarded-Proto` or `Vary: Accept-Encoding` then works): no
+/// hop-by-hop fields, `Host` the routed host, the forwarding fields set by
+/// the edge, `Accept-Encoding` normalized.
+pub fn to_origin(h: &mut HeaderMap, conn: &ConnInfo, host: &str) {
+    cache::strip_hop_by_hop(h);
     let peer = conn.peer.ip().to_string();
-    let xff = match client.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+    let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prev) => format!("{prev}, {peer}"),
         None => peer.clone(),
     };
@@ -81,24 +120,17 @@ fn forwarded_headers(client: &HeaderMap, conn: &ConnInfo, host: &str) -> HeaderM
     );
     if let Ok(v) = HeaderValue::from_str(host) {
         h.insert(X_FORWARDED_HOST, v.clone());
-        if !h.contains_key(header::HOST) {
-            h.insert(header::HOST, v);
-        }
+        h.insert(header::HOST, v);
     }
     h.append(header::VIA, HeaderValue::from_static("1.1 waypost"));
-    h
+    cache::normalize_accept_encoding(h);
 }
 
 /// The origin request for a cache miss or revalidation of `client`: always
 /// GET (a HEAD miss fills the cache too), without the client's range and
 /// conditionals, with the stored object's validators when revalidating.
-pub fn cache_fill(
-    client: &request::Parts,
-    conn: &ConnInfo,
-    host: &str,
-    stale: Option<&CachedObject>,
-) -> Request<Body> {
-    let mut headers = forwarded_headers(&client.headers, conn, host);
+pub fn cache_fill(client: &request::Parts, stale: Option<&CachedObject>) -> Request<Body> {
+    let mut headers = client.headers.clone();
     for name in ANSWERED_BY_CACHE.iter().chain(CLIENT_BODY_FRAMING) {
         headers.remove(name);
     }
@@ -117,14 +149,14 @@ pub fn cache_fill(
     req
 }
 
-/// The origin request for a request the cache does not handle (unsafe or
-/// unknown methods): method, path, fields and body as the client sent them.
-pub fn pass(client: request::Parts, body: Body, conn: &ConnInfo, host: &str) -> Request<Body> {
-    let headers = forwarded_headers(&client.headers, conn, host);
+/// The origin request for a request the cache does not handle (unsafe
+/// methods, credentials): method, path, fields and body as the client sent
+/// them, with the fields [`to_origin`] already set.
+pub fn pass(client: request::Parts, body: Body) -> Request<Body> {
     let mut req = Request::new(body);
     *req.uri_mut() = origin_form_uri(&client.uri);
     *req.method_mut() = client.method;
-    *req.headers_mut() = headers;
+    *req.headers_mut() = client.headers;
     req
 }
 

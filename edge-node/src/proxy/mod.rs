@@ -7,7 +7,9 @@
 //! Errors say who is at fault: the client gets a 4xx with the reason, an
 //! unreachable or failing origin gives 502/504, never a panic.
 
+mod fetch;
 mod forward;
+mod path;
 mod range;
 mod respond;
 mod route;
@@ -15,10 +17,9 @@ mod route;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use futures::StreamExt;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, request};
-use http_body_util::{BodyStream, Limited};
+use http_body_util::Limited;
 use hyper::body::Incoming;
 
 use crate::body::{self, Body};
@@ -28,6 +29,7 @@ use crate::metrics::{CacheResult, Metrics};
 use crate::plugin::link::{Link, LinkFuture};
 use crate::plugin::{self, PluginSlot, RequestFacts, Runtime};
 use crate::upstream::{FetchError, Pool};
+use fetch::Fetcher;
 pub use route::{Router, Site};
 use std::collections::HashMap;
 
@@ -47,6 +49,7 @@ struct Ctx {
     pool: Arc<Pool>,
     plugins: Vec<Arc<PluginSlot>>,
     plugin_config: Arc<HashMap<String, String>>,
+    honor_client_cache_control: bool,
 }
 
 type Reply = (Response<Body>, CacheResult);
@@ -80,9 +83,15 @@ impl Proxy {
             String::new()
         };
         let peer = conn.peer;
-        let (parts, incoming) = req.into_parts();
-        let (resp, result, host) = match self.route(&parts, conn) {
-            Some(ctx) => {
+        let (mut parts, incoming) = req.into_parts();
+        forward::drop_untrusted(&mut parts.headers);
+        let refused = refuse_method(&parts.method).or_else(|| normalize_target(&mut parts));
+        let routed = match refused {
+            Some(resp) => Err(resp),
+            None => self.route(&parts, conn).ok_or_else(|| unroutable(&parts)),
+        };
+        let (resp, result, host) = match routed {
+            Ok(ctx) => {
                 let host = ctx.host.clone();
                 let body = body::boxed(incoming);
                 let (resp, result) = match &self.plugins {
@@ -94,7 +103,7 @@ impl Proxy {
                 };
                 (resp, result, host)
             }
-            None => (unroutable(&parts), CacheResult::Synth, String::new()),
+            Err(resp) => (resp, CacheResult::Synth, String::new()),
         };
         let status = resp.status().as_u16();
         let bytes = resp
@@ -132,6 +141,7 @@ impl Proxy {
             pool: site.pool.clone(),
             plugins: site.plugins.clone(),
             plugin_config: site.plugin_config.clone(),
+            honor_client_cache_control: site.honor_client_cache_control,
         })
     }
 
@@ -144,16 +154,8 @@ impl Proxy {
         body: Body,
         ctx: Ctx,
     ) -> Reply {
+        // The client's own `x-waypost-*` fields are gone (accept phase).
         let location = rt.locate(ctx.conn.peer.ip());
-        let spoofed: Vec<header::HeaderName> = parts
-            .headers
-            .keys()
-            .filter(|k| k.as_str().starts_with("x-waypost-"))
-            .cloned()
-            .collect();
-        for name in spoofed {
-            parts.headers.remove(name);
-        }
         let h = &mut parts.headers;
         h.insert(
             plugin::CLIENT_IP,
@@ -184,7 +186,10 @@ impl Proxy {
         )
     }
 
-    async fn dispatch(&self, parts: request::Parts, body: Body, ctx: Ctx) -> Reply {
+    /// Where the request goes after routing (and plugins): its fields
+    /// become the origin's, then the cache serves GET/HEAD unless the
+    /// request carries credentials; everything else passes.
+    async fn dispatch(&self, mut parts: request::Parts, body: Body, ctx: Ctx) -> Reply {
         if let Some(declared) = crate::cache::content_length(&parts.headers)
             && declared > self.max_body_bytes
         {
@@ -198,16 +203,24 @@ impl Proxy {
                 CacheResult::Synth,
             );
         }
-        if matches!(parts.method, Method::GET | Method::HEAD) {
-            self.serve_cached(parts, ctx).await
-        } else {
-            self.pass(parts, body, ctx).await
+        forward::to_origin(&mut parts.headers, &ctx.conn, &ctx.host);
+        let credentials = parts.headers.contains_key(header::AUTHORIZATION);
+        match parts.method {
+            // A response to a request with credentials is that client's
+            // (Varnish's built-in VCL passes them too): never looked up,
+            // never stored.
+            Method::GET | Method::HEAD if credentials => {
+                self.pass(parts, body, ctx, "fwd=request; detail=credentials")
+                    .await
+            }
+            Method::GET | Method::HEAD => self.serve_cached(parts, ctx).await,
+            _ => self.pass(parts, body, ctx, "fwd=method").await,
         }
     }
 
     /// Pass phase: unsafe and unknown methods go to the origin untouched; a
     /// success invalidates what the cache holds for the URL.
-    async fn pass(&self, parts: request::Parts, body: Body, ctx: Ctx) -> Reply {
+    async fn pass(&self, parts: request::Parts, body: Body, ctx: Ctx, why: &str) -> Reply {
         let limit = self.max_body_bytes as usize;
         let body = body::boxed(Limited::new(body, limit));
         let path = forward::origin_form(&parts.uri);
@@ -215,7 +228,7 @@ impl Proxy {
             parts.method,
             Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
         );
-        let req = forward::pass(parts, body, &ctx.conn, &ctx.host);
+        let req = forward::pass(parts, body);
         match ctx.pool.send(req, false).await {
             Ok(resp) => {
                 let (mut rparts, rbody) = resp.into_parts();
@@ -227,34 +240,35 @@ impl Proxy {
                 crate::cache::strip_hop_by_hop(&mut rparts.headers);
                 rparts
                     .headers
-                    .append("cache-status", respond::cache_status("fwd=method"));
+                    .append("cache-status", respond::cache_status(why));
                 (
                     Response::from_parts(rparts, body::boxed(rbody)),
                     CacheResult::Pass,
                 )
             }
-            Err(e) => (origin_error(&e), CacheResult::Synth),
+            Err(e) => (origin_error(&e, why), CacheResult::Synth),
         }
     }
 
-    /// Lookup phase for GET/HEAD.
-    async fn serve_cached(&self, parts: request::Parts, ctx: Ctx) -> Reply {
+    /// Lookup phase for GET/HEAD. The request's fields are already the
+    /// origin's ([`forward::to_origin`]: one spelling of the host for every
+    /// protocol, normalized `Accept-Encoding`), so stored policies and
+    /// variants match what the origin answered.
+    async fn serve_cached(&self, mut parts: request::Parts, ctx: Ctx) -> Reply {
+        if !ctx.honor_client_cache_control {
+            parts.headers.remove(header::CACHE_CONTROL);
+            parts.headers.remove(header::PRAGMA);
+        }
         let path = forward::origin_form(&parts.uri);
         let mut creq = CacheRequest {
             primary: crate::cache::primary(&ctx.host, &path),
+            scheme: if ctx.conn.tls {
+                crate::cache::Scheme::Https
+            } else {
+                crate::cache::Scheme::Http
+            },
             parts,
         };
-        // One spelling of the host for every protocol (HTTP/2 sends none), so
-        // stored policies match later requests whatever their version.
-        if creq
-            .parts
-            .headers
-            .get(header::HOST)
-            .is_none_or(|h| h.as_bytes() != ctx.host.as_bytes())
-            && let Ok(host) = HeaderValue::from_str(&ctx.host)
-        {
-            creq.parts.headers.insert(header::HOST, host);
-        }
         if creq.parts.uri.authority().is_some() {
             creq.parts.uri = path.parse().expect("a path and query is a valid URI");
         }
@@ -299,8 +313,17 @@ impl Proxy {
             cache: self.cache.clone(),
         };
         let primary = obj.meta.primary().to_string();
+        let scheme = if ctx.conn.tls {
+            crate::cache::Scheme::Https
+        } else {
+            crate::cache::Scheme::Http
+        };
         tokio::spawn(async move {
-            let creq = CacheRequest { primary, parts };
+            let creq = CacheRequest {
+                primary,
+                scheme,
+                parts,
+            };
             let _ = this
                 .fetch_and_store(&creq, &ctx, Some(&obj), Some(guard), "fwd=stale")
                 .await;
@@ -362,165 +385,6 @@ impl Link for Terminal {
     }
 }
 
-/// The fetch-and-store steps, separated so background refreshes can own
-/// them without borrowing the proxy.
-struct Fetcher {
-    cache: Arc<Cache>,
-}
-
-impl Fetcher {
-    async fn fetch_and_store(
-        &self,
-        creq: &CacheRequest,
-        ctx: &Ctx,
-        stale: Option<&Arc<CachedObject>>,
-        guard: Option<crate::cache::LeaderGuard>,
-        detail: &str,
-    ) -> Reply {
-        let req = forward::cache_fill(&creq.parts, &ctx.conn, &ctx.host, stale.map(|o| o.as_ref()));
-        let resp = match ctx.pool.send(req, true).await {
-            Ok(r) => r,
-            Err(e) => {
-                drop(guard);
-                let now = SystemTime::now();
-                if let Some(obj) =
-                    stale.filter(|o| o.usable_on_error(now, self.cache.config().grace))
-                {
-                    tracing::warn!(error = %e, key = %obj.meta.key, "origin failed; serving stale (stale-if-error)");
-                    return (
-                        respond::from_cache(
-                            obj,
-                            &creq.parts,
-                            "fwd=stale; detail=stale-if-error",
-                            now,
-                        ),
-                        CacheResult::Stale,
-                    );
-                }
-                return (origin_error(&e), CacheResult::Synth);
-            }
-        };
-        let now = SystemTime::now();
-        let (rparts, rbody) = resp.into_parts();
-        let status = rparts.status.as_u16();
-        if let Some(old) = stale {
-            if rparts.status == StatusCode::NOT_MODIFIED {
-                if let Some(obj) = self.cache.refresh(old, creq, &rparts, now).await {
-                    if let Some(g) = guard {
-                        g.publish(Outcome::Stored(obj.clone()));
-                    }
-                    let detail = format!("{detail}; fwd-status=304");
-                    return (
-                        respond::from_cache(&obj, &creq.parts, &detail, now),
-                        CacheResult::Revalidated,
-                    );
-                }
-            } else if matches!(status, 500 | 502 | 503 | 504)
-                && old.usable_on_error(now, self.cache.config().grace)
-            {
-                drop(guard);
-                tracing::warn!(status, key = %old.meta.key, "origin answered with an error; serving stale (stale-if-error)");
-                let detail = format!("{detail}; fwd-status={status}; detail=stale-if-error");
-                return (
-                    respond::from_cache(old, &creq.parts, &detail, now),
-                    CacheResult::Stale,
-                );
-            }
-        }
-        if rparts.status == StatusCode::NOT_MODIFIED {
-            // A 304 we cannot apply (the stored object changed or is gone):
-            // fetch the full response without validators.
-            drop(guard);
-            let req = forward::cache_fill(&creq.parts, &ctx.conn, &ctx.host, None);
-            return match ctx.pool.send(req, true).await {
-                Ok(r) => self.store_and_respond(creq, ctx, r, None, detail).await,
-                Err(e) => (origin_error(&e), CacheResult::Synth),
-            };
-        }
-        self.store_and_respond(
-            creq,
-            ctx,
-            Response::from_parts(rparts, rbody),
-            guard,
-            detail,
-        )
-        .await
-    }
-
-    /// Store phase: starts the fill (the body is copied by its own task, so a
-    /// client that goes away does not cut the fill short) and answers from
-    /// it; uncacheable responses stream straight through.
-    async fn store_and_respond(
-        &self,
-        creq: &CacheRequest,
-        ctx: &Ctx,
-        resp: Response<Incoming>,
-        guard: Option<crate::cache::LeaderGuard>,
-        detail: &str,
-    ) -> Reply {
-        let now = SystemTime::now();
-        let (mut rparts, rbody) = resp.into_parts();
-        match self.cache.begin_store(creq, &rparts, now).await {
-            Some((obj, mut writer)) => {
-                if let Some(g) = guard {
-                    g.publish(Outcome::Stored(obj.clone()));
-                }
-                let cache = self.cache.clone();
-                let stored = obj.clone();
-                let between_bytes = ctx.pool.between_bytes_timeout();
-                let pool = ctx.pool.name().to_string();
-                tokio::spawn(async move {
-                    let mut frames = BodyStream::new(rbody);
-                    let mut ok = true;
-                    loop {
-                        let Ok(next) = tokio::time::timeout(between_bytes, frames.next()).await
-                        else {
-                            tracing::warn!(key = %stored.meta.key, pool, received = writer.written(), timeout = ?between_bytes, "origin body stalled (between_bytes_timeout); response aborted, nothing cached");
-                            ok = false;
-                            break;
-                        };
-                        let Some(frame) = next else { break };
-                        match frame {
-                            Ok(f) => {
-                                if let Ok(data) = f.into_data()
-                                    && let Err(e) = writer.push(data).await
-                                {
-                                    tracing::error!(key = %stored.meta.key, error = %e, "cache: writing body failed; object dropped");
-                                    ok = false;
-                                    break;
-                                }
-                            }
-                            Err(e) => {
-                                tracing::warn!(key = %stored.meta.key, received = writer.written(), error = %e, "origin body failed mid-transfer; response aborted, nothing cached");
-                                ok = false;
-                                break;
-                            }
-                        }
-                    }
-                    cache.finish_store(&stored, writer, ok).await;
-                });
-                (
-                    respond::from_cache(&obj, &creq.parts, &format!("{detail}; stored"), now),
-                    CacheResult::Miss,
-                )
-            }
-            None => {
-                drop(guard);
-                crate::cache::strip_hop_by_hop(&mut rparts.headers);
-                rparts
-                    .headers
-                    .append("cache-status", respond::cache_status(detail));
-                let body = if creq.parts.method == Method::HEAD {
-                    body::empty()
-                } else {
-                    body::boxed(rbody)
-                };
-                (Response::from_parts(rparts, body), CacheResult::Miss)
-            }
-        }
-    }
-}
-
 /// The client's fault: no usable Host (400) or no site for it (404).
 fn unroutable(parts: &request::Parts) -> Response<Body> {
     match route::request_host(parts) {
@@ -536,15 +400,71 @@ fn unroutable(parts: &request::Parts) -> Response<Body> {
 }
 
 /// 502 for an unreachable or broken origin, 504 for one that timed out.
-fn origin_error(e: &FetchError) -> Response<Body> {
-    let status = match e {
-        FetchError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-        FetchError::Unreachable { .. } => StatusCode::BAD_GATEWAY,
+/// The body names neither the pool nor any origin address (strangers read
+/// it); the log has both, under the request id the body carries.
+pub(super) fn origin_error(e: &FetchError, detail: &str) -> Response<Body> {
+    let (status, what) = match e {
+        FetchError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "did not answer in time"),
+        FetchError::Unreachable { .. } => (StatusCode::BAD_GATEWAY, "could not be reached"),
     };
-    let mut resp = respond::synthetic(status, e.to_string());
-    resp.headers_mut().insert(
-        "cache-status",
-        HeaderValue::from_static("waypost; fwd=uri-miss; detail=origin-unreachable"),
+    let id = rand::random::<u64>();
+    tracing::warn!(request_id = %format!("{id:016x}"), error = %e, "origin fetch failed");
+    let mut resp = respond::synthetic(
+        status,
+        format!("the origin server {what}; request id {id:016x}"),
     );
+    let status = format!("waypost; {detail}; detail=origin-unreachable");
+    if let Ok(v) = HeaderValue::from_str(&status) {
+        resp.headers_mut().insert("cache-status", v);
+    }
     resp
+}
+
+/// Methods the edge refuses before routing: TRACE would echo the request
+/// (credentials included) and CONNECT would make the edge a tunnel, so
+/// both are 405; a method no site can mean is 501 (RFC 9110 §9.1).
+fn refuse_method(method: &Method) -> Option<Response<Body>> {
+    const ALLOW: &str = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS";
+    let status = match *method {
+        Method::GET
+        | Method::HEAD
+        | Method::POST
+        | Method::PUT
+        | Method::DELETE
+        | Method::PATCH
+        | Method::OPTIONS => return None,
+        Method::TRACE | Method::CONNECT => StatusCode::METHOD_NOT_ALLOWED,
+        _ => StatusCode::NOT_IMPLEMENTED,
+    };
+    let mut resp = respond::synthetic(status, format!("method {method} is not served here"));
+    resp.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(ALLOW));
+    Some(resp)
+}
+
+/// Replaces the request's path by its normalized form ([`path`]) before
+/// routing, so sites, plugins, the cache key and the origin all see one
+/// spelling; a path that could route differently at the origin is
+/// refused with the 400 returned.
+fn normalize_target(parts: &mut request::Parts) -> Option<Response<Body>> {
+    let normalized = match path::normalize(parts.uri.path()) {
+        Ok(std::borrow::Cow::Borrowed(_)) => return None,
+        Ok(std::borrow::Cow::Owned(p)) => p,
+        Err(e) => return Some(respond::synthetic(StatusCode::BAD_REQUEST, e.to_string())),
+    };
+    let target = match parts.uri.query() {
+        Some(q) => format!("{normalized}?{q}"),
+        None => normalized,
+    };
+    let invalid = || respond::synthetic(StatusCode::BAD_REQUEST, "the request target is not valid");
+    let mut uri = http::uri::Parts::from(parts.uri.clone());
+    let Ok(pq) = target.parse() else {
+        return Some(invalid());
+    };
+    uri.path_and_query = Some(pq);
+    match http::Uri::from_parts(uri) {
+        Ok(u) => parts.uri = u,
+        Err(_) => return Some(invalid()),
+    }
+    None
 }

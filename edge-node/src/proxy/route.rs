@@ -15,6 +15,10 @@ pub struct Site {
     /// The plugin chain, first link first; empty for a plain cache site.
     pub plugins: Vec<Arc<PluginSlot>>,
     pub plugin_config: Arc<HashMap<String, String>>,
+    /// Whether request `Cache-Control`/`Pragma` may force revalidation or
+    /// bypass (`honor_client_cache_control`; off by default, as in Varnish
+    /// and Fastly, so no client can turn hits into origin traffic).
+    pub honor_client_cache_control: bool,
 }
 
 impl Site {
@@ -25,7 +29,13 @@ impl Site {
             pool,
             plugins: Vec::new(),
             plugin_config: Arc::default(),
+            honor_client_cache_control: false,
         }
+    }
+
+    pub fn honoring_client_cache_control(mut self, honor: bool) -> Self {
+        self.honor_client_cache_control = honor;
+        self
     }
 
     pub fn with_plugins(
@@ -61,13 +71,14 @@ impl Router {
         Self { sites }
     }
 
-    /// The site for `host` (lower-case, no port) and `path`: among sites
-    /// whose host list matches, the longest path prefix; an exact host beats
-    /// a wildcard at equal prefix length.
+    /// The site for `host` (lower-case, no port) and normalized `path`:
+    /// among sites whose host list matches and whose prefix matches on a
+    /// segment boundary, the longest prefix; an exact host beats a wildcard
+    /// at equal prefix length.
     pub fn route(&self, host: &str, path: &str) -> Option<&Site> {
         self.sites
             .iter()
-            .filter(|s| s.host_matches(host) && path.starts_with(&s.prefix))
+            .filter(|s| s.host_matches(host) && super::path::prefix_matches(&s.prefix, path))
             .max_by_key(|s| (s.prefix.len(), s.hosts.iter().any(|h| h == host)))
     }
 }

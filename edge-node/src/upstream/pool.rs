@@ -74,6 +74,8 @@ pub struct Pool {
     next: AtomicUsize,
     client: Client<HttpConnector, Body>,
     metrics: Arc<Metrics>,
+    /// Permits for cache fills (`max_fills`).
+    fills: Arc<tokio::sync::Semaphore>,
 }
 
 impl Pool {
@@ -96,7 +98,9 @@ impl Pool {
                 failures: AtomicU32::new(0),
             })
             .collect();
+        let fills = Arc::new(tokio::sync::Semaphore::new(config.max_fills));
         let pool = Arc::new(Self {
+            fills,
             config,
             origins,
             next: AtomicUsize::new(0),
@@ -121,6 +125,14 @@ impl Pool {
 
     pub fn name(&self) -> &str {
         &self.config.name
+    }
+
+    /// A permit to store one response from this pool, held until its fill
+    /// ends; `None` when `max_fills` are running. Bounds what clients can
+    /// make the edge download at once (e.g. `Range: bytes=0-0` on many large
+    /// uncached objects, each of which would otherwise be fetched whole).
+    pub fn try_fill(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.fills.clone().try_acquire_owned().ok()
     }
 
     pub(super) fn client(&self) -> &Client<HttpConnector, Body> {

@@ -190,7 +190,7 @@ pub fn edge_toml(origins: &[SocketAddr], dir: &std::path::Path, extra: &str) -> 
 http = "127.0.0.1:0"
 [admin]
 listen = "127.0.0.1:0"
-token = "secret"
+token = "test-admin-token-0123456789"
 [cache]
 memory_capacity = "64MiB"
 max_memory_object = "1MiB"

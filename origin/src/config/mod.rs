@@ -30,8 +30,13 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Root of the local object store (blobs and metadata).
     pub data_dir: PathBuf,
-    /// Bearer token that authorises writes.
+    /// Bearer token that authorises writes (and reads).
     pub token: String,
+    /// Bearer token that authorises reads of KV, the change feed, cluster
+    /// state, plugins and metrics, but no writes: what edges and monitoring
+    /// present. Without it only `token` reads them; assets and `/healthz`
+    /// need no token.
+    pub read_token: Option<String>,
     /// `Cache-Control` for assets that match no rule.
     pub default_cache_control: String,
     /// Per-prefix `Cache-Control`; the longest matching prefix wins.
@@ -60,6 +65,7 @@ struct RawConfig {
     listen: Option<String>,
     data_dir: Option<PathBuf>,
     token: Option<String>,
+    read_token: Option<String>,
     default_cache_control: Option<String>,
     #[serde(default)]
     cache_rules: Vec<RawCacheRule>,
@@ -84,6 +90,7 @@ impl Config {
                 .expect("default listen address is valid"),
             data_dir: data_dir.into(),
             token: token.into(),
+            read_token: None,
             default_cache_control: DEFAULT_CACHE_CONTROL.to_string(),
             cache_rules: Vec::new(),
             cluster: None,
@@ -115,7 +122,16 @@ impl Config {
     /// Checks the invariants [`Config::load`] enforces, for configurations
     /// built in code (flag overrides, tests).
     pub fn validate(&self) -> Result<(), FieldError> {
-        check_token(&self.token)?;
+        check_token("token", &self.token)?;
+        if let Some(read) = &self.read_token {
+            check_token("read_token", read)?;
+            if read == &self.token {
+                return Err(FieldError::new(
+                    "read_token",
+                    "must differ from `token`: whoever holds the read token could write",
+                ));
+            }
+        }
         check_header_value("default_cache_control", &self.default_cache_control)?;
         if self.data_dir.as_os_str().is_empty() {
             return Err(FieldError::new("data_dir", "must not be empty"));
@@ -160,6 +176,7 @@ fn validate(raw: RawConfig) -> Result<Config, FieldError> {
         listen,
         data_dir,
         token,
+        read_token: raw.read_token,
         default_cache_control: raw
             .default_cache_control
             .unwrap_or_else(|| DEFAULT_CACHE_CONTROL.to_string()),
@@ -187,13 +204,13 @@ fn validate(raw: RawConfig) -> Result<Config, FieldError> {
     Ok(config)
 }
 
-fn check_token(token: &str) -> Result<(), FieldError> {
+fn check_token(field: &'static str, token: &str) -> Result<(), FieldError> {
     if token.trim().is_empty() {
-        return Err(FieldError::new("token", "must not be empty"));
+        return Err(FieldError::new(field, "must not be empty"));
     }
     if !token.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(FieldError::new(
-            "token",
+            field,
             "must be printable ASCII without spaces, so it fits an Authorization header",
         ));
     }

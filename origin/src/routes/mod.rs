@@ -125,6 +125,15 @@ pub async fn dispatch(
     req: Request<Incoming>,
 ) -> Response<ResBody> {
     let method = req.method().clone();
+    if is_read(&method)
+        && matches!(
+            route,
+            Route::Kv | Route::Plugins | Route::Events | Route::Cluster | Route::Metrics
+        )
+        && let Err(denied) = auth::require_read(req.headers(), &state.config)
+    {
+        return denied;
+    }
     match route {
         Route::Healthz if is_read(&method) => ops::healthz(state, &method).await,
         Route::Metrics if is_read(&method) => ops::metrics(state, &method),

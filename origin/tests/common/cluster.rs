@@ -34,10 +34,7 @@ impl Cluster {
             nodes: Vec::new(),
             addrs,
             dirs,
-            client: Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap(),
+            client: super::reading_client(Client::builder().timeout(Duration::from_secs(10))),
         };
         for (i, listener) in listeners.into_iter().enumerate() {
             let server = Server::start_on(cluster.config(i), listener).await.unwrap();
@@ -50,6 +47,7 @@ impl Cluster {
     fn config(&self, i: usize) -> Config {
         let mut config = Config::for_data_dir(self.dirs[i].path(), TOKEN);
         config.listen = self.addrs[i];
+        config.read_token = Some(super::READ_TOKEN.into());
         config.cluster = Some(ClusterConfig {
             node_id: i as u64 + 1,
             members: self

@@ -9,6 +9,20 @@ use origin::{CacheRule, Config, RunningServer, Server};
 use reqwest::{Client, RequestBuilder};
 
 pub const TOKEN: &str = "test-token";
+/// The read token every test origin accepts; the harness clients send it
+/// on every request, as edges and monitoring do.
+pub const READ_TOKEN: &str = "test-read-token";
+
+/// A client that presents [`READ_TOKEN`] unless a request sets its own
+/// `Authorization`.
+pub fn reading_client(builder: reqwest::ClientBuilder) -> Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {READ_TOKEN}").parse().unwrap(),
+    );
+    builder.default_headers(headers).build().unwrap()
+}
 
 pub struct Origin {
     pub server: RunningServer,
@@ -26,12 +40,13 @@ impl Origin {
         let data = tempfile::tempdir().unwrap();
         let mut config = Config::for_data_dir(data.path(), TOKEN);
         config.listen = "127.0.0.1:0".parse().unwrap();
+        config.read_token = Some(READ_TOKEN.into());
         adjust(&mut config);
         let server = Server::start(config).await.unwrap();
         let base = format!("http://{}", server.local_addr());
         Self {
             server,
-            client: Client::new(),
+            client: reading_client(Client::builder()),
             base,
             _data: data,
         }

@@ -1,0 +1,46 @@
+//! Checks on credentials every server applies at start: a token copied
+//! from the documentation (`change-me`) is known to everyone who read it,
+//! so a server refuses to run with one rather than be open with a
+//! password in its README.
+
+/// Whether `token` is one of the placeholders documentation and examples
+/// use, or too short to resist guessing (under 16 characters).
+pub fn weakness(token: &str) -> Option<&'static str> {
+    const PLACEHOLDERS: &[&str] = &[
+        "change-me",
+        "changeme",
+        "change_me",
+        "replace-me",
+        "secret",
+        "token",
+        "password",
+        "admin",
+    ];
+    let lower = token.to_ascii_lowercase();
+    if PLACEHOLDERS
+        .iter()
+        .any(|p| lower == *p || lower.starts_with(&format!("{p}-")))
+    {
+        return Some(
+            "is a placeholder from the documentation; generate one, e.g. `openssl rand -hex 32`",
+        );
+    }
+    if token.len() < 16 {
+        return Some("is shorter than 16 characters; generate one, e.g. `openssl rand -hex 32`");
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::weakness;
+
+    #[test]
+    fn placeholders_and_short_tokens_are_weak() {
+        assert!(weakness("change-me").is_some());
+        assert!(weakness("CHANGE-ME").is_some());
+        assert!(weakness("change-me-please-really").is_some());
+        assert!(weakness("abc").is_some());
+        assert!(weakness("3f9a1c0e7b2d4a5f8e6c1b0a9d7f3e2c").is_none());
+    }
+}
