@@ -269,7 +269,15 @@ async fn serves_h2c_and_counts_existing_assets_on_restart() {
 
     let second = origin::Server::start(config).await.unwrap();
     let url = format!("http://{}/metrics", second.local_addr());
-    let text = client.get(&url).send().await.unwrap().text().await.unwrap();
+    let text = client
+        .get(&url)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(text.contains("origin_assets 1"), "{text}");
     let url = format!("http://{}/assets/k", second.local_addr());
     assert_eq!(

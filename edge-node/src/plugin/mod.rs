@@ -173,6 +173,7 @@ impl Runtime {
             ),
         })?;
         let config = slot.current().config.clone();
+        let (name, path) = (config.name.clone(), config.file.display().to_string());
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
             let loaded = LoadedPlugin::compile(&config, &bytes, &this.engine, &this.linker)?;
@@ -186,7 +187,15 @@ impl Runtime {
             Ok(version)
         })
         .await
-        .expect("plugin compile task panicked")
+        // A component that makes the compiler panic fails its own upload
+        // (or feed install); the edge and its feed keep running.
+        .unwrap_or_else(|join| {
+            Err(LoadError::Compile {
+                name,
+                path,
+                reason: format!("the compiler failed on this component: {join}"),
+            })
+        })
     }
 
     /// Polls plugin files and swaps in changed versions until `stop`.

@@ -136,9 +136,20 @@ impl Replica {
             ..Default::default()
         }
         .validate()?;
+        // Every request between regions carries the cluster's token: peers'
+        // `GET /cluster` (bootstrap and membership checks) is a private
+        // read, and a probe refused for want of it would look like "no
+        // cluster here" and let a new region found its own.
+        let mut auth = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .expect("the token was validated as header-safe");
+        auth.set_sensitive(true);
         let http = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_millis(500))
+            .default_headers(reqwest::header::HeaderMap::from_iter([(
+                reqwest::header::AUTHORIZATION,
+                auth,
+            )]))
             .build()
             .expect("reqwest client builds");
         let network = network::Network::new(http.clone(), token.clone());
