@@ -10,6 +10,7 @@ pub mod asset_path;
 pub mod config;
 pub mod http_cond;
 pub mod metrics;
+pub mod names;
 pub mod peers;
 pub mod raft;
 mod response;

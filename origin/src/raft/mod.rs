@@ -4,19 +4,25 @@
 //! disk, and any region forwards writes to the leader.
 //!
 //! - [`state`]: the replicated data and how commands change it,
+//! - [`validate`] / [`conditions`]: what a command must satisfy there,
 //! - [`log_store`] / [`state_machine`]: persistence openraft drives,
-//! - [`network`]: the RPCs between regions,
+//! - [`network`]: the RPCs between regions, [`intake`]: those received,
+//!   bounded before openraft sees them,
 //! - [`bootstrap`]: founding the cluster versus waiting to be added,
 //! - [`membership`]: adding and removing regions at runtime,
 //! - [`Replica`]: what the HTTP handlers use (write, strong read, status).
 
+mod blob_refs;
 pub mod bootstrap;
+pub mod conditions;
+pub mod intake;
 pub mod log_store;
 pub mod membership;
 pub mod network;
 pub mod state;
 pub mod state_machine;
 mod status;
+pub mod validate;
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
@@ -29,9 +35,11 @@ use openraft::{BasicNode, RaftMetrics};
 
 use crate::config::RaftTiming;
 
+pub use conditions::Conditions;
 pub use state::{Command, Event, EventKind, Outcome, State};
 pub use state_machine::StateMachine;
 pub use status::{ClusterStatus, PeerStatus};
+pub use validate::Refusal;
 
 openraft::declare_raft_types!(
     /// Waypost's Raft types: commands in, outcomes out, nodes by address.
@@ -88,6 +96,10 @@ pub enum WriteError {
     Unknown { leader: String },
     #[error("this origin's Raft node has stopped: {0}")]
     Stopped(String),
+    /// The write was refused as invalid or for a failed precondition, by
+    /// the state machine or before it was proposed; nothing changed.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
 }
 
 /// This region's Raft node plus the state it applies.
@@ -99,6 +111,7 @@ pub struct Replica {
     http: reqwest::Client,
     token: String,
     leader_changes: Arc<std::sync::atomic::AtomicU64>,
+    snapshot_intake: Arc<tokio::sync::Mutex<intake::SnapshotIntake>>,
 }
 
 impl Replica {
@@ -177,12 +190,24 @@ impl Replica {
             http,
             token,
             leader_changes,
+            snapshot_intake: Arc::default(),
         })
     }
 
     /// Proposes `command` and waits until a majority holds it, forwarding
-    /// to the leader when this node is not the leader.
+    /// to the leader when this node is not the leader. A command the state
+    /// machine would refuse as invalid is refused before it is proposed;
+    /// one it refused when applied (a failed precondition) is an error too.
     pub async fn write(&self, command: Command) -> Result<Outcome, WriteError> {
+        command.check().map_err(|e| WriteError::Refused(e.into()))?;
+        let outcome = self.write_checked(command).await?;
+        match outcome.refused {
+            Some(refusal) => Err(WriteError::Refused(refusal)),
+            None => Ok(outcome),
+        }
+    }
+
+    async fn write_checked(&self, command: Command) -> Result<Outcome, WriteError> {
         let deadline = Instant::now() + WRITE_TIMEOUT;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -213,8 +238,13 @@ impl Replica {
     }
 
     /// Proposes `command` on this node only; `None` if it is not the leader
-    /// (the caller then finds the new leader). Used for forwarded writes.
+    /// (the caller then finds the new leader). Used for forwarded writes;
+    /// an invalid command is refused before it is proposed, and a refusal
+    /// by the state machine travels back in [`Outcome::refused`].
     pub async fn write_here(&self, command: Command) -> Result<Option<Outcome>, WriteError> {
+        if let Err(e) = command.check() {
+            return Err(WriteError::Refused(e.into()));
+        }
         match tokio::time::timeout(WRITE_TIMEOUT, self.raft.client_write(command)).await {
             Err(_) => Err(WriteError::NoQuorum(WRITE_TIMEOUT)),
             Ok(Ok(response)) => Ok(Some(response.data)),

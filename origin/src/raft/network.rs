@@ -241,6 +241,7 @@ mod tests {
                 payload: EntryPayload::Normal(Command::KvDelete {
                     namespace: "ns".into(),
                     key: "k".into(),
+                    precondition: None,
                 }),
             })
             .collect();

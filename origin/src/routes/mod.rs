@@ -23,7 +23,7 @@ use hyper::body::Incoming;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::peers::PeerClient;
-use crate::raft::{Replica, WriteError};
+use crate::raft::{Refusal, Replica, WriteError};
 use crate::response::{self, ResBody};
 use crate::store::Store;
 
@@ -55,8 +55,23 @@ impl AppState {
     }
 }
 
-/// 503 for a write or strong read that was not acknowledged.
-pub fn unavailable(error: &WriteError) -> Response<ResBody> {
+/// The answer to a write or strong read that did not succeed: 400 for an
+/// invalid write, 412 for a failed precondition, else 503 (not
+/// acknowledged; retry).
+pub fn write_failed(error: &WriteError) -> Response<ResBody> {
+    match error {
+        WriteError::Refused(Refusal::Invalid { .. }) => {
+            return response::text(StatusCode::BAD_REQUEST, error.to_string());
+        }
+        WriteError::Refused(Refusal::PreconditionFailed) => {
+            return response::text(
+                StatusCode::PRECONDITION_FAILED,
+                "a precondition (If-Match, If-None-Match or If-Unmodified-Since) is false for \
+                 the version current when the write was applied; nothing was written",
+            );
+        }
+        _ => {}
+    }
     let mut response = response::text(StatusCode::SERVICE_UNAVAILABLE, error.to_string());
     response.headers_mut().insert(
         http::header::RETRY_AFTER,
