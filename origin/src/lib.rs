@@ -9,6 +9,7 @@
 pub mod asset_path;
 pub mod config;
 pub mod http_cond;
+pub mod listen;
 pub mod metrics;
 pub mod names;
 pub mod peers;

@@ -150,7 +150,7 @@ impl Replica {
         }
         .validate()?;
         let http = reqwest::Client::builder()
-            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_idle_timeout(crate::listen::CLIENT_POOL_IDLE)
             .connect_timeout(Duration::from_millis(500))
             .build()
             .expect("reqwest client builds");
