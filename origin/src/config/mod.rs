@@ -22,6 +22,8 @@ use service_base::config_file::{self, ConfigError, FieldError};
 
 /// The listen address used when the file does not name one.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
+/// The largest asset or plugin upload accepted by default (1 GiB).
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 1 << 30;
 /// The `Cache-Control` sent for assets no rule or upload header covers.
 pub const DEFAULT_CACHE_CONTROL: &str = "public, max-age=60";
 
@@ -45,6 +47,10 @@ pub struct Config {
     /// Where blobs live (the Raft log and snapshots always stay in
     /// `data_dir`).
     pub storage: StorageConfig,
+    /// The largest asset or plugin body `PUT` accepts (`max_upload_bytes`);
+    /// larger ones get 413 naming it. Blobs pushed by peers are held to it
+    /// too, so keep it the same in every region.
+    pub max_upload_bytes: u64,
     /// Connection limits of the public listener (`[limits]`).
     pub limits: crate::listen::Limits,
     /// A listener of its own for traffic between regions (`[peer]`);
@@ -73,6 +79,7 @@ struct RawConfig {
     cluster: Option<cluster::RawCluster>,
     raft: Option<raft_timing::RawRaftTiming>,
     storage: Option<storage::RawStorage>,
+    max_upload_bytes: Option<u64>,
     limits: Option<listener::RawLimits>,
     peer: Option<listener::RawPeer>,
 }
@@ -98,6 +105,7 @@ impl Config {
             cluster: None,
             raft: RaftTiming::default(),
             storage: StorageConfig::Local,
+            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             limits: crate::listen::Limits::PUBLIC,
             peer: None,
         }
@@ -139,6 +147,12 @@ impl Config {
         }
         self.raft.validate()?;
         self.storage.validate()?;
+        if self.max_upload_bytes == 0 {
+            return Err(FieldError::new(
+                "max_upload_bytes",
+                "must be greater than zero",
+            ));
+        }
         listener::check_limits("limits", &self.limits)?;
         if let Some(peer) = &self.peer {
             listener::check_limits("peer", &peer.limits)?;
@@ -203,6 +217,7 @@ fn validate(raw: RawConfig) -> Result<Config, FieldError> {
             .map(storage::RawStorage::validate)
             .transpose()?
             .unwrap_or_default(),
+        max_upload_bytes: raw.max_upload_bytes.unwrap_or(DEFAULT_MAX_UPLOAD_BYTES),
         limits: raw
             .limits
             .unwrap_or_default()
@@ -258,6 +273,18 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(Path::new("origin.toml"), text)
+    }
+
+    #[test]
+    fn upload_limit_has_a_default_and_must_be_positive() {
+        let c = parse("data_dir = \"/x\"\ntoken = \"t\"").unwrap();
+        assert_eq!(c.max_upload_bytes, DEFAULT_MAX_UPLOAD_BYTES);
+        let c = parse("data_dir = \"/x\"\ntoken = \"t\"\nmax_upload_bytes = 10").unwrap();
+        assert_eq!(c.max_upload_bytes, 10);
+        let msg = parse("data_dir = \"/x\"\ntoken = \"t\"\nmax_upload_bytes = 0")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("`max_upload_bytes`"), "{msg}");
     }
 
     #[test]

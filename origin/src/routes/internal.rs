@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use futures::TryStreamExt;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, StreamBody};
+use http_body_util::{BodyExt, LengthLimitError, StreamBody};
 use hyper::body::{Frame, Incoming};
 use serde::Serialize;
 
@@ -146,7 +146,8 @@ async fn store_blob(
     sha256: &str,
     req: Request<Incoming>,
 ) -> Response<ResBody> {
-    let body = req.into_body().into_data_stream();
+    let limit = state.config.max_upload_bytes;
+    let body = body::limited(req, limit).into_data_stream();
     match state.store.blobs.put_stream(body, |_| {}).await {
         Ok(stored) if stored.sha256 == sha256 => {
             let mut response = Response::new(response::empty());
@@ -160,6 +161,7 @@ async fn store_blob(
                 stored.sha256
             ),
         ),
+        Err(BlobWriteError::Body(e)) if e.is::<LengthLimitError>() => body::upload_too_large(limit),
         Err(BlobWriteError::Body(e)) => response::text(
             StatusCode::BAD_REQUEST,
             format!("the pushed blob ended early ({e}); nothing was stored"),
