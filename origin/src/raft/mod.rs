@@ -19,6 +19,7 @@ pub mod intake;
 pub mod log_store;
 pub mod membership;
 pub mod network;
+mod read_index;
 pub mod state;
 pub mod state_machine;
 mod status;
@@ -71,7 +72,7 @@ pub enum ReplicaError {
 }
 
 /// Why a write or a strong read was not acknowledged.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum WriteError {
     /// The leader took the write into its log but no majority confirmed
     /// it in time. The entry stays in the log and commits if a majority
@@ -112,6 +113,7 @@ pub struct Replica {
     token: String,
     leader_changes: Arc<std::sync::atomic::AtomicU64>,
     snapshot_intake: Arc<tokio::sync::Mutex<intake::SnapshotIntake>>,
+    read_rounds: Arc<read_index::ReadRounds>,
 }
 
 impl Replica {
@@ -191,6 +193,7 @@ impl Replica {
             token,
             leader_changes,
             snapshot_intake: Arc::default(),
+            read_rounds: Arc::default(),
         })
     }
 
@@ -267,32 +270,6 @@ impl Replica {
             .await
             .map_err(|_| WriteError::NoReadQuorum(WRITE_TIMEOUT))?;
         Ok(())
-    }
-
-    /// The commit index a linearizable read must wait for; asks the leader
-    /// when this node is not it.
-    pub async fn read_index(&self) -> Result<u64, WriteError> {
-        let deadline = Instant::now() + WRITE_TIMEOUT;
-        loop {
-            match self.raft.ensure_linearizable().await {
-                Ok(log_id) => return Ok(log_id.map_or(0, |l| l.index)),
-                Err(RaftError::APIError(e)) => {
-                    let leader = match &e {
-                        openraft::error::CheckIsLeaderError::ForwardToLeader(f) => {
-                            f.leader_node.clone()
-                        }
-                        openraft::error::CheckIsLeaderError::QuorumNotEnough(_) => {
-                            return Err(WriteError::NoReadQuorum(WRITE_TIMEOUT));
-                        }
-                    };
-                    match leader {
-                        Some(node) => return self.forward_read_index(&node.addr).await,
-                        None => self.wait_leader_other_than(None, deadline).await?,
-                    }
-                }
-                Err(RaftError::Fatal(e)) => return Err(WriteError::Stopped(e.to_string())),
-            }
-        }
     }
 
     /// The current leader's advertised address.

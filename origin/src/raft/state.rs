@@ -19,6 +19,10 @@ use crate::store::AssetMeta;
 /// How many events the feed keeps; a subscriber further behind than this
 /// gets `410 Gone` and must resynchronise from a full listing.
 pub const EVENTS_KEPT: usize = 10_000;
+/// Most bytes of JSON one page of events holds (at least one event): a
+/// purge can name 10,000 paths, so a page of 1,000 events is not bounded
+/// by its count.
+pub const EVENT_PAGE_BYTES: usize = 4 * 1024 * 1024;
 
 /// A write, as proposed to the leader and stored in the Raft log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -369,15 +373,29 @@ impl State {
         }
     }
 
-    /// Events with a sequence number above `after`, at most `limit`; `None`
-    /// when `after` is older than the oldest event kept (a gap).
+    /// Events with a sequence number above `after`, at most `limit` and
+    /// [`EVENT_PAGE_BYTES`] of JSON (at least one); `None` when `after` is
+    /// older than the oldest event kept (a gap). Resume after the last one.
     pub fn events_after(&self, after: u64, limit: usize) -> Option<Vec<Event>> {
         let oldest = self.events.front().map_or(self.last_seq + 1, |e| e.seq);
         if after.saturating_add(1) < oldest && after < self.last_seq {
             return None;
         }
         let skip = after.saturating_add(1).saturating_sub(oldest) as usize;
-        Some(self.events.iter().skip(skip).take(limit).cloned().collect())
+        let mut bytes = 0;
+        let page = self
+            .events
+            .iter()
+            .skip(skip)
+            .take(limit)
+            .take_while(|event| {
+                let first = bytes == 0;
+                bytes += crate::json_size::json_len(event) + 1;
+                first || bytes <= EVENT_PAGE_BYTES
+            })
+            .cloned()
+            .collect();
+        Some(page)
     }
 
     fn push(&mut self, kind: EventKind) -> u64 {

@@ -185,6 +185,25 @@ fn events_resume_without_gaps_or_duplicates() {
 }
 
 #[test]
+fn event_pages_are_bounded_in_bytes() {
+    let mut s = State::default();
+    let path = "p".repeat(crate::raft::validate::MAX_PURGE_ITEM);
+    for _ in 0..3 {
+        s.apply(Command::Purge {
+            paths: vec![path.clone(); 300],
+            surrogate_keys: vec![],
+            soft: false,
+        });
+    }
+    // Each event is ~2.4 MiB of JSON: one per page, and the next page
+    // resumes after it.
+    let page = s.events_after(0, 1000).unwrap();
+    assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), [1]);
+    let page = s.events_after(1, 1000).unwrap();
+    assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), [2]);
+}
+
+#[test]
 fn trimmed_events_report_a_gap() {
     let mut s = State::default();
     for i in 0..EVENTS_KEPT + 3 {

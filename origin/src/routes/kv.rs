@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use super::auth::require_token;
 use super::{AppState, body, query, write_failed};
+use crate::json_size::json_len;
 use crate::names::check_kv_name;
 use crate::raft::Command;
 use crate::raft::conditions::{self, Conditions};
@@ -26,6 +27,11 @@ use crate::response::{self, ResBody};
 pub use crate::names::MAX_KV_VALUE as MAX_VALUE;
 /// Most entries one listing returns.
 const MAX_LIST: usize = 1000;
+/// Most bytes of JSON one listing holds (at least one entry): 1,000 values
+/// of 1 MiB would be ~1 GiB, ~6 GiB escaped.
+pub const MAX_LIST_BYTES: usize = 4 * 1024 * 1024;
+/// `{"key":,"value":},` around each entry.
+const ENTRY_OVERHEAD: usize = 18;
 /// Header carrying the change-feed sequence number a write produced.
 pub const SEQ_HEADER: &str = "x-waypost-seq";
 
@@ -158,8 +164,8 @@ async fn delete(
 struct Listing {
     namespace: String,
     entries: Vec<Entry>,
-    /// More keys match than one listing returns; ask again with
-    /// `after=<last key>`.
+    /// More keys match than one listing returns (1,000 entries or
+    /// [`MAX_LIST_BYTES`] of JSON); ask again with `after=<last key>`.
     truncated: bool,
 }
 
@@ -177,27 +183,38 @@ async fn list(state: &Arc<AppState>, ns: &str, req: &Request<Incoming>) -> Respo
     }
     let prefix = query::param(req.uri(), "prefix").unwrap_or_default();
     let after = query::param(req.uri(), "after");
-    let mut entries: Vec<Entry> = state.replica.state.read(|s| {
+    let (entries, truncated) = state.replica.state.read(|s| {
         let Some(n) = s.kv.get(ns) else {
-            return Vec::new();
+            return (Vec::new(), false);
         };
         // Start inside the prefix even when `after` sorts before it.
         let start = after
             .clone()
             .filter(|a| *a > prefix)
             .unwrap_or_else(|| prefix.clone());
-        n.range(start..)
+        let mut matching = n
+            .range(start..)
             .filter(|(k, _)| after.as_ref() != Some(*k))
-            .take_while(|(k, _)| k.starts_with(&prefix))
-            .take(MAX_LIST + 1)
-            .map(|(k, v)| Entry {
+            .take_while(|(k, _)| k.starts_with(&prefix));
+        let mut entries = Vec::new();
+        let mut bytes = 0;
+        let truncated = loop {
+            let Some((k, v)) = matching.next() else {
+                break false;
+            };
+            let size = json_len(k) + json_len(v) + ENTRY_OVERHEAD;
+            let full = entries.len() == MAX_LIST || bytes + size > MAX_LIST_BYTES;
+            if full && !entries.is_empty() {
+                break true;
+            }
+            bytes += size;
+            entries.push(Entry {
                 key: k.clone(),
                 value: v.clone(),
-            })
-            .collect()
+            });
+        };
+        (entries, truncated)
     });
-    let truncated = entries.len() > MAX_LIST;
-    entries.truncate(MAX_LIST);
     body::json_response(
         StatusCode::OK,
         &Listing {
