@@ -13,11 +13,19 @@ use reqwest::StatusCode;
 
 const RACERS: usize = 16;
 
-/// Sends `RACERS` PUTs of distinct bodies to `path` with `header`, round
-/// robin over the regions; returns each racer's status and body.
-async fn race(c: &Cluster, path: &str, header: (&str, &str)) -> Vec<(StatusCode, String)> {
+/// Sends `RACERS` PUTs of distinct bodies (named after `round`) to `path`
+/// with `header`, round robin over the regions; returns each racer's
+/// status and body. Bodies differ between rounds too: the entity tag is
+/// the content's hash, so rewriting the current bytes keeps the tag and a
+/// second compare-and-set on it would rightly succeed.
+async fn race(
+    c: &Cluster,
+    round: &str,
+    path: &str,
+    header: (&str, &str),
+) -> Vec<(StatusCode, String)> {
     let puts = (0..RACERS).map(|i| {
-        let body = format!("racer {i}");
+        let body = format!("{round} racer {i}");
         let request = c
             .client
             .put(c.url(i % c.len(), path))
@@ -50,19 +58,19 @@ async fn read(c: &Cluster, path: &str) -> reqwest::Response {
 async fn sixteen_racers_one_winner() {
     let c = Cluster::start(3).await;
 
-    let results = race(&c, "/assets/once.txt", ("if-none-match", "*")).await;
+    let results = race(&c, "create", "/assets/once.txt", ("if-none-match", "*")).await;
     let winner = one_winner(&results, StatusCode::CREATED);
     let stored = read(&c, "/assets/once.txt").await.text().await.unwrap();
     assert_eq!(stored, winner);
 
-    let results = race(&c, "/kv/race/once", ("if-none-match", "*")).await;
+    let results = race(&c, "create", "/kv/race/once", ("if-none-match", "*")).await;
     let winner = one_winner(&results, StatusCode::CREATED);
     let resp = read(&c, "/kv/race/once").await;
     let etag = resp.headers()["etag"].to_str().unwrap().to_string();
     assert_eq!(resp.text().await.unwrap(), winner);
 
     // Everyone read the same version; one compare-and-set may replace it.
-    let results = race(&c, "/kv/race/once", ("if-match", &etag)).await;
+    let results = race(&c, "replace", "/kv/race/once", ("if-match", &etag)).await;
     let winner = one_winner(&results, StatusCode::NO_CONTENT);
     let resp = read(&c, "/kv/race/once").await;
     assert_ne!(resp.headers()["etag"].to_str().unwrap(), etag);

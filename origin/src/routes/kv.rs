@@ -8,7 +8,9 @@
 //! `If-Match: "<etag>"` (compare-and-set) and `If-None-Match: *` (create
 //! only); the state machine decides them on the value current at commit,
 //! so of concurrent writers with the same precondition exactly one wins
-//! and the others get 412.
+//! and the others get 412. (Being a content hash, the tag survives a write
+//! of the same bytes: a compare-and-set on it then still succeeds, as one
+//! on the value should.)
 
 use std::sync::Arc;
 
