@@ -127,6 +127,13 @@ impl LogStore {
         })
     }
 
+    /// Whether the log holds nothing at all: no entry, purge or vote (a new
+    /// node, or one whose data directory was wiped).
+    pub fn is_blank(&self) -> bool {
+        let inner = self.lock();
+        inner.entries.is_empty() && inner.last_purged.is_none() && inner.vote.is_none()
+    }
+
     /// Appends records and (if `sync`) fsyncs, off the async threads.
     async fn write(&self, records: Vec<Record>, sync: bool) -> std::io::Result<()> {
         let mut buf = Vec::new();

@@ -15,6 +15,7 @@
 mod blob_refs;
 pub mod bootstrap;
 pub mod conditions;
+pub mod identity;
 pub mod intake;
 pub mod log_store;
 pub mod membership;
@@ -63,6 +64,8 @@ pub enum ReplicaError {
     Log(#[from] log_store::LogOpenError),
     #[error(transparent)]
     Snapshot(#[from] state_machine::SnapshotLoadError),
+    #[error(transparent)]
+    Identity(#[from] identity::IdentityError),
     #[error("invalid Raft settings: {0}")]
     Config(#[from] openraft::ConfigError),
     #[error("Raft stopped while starting: {0}")]
@@ -157,10 +160,36 @@ impl Replica {
             .build()
             .expect("reqwest client builds");
         let network = network::Network::new(http.clone(), token.clone());
+        // A blank store under an id the cluster already registered is a
+        // wiped member: it must not vote (see `identity`).
+        let blank = log.is_blank() && state.applied_index() == 0;
+        let mut probed = None;
+        if blank {
+            let existing = bootstrap::existing_cluster(&http, node_id, &members).await;
+            if let Some(e) = &existing
+                && let Some(known) = e.known_incarnation
+            {
+                return Err(identity::IdentityError::WipedMember {
+                    node_id,
+                    known,
+                    peer: e.peer.clone(),
+                }
+                .into());
+            }
+            probed = Some(existing);
+        }
+        let me = match identity::load(dir, node_id)? {
+            Some(me) if !blank => me,
+            _ => identity::create(dir, node_id)?,
+        };
         let raft = Raft::new(node_id, Arc::new(config), network, log, state.clone()).await?;
         let alone = members.len() == 1;
         if !raft.is_initialized().await? {
-            match bootstrap::existing_cluster(&http, node_id, &members).await {
+            let existing = match probed {
+                Some(existing) => existing,
+                None => bootstrap::existing_cluster(&http, node_id, &members).await,
+            };
+            match existing {
                 Some(existing) if existing.includes_us => tracing::info!(
                     node_id,
                     peer = %existing.peer,
@@ -185,7 +214,7 @@ impl Replica {
         }
         let leader_changes = Arc::new(std::sync::atomic::AtomicU64::new(0));
         tokio::spawn(count_leader_changes(raft.metrics(), leader_changes.clone()));
-        Ok(Self {
+        let replica = Self {
             raft,
             state,
             node_id,
@@ -194,7 +223,9 @@ impl Replica {
             leader_changes,
             snapshot_intake: Arc::default(),
             read_rounds: Arc::default(),
-        })
+        };
+        tokio::spawn(replica.clone().register_incarnation(me.incarnation));
+        Ok(replica)
     }
 
     /// Proposes `command` and waits until a majority holds it, forwarding

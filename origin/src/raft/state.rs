@@ -67,6 +67,12 @@ pub enum Command {
     DeletePlugin {
         name: String,
     },
+    /// Records the incarnation of node `node_id` ([`super::identity`]);
+    /// the first one recorded for an id stays.
+    RegisterIncarnation {
+        node_id: u64,
+        incarnation: u64,
+    },
 }
 
 /// The current version of one plugin: a content-addressed wasm blob.
@@ -160,6 +166,11 @@ pub struct State {
     /// before the registry existed still load (same snapshot format).
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginVersion>,
+    /// Node id → the incarnation it registered: a node with a blank store
+    /// whose id is here was wiped and must not rejoin under that id.
+    /// Defaulted so older snapshots load.
+    #[serde(default)]
+    pub incarnations: BTreeMap<u64, u64>,
     /// Derived from `assets` and `plugins` when a state is loaded.
     #[serde(skip)]
     blob_refs: BlobRefs,
@@ -174,6 +185,8 @@ struct StoredState {
     last_seq: u64,
     #[serde(default)]
     plugins: BTreeMap<String, PluginVersion>,
+    #[serde(default)]
+    incarnations: BTreeMap<u64, u64>,
 }
 
 impl From<StoredState> for State {
@@ -187,6 +200,7 @@ impl From<StoredState> for State {
             events: s.events,
             last_seq: s.last_seq,
             plugins: s.plugins,
+            incarnations: s.incarnations,
             blob_refs,
         }
     }
@@ -306,6 +320,10 @@ impl State {
                     ..Outcome::default()
                 }
             }
+            Command::RegisterIncarnation {
+                node_id,
+                incarnation,
+            } => self.register(node_id, incarnation),
             Command::DeletePlugin { name } => {
                 let Some(old) = self.plugins.remove(&name) else {
                     return Outcome::default();
@@ -318,6 +336,15 @@ impl State {
                     ..Outcome::default()
                 }
             }
+        }
+    }
+
+    fn register(&mut self, node_id: u64, incarnation: u64) -> Outcome {
+        let existed = self.incarnations.contains_key(&node_id);
+        self.incarnations.entry(node_id).or_insert(incarnation);
+        Outcome {
+            existed,
+            ..Outcome::default()
         }
     }
 

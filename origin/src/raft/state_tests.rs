@@ -259,3 +259,19 @@ fn deleting_nothing_produces_no_event() {
     assert_eq!(out, Outcome::default());
     assert_eq!(s.last_seq, 0);
 }
+
+#[test]
+fn the_first_incarnation_of_a_node_stays() {
+    let mut s = State::default();
+    let register = |incarnation| Command::RegisterIncarnation {
+        node_id: 2,
+        incarnation,
+    };
+    assert!(!s.apply(register(7)).existed);
+    assert!(s.apply(register(9)).existed);
+    assert_eq!(s.incarnations[&2], 7);
+    assert!(s.apply(register(0)).refused.is_some());
+    let old = r#"{"assets":{},"kv":{},"events":[],"last_seq":0}"#;
+    let loaded: State = serde_json::from_str(old).unwrap();
+    assert!(loaded.incarnations.is_empty());
+}

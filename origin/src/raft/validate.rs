@@ -71,6 +71,8 @@ pub enum InvalidCommand {
          bytes each, without control characters"
     )]
     Purge,
+    #[error("node ids and incarnations are not zero")]
+    Incarnation,
     #[error(
         "blob {sha256} is {known} bytes (as other entries record it), not {claimed}; \
          a content address has one size"
@@ -128,6 +130,15 @@ impl Command {
                 check_sha256(sha256)
             }
             Command::DeletePlugin { name } => Ok(names::check_plugin_name(name)?),
+            Command::RegisterIncarnation {
+                node_id,
+                incarnation,
+            } => {
+                if *node_id == 0 || *incarnation == 0 {
+                    return Err(InvalidCommand::Incarnation);
+                }
+                Ok(())
+            }
         }
     }
 }

@@ -198,6 +198,33 @@ impl Cluster {
             .await;
     }
 
+    /// Restarts region `i` like [`Cluster::restart`], returning why it
+    /// refused to start instead of panicking.
+    pub async fn try_restart(&mut self, i: usize) -> Result<(), origin::StartError> {
+        let listener = TcpListener::bind(self.addrs[i]).await.unwrap();
+        let peer = match self.peer_addrs[i] {
+            Some(addr) => Some(TcpListener::bind(addr).await.unwrap()),
+            None => None,
+        };
+        let server = Server::start_on_listeners(self.config(i), listener, peer).await?;
+        self.nodes[i] = Some(server);
+        Ok(())
+    }
+
+    /// Deletes everything in region `i`'s data directory (it must be down),
+    /// like a lost disk.
+    pub fn wipe(&self, i: usize) {
+        assert!(!self.is_up(i), "wipe a region only while it is down");
+        for entry in std::fs::read_dir(self.data_dir(i)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                std::fs::remove_dir_all(path).unwrap();
+            } else {
+                std::fs::remove_file(path).unwrap();
+            }
+        }
+    }
+
     /// Restarts region `i` on its old addresses and data directory.
     pub async fn restart(&mut self, i: usize) {
         let listener = TcpListener::bind(self.addrs[i]).await.unwrap();
