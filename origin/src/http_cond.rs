@@ -23,15 +23,29 @@ pub struct Validators {
 
 impl Validators {
     /// Validators for content hash `sha256` last modified at unix second
-    /// `last_modified`; the ETag is the strong `"<sha256 hex>"`.
+    /// `last_modified`; the ETag is the strong `"<sha256 hex>"`. The state
+    /// machine only stores hex hashes and dates up to year 9999; anything
+    /// else (a state written before it checked) gets an `invalid-` tag and
+    /// the latest representable date, never a panic.
     pub fn new(sha256: &str, last_modified: u64) -> Self {
-        Self {
-            etag: format!("\"{sha256}\"")
+        let etag = format!("\"{sha256}\"").parse().unwrap_or_else(|_| {
+            let safe: String = sha256.chars().filter(char::is_ascii_alphanumeric).collect();
+            format!("\"invalid-{safe}\"")
                 .parse()
-                .expect("hex is a valid entity tag"),
-            last_modified: SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(last_modified),
+                .expect("ASCII letters and digits form an entity tag")
+        });
+        Self {
+            etag,
+            last_modified: unix_time(last_modified),
         }
     }
+}
+
+/// Unix second `secs` as a time `httpdate` can format (it panics past
+/// year 9999).
+pub fn unix_time(secs: u64) -> SystemTime {
+    const LAST_HTTP_DATE: u64 = 253_402_300_799;
+    SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs.min(LAST_HTTP_DATE))
 }
 
 /// What the precondition headers decide.
@@ -200,6 +214,14 @@ mod tests {
 
     fn date(secs: u64) -> String {
         httpdate::fmt_http_date(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+    }
+
+    #[test]
+    fn validators_from_bad_stored_values_do_not_panic() {
+        let v = Validators::new("a\"b", u64::MAX);
+        assert_eq!(v.etag, "\"invalid-ab\"".parse::<ETag>().unwrap());
+        let date = httpdate::fmt_http_date(v.last_modified);
+        assert!(date.contains("9999"), "{date}");
     }
 
     #[test]

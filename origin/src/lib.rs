@@ -9,7 +9,10 @@
 pub mod asset_path;
 pub mod config;
 pub mod http_cond;
+mod json_size;
+pub mod listen;
 pub mod metrics;
+pub mod names;
 pub mod peers;
 pub mod raft;
 mod response;

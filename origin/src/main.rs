@@ -92,7 +92,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
     writeln!(stdout, "origin listening on http://{}", server.local_addr())?;
     stdout.flush()?;
     drop(stdout);
-    tracing::info!(addr = %server.local_addr(), "origin started");
+    tracing::info!(
+        addr = %server.local_addr(),
+        peer_addr = ?server.peer_addr(),
+        "origin started"
+    );
     service_base::shutdown::requested()
         .await
         .context("cannot listen for Ctrl-C or SIGTERM")?;

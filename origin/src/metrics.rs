@@ -60,6 +60,22 @@ pub struct Metrics {
     pub blob_peer_fetches: Family<FetchLabels, Counter>,
     pub blob_pushes: Family<PushLabels, Counter>,
     pub blob_corrupt: Family<CorruptLabels, Counter>,
+    pub connections_open: Family<ListenerLabels, Gauge>,
+    pub connections_rejected: Family<ListenerLabels, Counter>,
+    pub connection_limits: Family<LimitLabels, Counter>,
+}
+
+/// Which listener (`public` or `peer`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ListenerLabels {
+    pub listener: &'static str,
+}
+
+/// A listener and the limit a connection ran into.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct LimitLabels {
+    pub listener: &'static str,
+    pub kind: &'static str,
 }
 
 /// A Raft peer, by member id.
@@ -163,6 +179,24 @@ impl Metrics {
             "Local blob copies found damaged, deleted and refetched from a peer",
             blob_corrupt.clone(),
         );
+        let connections_open = Family::<ListenerLabels, Gauge>::default();
+        registry.register(
+            "connections_open",
+            "Open connections per listener",
+            connections_open.clone(),
+        );
+        let connections_rejected = Family::<ListenerLabels, Counter>::default();
+        registry.register(
+            "connections_rejected",
+            "Connections refused at max_connections",
+            connections_rejected.clone(),
+        );
+        let connection_limits = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            "connection_limits",
+            "Connections closed by a limit (header_timeout, header_too_large, idle_timeout)",
+            connection_limits.clone(),
+        );
         Self {
             registry,
             requests,
@@ -176,6 +210,9 @@ impl Metrics {
             blob_peer_fetches,
             blob_pushes,
             blob_corrupt,
+            connections_open,
+            connections_rejected,
+            connection_limits,
         }
     }
 

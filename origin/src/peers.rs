@@ -53,11 +53,13 @@ impl Default for PeerClient {
 impl PeerClient {
     pub fn new() -> Self {
         let http = reqwest::Client::builder()
+            .pool_idle_timeout(crate::listen::CLIENT_POOL_IDLE)
             .connect_timeout(Duration::from_millis(500))
             .read_timeout(Duration::from_secs(10))
             .build()
             .expect("reqwest client builds");
         let push_http = reqwest::Client::builder()
+            .pool_idle_timeout(crate::listen::CLIENT_POOL_IDLE)
             .connect_timeout(Duration::from_millis(500))
             .build()
             .expect("reqwest client builds");

@@ -1,32 +1,31 @@
-//! Binding, the Raft node, the accept loop and graceful shutdown.
+//! Binding, the Raft node, the listeners and graceful shutdown.
 //!
-//! Connections are served by hyper-util's auto builder, so HTTP/1.1 and
-//! cleartext HTTP/2 (prior knowledge) share one port; the Raft RPCs between
-//! regions arrive on the same port. Each request passes through [`handle`],
-//! which adds the access log line and metrics around the router.
+//! Connections are served by [`crate::listen`] (hyper-util's auto builder
+//! under the listener limits), so HTTP/1.1 and cleartext HTTP/2 (prior
+//! knowledge) share a port. The Raft RPCs between regions arrive on the
+//! peer listener when `[peer]` configures one, else on the public port.
+//! Each request passes through [`handle`], which adds the access log line
+//! and metrics around the router.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use http::{Request, Response, header};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::listen::{self, Listener, Stop};
 use crate::metrics::{Metrics, RequestLabels, RouteLabels, method_label};
 use crate::raft::{Replica, ReplicaError};
 use crate::response::ResBody;
-use crate::routes::{self, AppState, Route};
+use crate::routes::{self, AppState, Route, Side};
 use crate::store::Store;
 
 /// Why the server could not start.
@@ -57,43 +56,76 @@ pub enum StartError {
 pub struct Server;
 
 /// A started server; dropping it without [`RunningServer::shutdown`] leaves
-/// the accept loop running until the runtime ends.
+/// the listeners running until the runtime ends.
 #[derive(Debug)]
 pub struct RunningServer {
     local_addr: SocketAddr,
-    stop: oneshot::Sender<()>,
-    killed: CancellationToken,
-    task: JoinHandle<()>,
+    peer_addr: Option<SocketAddr>,
+    stop: Stop,
+    tasks: Vec<JoinHandle<()>>,
     replica: Replica,
 }
 
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
 impl Server {
-    /// Binds `config.listen` (port 0 picks a free port), then starts as
-    /// [`Server::start_on`] does.
+    /// Binds `config.listen` and, with `[peer]`, the peer listener (port 0
+    /// picks a free port), then starts as [`Server::start_on`] does.
     pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         config.validate()?;
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+        let listener = bind(config.listen).await?;
         Self::start_on(config, listener).await
     }
 
-    /// Opens the store and the Raft node and serves on `listener` in the
-    /// background. Tests bind listeners first so they can list every
-    /// region's address in the cluster config before any region starts.
+    /// Starts on an already bound public `listener`, binding the peer
+    /// listener `[peer]` names, if any.
     pub async fn start_on(
         config: Config,
         listener: TcpListener,
     ) -> Result<RunningServer, StartError> {
+        let peer = match &config.peer {
+            Some(p) => Some(bind(p.listen).await?),
+            None => None,
+        };
+        Self::start_on_listeners(config, listener, peer).await
+    }
+
+    /// Opens the store and the Raft node and serves on `public` (and on
+    /// `peer`, which `config.peer` must then describe) in the background.
+    /// Tests bind listeners first so they can list every region's address
+    /// in the cluster config before any region starts.
+    pub async fn start_on_listeners(
+        config: Config,
+        public: TcpListener,
+        peer: Option<TcpListener>,
+    ) -> Result<RunningServer, StartError> {
         config.validate()?;
-        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+        let local_addr = public.local_addr().map_err(|source| StartError::Bind {
             addr: config.listen,
             source,
         })?;
+        let peer = match (peer, config.peer) {
+            (Some(socket), Some(p)) => {
+                let addr = socket.local_addr().map_err(|source| StartError::Bind {
+                    addr: p.listen,
+                    source,
+                })?;
+                Some((addr, socket, p.limits))
+            }
+            (Some(_), None) => {
+                return Err(service_base::config_file::FieldError::new(
+                    "peer",
+                    "a peer listener was given but the config has no [peer] section",
+                )
+                .into());
+            }
+            (None, _) => None,
+        };
+        let peer_addr = peer.as_ref().map(|(addr, ..)| *addr);
         std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
             dir: config.data_dir.clone(),
             source,
@@ -101,7 +133,7 @@ impl Server {
         let store = Store::open(&config).map_err(StartError::Storage)?;
         let (node_id, members) = match &config.cluster {
             Some(c) => (c.node_id, c.members.clone()),
-            None => (1, [(1, local_addr.to_string())].into()),
+            None => (1, [(1, peer_addr.unwrap_or(local_addr).to_string())].into()),
         };
         let raft_dir = config.data_dir.join("raft");
         let replica = Replica::start(
@@ -112,31 +144,73 @@ impl Server {
             config.token.clone(),
         )
         .await?;
+        let stop = Stop {
+            graceful: CancellationToken::new(),
+            kill: CancellationToken::new(),
+        };
+        let metrics = Arc::new(Metrics::new());
+        let limits = config.limits;
         let state = Arc::new(AppState {
             config,
             store,
-            metrics: Metrics::new(),
+            metrics: metrics.clone(),
             replica: replica.clone(),
             peers: crate::peers::PeerClient::new(),
-            stopping: CancellationToken::new(),
+            stopping: stop.graceful.clone(),
+            peer_listener: peer.is_some(),
         });
-        let (stop, stopped) = oneshot::channel();
-        let killed = CancellationToken::new();
-        let task = tokio::spawn(accept_loop(listener, state, stopped, killed.clone()));
+        let mut tasks = vec![spawn_listener(
+            Listener {
+                socket: public,
+                limits,
+                name: "public",
+            },
+            Side::Public,
+            &state,
+            &stop,
+        )];
+        if let Some((_, socket, limits)) = peer {
+            let listener = Listener {
+                socket,
+                limits,
+                name: "peer",
+            };
+            tasks.push(spawn_listener(listener, Side::Peer, &state, &stop));
+        }
         Ok(RunningServer {
             local_addr,
+            peer_addr,
             stop,
-            killed,
-            task,
+            tasks,
             replica,
         })
     }
 }
 
+fn spawn_listener(
+    listener: Listener,
+    side: Side,
+    state: &Arc<AppState>,
+    stop: &Stop,
+) -> JoinHandle<()> {
+    let metrics = state.metrics.clone();
+    let state = state.clone();
+    let service = service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(handle(&state, side, req).await) }
+    });
+    tokio::spawn(listen::serve(listener, metrics, service, stop.clone()))
+}
+
 impl RunningServer {
-    /// The address the server is listening on.
+    /// The address the public API is listening on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The peer listener's address, when `[peer]` configures one.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer_addr
     }
 
     /// This region's Raft node (for tests and embedding).
@@ -144,12 +218,14 @@ impl RunningServer {
         &self.replica
     }
 
-    /// Stops accepting connections, lets in-flight requests finish, then
-    /// stops the Raft node.
+    /// Stops accepting connections, lets in-flight requests finish (up to
+    /// the drain timeout), then stops the Raft node.
     pub async fn shutdown(self) {
-        let _ = self.stop.send(());
-        if let Err(e) = self.task.await {
-            tracing::error!(error = %e, "origin accept loop ended abnormally");
+        self.stop.graceful.cancel();
+        for task in self.tasks {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "origin listener ended abnormally");
+            }
         }
         stop_raft(&self.replica).await;
     }
@@ -158,8 +234,10 @@ impl RunningServer {
     /// requests get no answer. What was fsynced stays on disk. Failover
     /// tests use it to kill a region in-process.
     pub async fn kill(self) {
-        self.killed.cancel();
-        let _ = self.task.await;
+        self.stop.kill.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
         stop_raft(&self.replica).await;
     }
 }
@@ -170,65 +248,13 @@ async fn stop_raft(replica: &Replica) {
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    state: Arc<AppState>,
-    mut stopped: oneshot::Receiver<()>,
-    killed: CancellationToken,
-) {
-    let builder = auto::Builder::new(TokioExecutor::new());
-    let graceful = GracefulShutdown::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Usually out of file descriptors: back off briefly
-                    // instead of spinning on the error.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut stopped => {
-                state.stopping.cancel();
-                break;
-            }
-            _ = killed.cancelled() => return,
-        };
-        // Heads and bodies go out as separate writes: without NODELAY every
-        // small response waits ~40 ms for the peer's delayed ACK.
-        let _ = stream.set_nodelay(true);
-        let state = state.clone();
-        let service = service_fn(move |req| {
-            let state = state.clone();
-            async move { Ok::<_, Infallible>(handle(&state, req).await) }
-        });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        let killed = killed.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                result = conn => if let Err(e) = result {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                },
-                _ = killed.cancelled() => {}
-            }
-        });
-    }
-    drop(listener);
-    graceful.shutdown().await;
-}
-
 /// Routes one request, then records the access log line and metrics.
-async fn handle(state: &Arc<AppState>, req: Request<Incoming>) -> Response<ResBody> {
+async fn handle(state: &Arc<AppState>, side: Side, req: Request<Incoming>) -> Response<ResBody> {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let route = Route::of(&path);
-    let response = routes::dispatch(state, route, req).await;
+    let response = routes::dispatch(state, side, route, req).await;
     let elapsed = started.elapsed();
 
     let status = response.status().as_u16();

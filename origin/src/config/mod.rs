@@ -5,10 +5,12 @@
 //! problem is reported through [`ConfigError`] with the file and the field.
 
 mod cluster;
+mod listener;
 mod raft_timing;
 mod storage;
 
 pub use cluster::ClusterConfig;
+pub use listener::PeerListener;
 pub use raft_timing::RaftTiming;
 pub use storage::{S3Config, StorageConfig};
 
@@ -20,6 +22,8 @@ use service_base::config_file::{self, ConfigError, FieldError};
 
 /// The listen address used when the file does not name one.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
+/// The largest asset or plugin upload accepted by default (1 GiB).
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 1 << 30;
 /// The `Cache-Control` sent for assets no rule or upload header covers.
 pub const DEFAULT_CACHE_CONTROL: &str = "public, max-age=60";
 
@@ -48,6 +52,15 @@ pub struct Config {
     /// Where blobs live (the Raft log and snapshots always stay in
     /// `data_dir`).
     pub storage: StorageConfig,
+    /// The largest asset or plugin body `PUT` accepts (`max_upload_bytes`);
+    /// larger ones get 413 naming it. Blobs pushed by peers are held to it
+    /// too, so keep it the same in every region.
+    pub max_upload_bytes: u64,
+    /// Connection limits of the public listener (`[limits]`).
+    pub limits: crate::listen::Limits,
+    /// A listener of its own for traffic between regions (`[peer]`);
+    /// `None` serves it on `listen`.
+    pub peer: Option<PeerListener>,
 }
 
 /// One `[[cache_rules]]` entry.
@@ -72,6 +85,9 @@ struct RawConfig {
     cluster: Option<cluster::RawCluster>,
     raft: Option<raft_timing::RawRaftTiming>,
     storage: Option<storage::RawStorage>,
+    max_upload_bytes: Option<u64>,
+    limits: Option<listener::RawLimits>,
+    peer: Option<listener::RawPeer>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,6 +112,9 @@ impl Config {
             cluster: None,
             raft: RaftTiming::default(),
             storage: StorageConfig::Local,
+            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+            limits: crate::listen::Limits::PUBLIC,
+            peer: None,
         }
     }
 
@@ -144,6 +163,22 @@ impl Config {
         }
         self.raft.validate()?;
         self.storage.validate()?;
+        if self.max_upload_bytes == 0 {
+            return Err(FieldError::new(
+                "max_upload_bytes",
+                "must be greater than zero",
+            ));
+        }
+        listener::check_limits("limits", &self.limits)?;
+        if let Some(peer) = &self.peer {
+            listener::check_limits("peer", &peer.limits)?;
+            if peer.listen == self.listen && peer.listen.port() != 0 {
+                return Err(FieldError::new(
+                    "peer.listen",
+                    "must differ from `listen` (omit [peer] to share one listener)",
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -199,6 +234,12 @@ fn validate(raw: RawConfig) -> Result<Config, FieldError> {
             .map(storage::RawStorage::validate)
             .transpose()?
             .unwrap_or_default(),
+        max_upload_bytes: raw.max_upload_bytes.unwrap_or(DEFAULT_MAX_UPLOAD_BYTES),
+        limits: raw
+            .limits
+            .unwrap_or_default()
+            .validate("limits", crate::listen::Limits::PUBLIC)?,
+        peer: raw.peer.map(listener::RawPeer::validate).transpose()?,
     };
     config.validate()?;
     Ok(config)
@@ -249,6 +290,18 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(Path::new("origin.toml"), text)
+    }
+
+    #[test]
+    fn upload_limit_has_a_default_and_must_be_positive() {
+        let c = parse("data_dir = \"/x\"\ntoken = \"t\"").unwrap();
+        assert_eq!(c.max_upload_bytes, DEFAULT_MAX_UPLOAD_BYTES);
+        let c = parse("data_dir = \"/x\"\ntoken = \"t\"\nmax_upload_bytes = 10").unwrap();
+        assert_eq!(c.max_upload_bytes, 10);
+        let msg = parse("data_dir = \"/x\"\ntoken = \"t\"\nmax_upload_bytes = 0")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("`max_upload_bytes`"), "{msg}");
     }
 
     #[test]
@@ -344,6 +397,43 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("storage.backend"), "{msg}");
+    }
+
+    #[test]
+    fn listener_limits_parse_and_name_bad_fields() {
+        let c = parse("data_dir = \"/x\"\ntoken = \"t\"").unwrap();
+        assert_eq!(c.limits, crate::listen::Limits::PUBLIC);
+        assert_eq!(c.peer, None);
+        let text = "data_dir = \"/x\"\ntoken = \"t\"\n[limits]\nheader_read_timeout = \"2s\"\n\
+                    max_connections = 50\n[peer]\nlisten = \"127.0.0.1:7071\"\nidle_timeout = \"25s\"";
+        let c = parse(text).unwrap();
+        assert_eq!(
+            c.limits.header_read_timeout,
+            std::time::Duration::from_secs(2)
+        );
+        assert_eq!(c.limits.max_connections, 50);
+        let peer = c.peer.unwrap();
+        assert_eq!(peer.listen.to_string(), "127.0.0.1:7071");
+        assert_eq!(peer.limits.idle_timeout, std::time::Duration::from_secs(25));
+        assert_eq!(
+            peer.limits.max_connections,
+            crate::listen::Limits::PEER.max_connections
+        );
+        for (section, field) in [
+            ("[limits]\nmax_connections = 0", "limits.max_connections"),
+            ("[limits]\nmax_header_bytes = 10", "limits.max_header_bytes"),
+            ("[peer]\nlisten = \"nowhere\"", "peer.listen"),
+            (
+                "[peer]\nlisten = \"127.0.0.1:7071\"\nidle_timeout = \"5s\"",
+                "peer.idle_timeout",
+            ),
+            ("[peer]\nlisten = \"127.0.0.1:7070\"", "peer.listen"),
+        ] {
+            let msg = parse(&format!("data_dir = \"/x\"\ntoken = \"t\"\n{section}"))
+                .unwrap_err()
+                .to_string();
+            assert!(msg.contains(field), "{field}: {msg}");
+        }
     }
 
     #[test]

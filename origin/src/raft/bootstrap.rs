@@ -18,6 +18,9 @@
 //! it found one. The same rule keeps a member whose data directory was
 //! wiped from re-founding: it waits for the leader to refill it.
 //!
+//! A pristine node whose id that cluster has already registered
+//! ([`super::identity`]) is not new but wiped: it refuses to start.
+//!
 //! The one unsafe case left: a region with a new id started while *every*
 //! existing member is unreachable founds a group of its own. Add regions
 //! while the cluster is up (the admin API needs that anyway).
@@ -39,6 +42,9 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 pub struct Remote {
     pub node_id: NodeId,
     pub members: Vec<RemoteMember>,
+    /// Absent from origins older than the registry.
+    #[serde(default)]
+    pub incarnations: BTreeMap<NodeId, u64>,
 }
 
 /// One member in a remote region's view.
@@ -72,6 +78,9 @@ pub struct Existing {
     /// data directory was wiped): it will be brought up to date without an
     /// operator.
     pub includes_us: bool,
+    /// The incarnation that cluster registered for this node's id: set
+    /// when this id already ran there ([`super::identity`]).
+    pub known_incarnation: Option<u64>,
 }
 
 /// A listed peer that already belongs to a cluster, if any; `None` means
@@ -89,6 +98,7 @@ pub async fn existing_cluster(
             (!remote.members.is_empty()).then(|| Existing {
                 peer: addr.clone(),
                 includes_us: remote.members.iter().any(|m| m.id == node_id),
+                known_incarnation: remote.incarnations.get(&node_id).copied(),
             })
         })
         .collect();

@@ -35,7 +35,9 @@ struct Header {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum Record {
-    Append(Entry<TypeConfig>),
+    /// Boxed: an entry is far larger than the other records (serialises
+    /// the same).
+    Append(Box<Entry<TypeConfig>>),
     Truncate(u64),
     Purge(LogId<NodeId>),
     Vote(Vote<NodeId>),
@@ -78,7 +80,7 @@ impl Inner {
     fn replay(&mut self, record: Record) {
         match record {
             Record::Append(entry) => {
-                self.entries.insert(entry.log_id.index, entry);
+                self.entries.insert(entry.log_id.index, *entry);
             }
             Record::Truncate(index) => {
                 self.entries.split_off(&index);
@@ -123,6 +125,13 @@ impl LogStore {
             file: Arc::new(Mutex::new(file)),
             path,
         })
+    }
+
+    /// Whether the log holds nothing at all: no entry, purge or vote (a new
+    /// node, or one whose data directory was wiped).
+    pub fn is_blank(&self) -> bool {
+        let inner = self.lock();
+        inner.entries.is_empty() && inner.last_purged.is_none() && inner.vote.is_none()
     }
 
     /// Appends records and (if `sync`) fsyncs, off the async threads.
@@ -246,7 +255,7 @@ fn rewrite(path: &Path, inner: &Inner) -> std::io::Result<File> {
         line(&Record::Vote(v))?;
     }
     for e in inner.entries.values() {
-        line(&Record::Append(e.clone()))?;
+        line(&Record::Append(Box::new(e.clone())))?;
     }
     line(&Record::Committed(inner.committed))?;
     out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
@@ -334,7 +343,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         let entries: Vec<_> = entries.into_iter().collect();
-        let records = entries.iter().cloned().map(Record::Append).collect();
+        let records = entries
+            .iter()
+            .map(|e| Record::Append(Box::new(e.clone())))
+            .collect();
         let written = self.write(records, true).await;
         if written.is_ok() {
             let mut inner = self.lock();
@@ -372,14 +384,15 @@ mod tests {
     use crate::raft::Command;
 
     fn entry(index: u64, value: &str) -> Record {
-        Record::Append(Entry {
+        Record::Append(Box::new(Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
             payload: EntryPayload::Normal(Command::KvPut {
                 namespace: "ns".into(),
                 key: format!("k{index}"),
                 value: value.into(),
+                precondition: None,
             }),
-        })
+        }))
     }
 
     fn line(record: &Record) -> Vec<u8> {

@@ -4,19 +4,27 @@
 //! disk, and any region forwards writes to the leader.
 //!
 //! - [`state`]: the replicated data and how commands change it,
+//! - [`validate`] / [`conditions`]: what a command must satisfy there,
 //! - [`log_store`] / [`state_machine`]: persistence openraft drives,
-//! - [`network`]: the RPCs between regions,
+//! - [`network`]: the RPCs between regions, [`intake`]: those received,
+//!   bounded before openraft sees them,
 //! - [`bootstrap`]: founding the cluster versus waiting to be added,
 //! - [`membership`]: adding and removing regions at runtime,
 //! - [`Replica`]: what the HTTP handlers use (write, strong read, status).
 
+mod blob_refs;
 pub mod bootstrap;
+pub mod conditions;
+pub mod identity;
+pub mod intake;
 pub mod log_store;
 pub mod membership;
 pub mod network;
+mod read_index;
 pub mod state;
 pub mod state_machine;
 mod status;
+pub mod validate;
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
@@ -29,9 +37,11 @@ use openraft::{BasicNode, RaftMetrics};
 
 use crate::config::RaftTiming;
 
+pub use conditions::Conditions;
 pub use state::{Command, Event, EventKind, Outcome, State};
 pub use state_machine::StateMachine;
 pub use status::{ClusterStatus, PeerStatus};
+pub use validate::Refusal;
 
 openraft::declare_raft_types!(
     /// Waypost's Raft types: commands in, outcomes out, nodes by address.
@@ -54,6 +64,8 @@ pub enum ReplicaError {
     Log(#[from] log_store::LogOpenError),
     #[error(transparent)]
     Snapshot(#[from] state_machine::SnapshotLoadError),
+    #[error(transparent)]
+    Identity(#[from] identity::IdentityError),
     #[error("invalid Raft settings: {0}")]
     Config(#[from] openraft::ConfigError),
     #[error("Raft stopped while starting: {0}")]
@@ -63,7 +75,7 @@ pub enum ReplicaError {
 }
 
 /// Why a write or a strong read was not acknowledged.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum WriteError {
     /// The leader took the write into its log but no majority confirmed
     /// it in time. The entry stays in the log and commits if a majority
@@ -88,6 +100,10 @@ pub enum WriteError {
     Unknown { leader: String },
     #[error("this origin's Raft node has stopped: {0}")]
     Stopped(String),
+    /// The write was refused as invalid or for a failed precondition, by
+    /// the state machine or before it was proposed; nothing changed.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
 }
 
 /// This region's Raft node plus the state it applies.
@@ -99,6 +115,8 @@ pub struct Replica {
     http: reqwest::Client,
     token: String,
     leader_changes: Arc<std::sync::atomic::AtomicU64>,
+    snapshot_intake: Arc<tokio::sync::Mutex<intake::SnapshotIntake>>,
+    read_rounds: Arc<read_index::ReadRounds>,
 }
 
 impl Replica {
@@ -144,7 +162,7 @@ impl Replica {
             .expect("the token was validated as header-safe");
         auth.set_sensitive(true);
         let http = reqwest::Client::builder()
-            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_idle_timeout(crate::listen::CLIENT_POOL_IDLE)
             .connect_timeout(Duration::from_millis(500))
             .default_headers(reqwest::header::HeaderMap::from_iter([(
                 reqwest::header::AUTHORIZATION,
@@ -153,10 +171,36 @@ impl Replica {
             .build()
             .expect("reqwest client builds");
         let network = network::Network::new(http.clone(), token.clone());
+        // A blank store under an id the cluster already registered is a
+        // wiped member: it must not vote (see `identity`).
+        let blank = log.is_blank() && state.applied_index() == 0;
+        let mut probed = None;
+        if blank {
+            let existing = bootstrap::existing_cluster(&http, node_id, &members).await;
+            if let Some(e) = &existing
+                && let Some(known) = e.known_incarnation
+            {
+                return Err(identity::IdentityError::WipedMember {
+                    node_id,
+                    known,
+                    peer: e.peer.clone(),
+                }
+                .into());
+            }
+            probed = Some(existing);
+        }
+        let me = match identity::load(dir, node_id)? {
+            Some(me) if !blank => me,
+            _ => identity::create(dir, node_id)?,
+        };
         let raft = Raft::new(node_id, Arc::new(config), network, log, state.clone()).await?;
         let alone = members.len() == 1;
         if !raft.is_initialized().await? {
-            match bootstrap::existing_cluster(&http, node_id, &members).await {
+            let existing = match probed {
+                Some(existing) => existing,
+                None => bootstrap::existing_cluster(&http, node_id, &members).await,
+            };
+            match existing {
                 Some(existing) if existing.includes_us => tracing::info!(
                     node_id,
                     peer = %existing.peer,
@@ -181,19 +225,34 @@ impl Replica {
         }
         let leader_changes = Arc::new(std::sync::atomic::AtomicU64::new(0));
         tokio::spawn(count_leader_changes(raft.metrics(), leader_changes.clone()));
-        Ok(Self {
+        let replica = Self {
             raft,
             state,
             node_id,
             http,
             token,
             leader_changes,
-        })
+            snapshot_intake: Arc::default(),
+            read_rounds: Arc::default(),
+        };
+        tokio::spawn(replica.clone().register_incarnation(me.incarnation));
+        Ok(replica)
     }
 
     /// Proposes `command` and waits until a majority holds it, forwarding
-    /// to the leader when this node is not the leader.
+    /// to the leader when this node is not the leader. A command the state
+    /// machine would refuse as invalid is refused before it is proposed;
+    /// one it refused when applied (a failed precondition) is an error too.
     pub async fn write(&self, command: Command) -> Result<Outcome, WriteError> {
+        command.check().map_err(|e| WriteError::Refused(e.into()))?;
+        let outcome = self.write_checked(command).await?;
+        match outcome.refused {
+            Some(refusal) => Err(WriteError::Refused(refusal)),
+            None => Ok(outcome),
+        }
+    }
+
+    async fn write_checked(&self, command: Command) -> Result<Outcome, WriteError> {
         let deadline = Instant::now() + WRITE_TIMEOUT;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -224,8 +283,13 @@ impl Replica {
     }
 
     /// Proposes `command` on this node only; `None` if it is not the leader
-    /// (the caller then finds the new leader). Used for forwarded writes.
+    /// (the caller then finds the new leader). Used for forwarded writes;
+    /// an invalid command is refused before it is proposed, and a refusal
+    /// by the state machine travels back in [`Outcome::refused`].
     pub async fn write_here(&self, command: Command) -> Result<Option<Outcome>, WriteError> {
+        if let Err(e) = command.check() {
+            return Err(WriteError::Refused(e.into()));
+        }
         match tokio::time::timeout(WRITE_TIMEOUT, self.raft.client_write(command)).await {
             Err(_) => Err(WriteError::NoQuorum(WRITE_TIMEOUT)),
             Ok(Ok(response)) => Ok(Some(response.data)),
@@ -248,32 +312,6 @@ impl Replica {
             .await
             .map_err(|_| WriteError::NoReadQuorum(WRITE_TIMEOUT))?;
         Ok(())
-    }
-
-    /// The commit index a linearizable read must wait for; asks the leader
-    /// when this node is not it.
-    pub async fn read_index(&self) -> Result<u64, WriteError> {
-        let deadline = Instant::now() + WRITE_TIMEOUT;
-        loop {
-            match self.raft.ensure_linearizable().await {
-                Ok(log_id) => return Ok(log_id.map_or(0, |l| l.index)),
-                Err(RaftError::APIError(e)) => {
-                    let leader = match &e {
-                        openraft::error::CheckIsLeaderError::ForwardToLeader(f) => {
-                            f.leader_node.clone()
-                        }
-                        openraft::error::CheckIsLeaderError::QuorumNotEnough(_) => {
-                            return Err(WriteError::NoReadQuorum(WRITE_TIMEOUT));
-                        }
-                    };
-                    match leader {
-                        Some(node) => return self.forward_read_index(&node.addr).await,
-                        None => self.wait_leader_other_than(None, deadline).await?,
-                    }
-                }
-                Err(RaftError::Fatal(e)) => return Err(WriteError::Stopped(e.to_string())),
-            }
-        }
     }
 
     /// The current leader's advertised address.

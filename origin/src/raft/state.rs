@@ -10,11 +10,19 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
+use super::blob_refs::BlobRefs;
+use super::conditions::{self, Conditions};
+use super::validate::{InvalidCommand, Refusal};
+use crate::http_cond::Validators;
 use crate::store::AssetMeta;
 
 /// How many events the feed keeps; a subscriber further behind than this
 /// gets `410 Gone` and must resynchronise from a full listing.
 pub const EVENTS_KEPT: usize = 10_000;
+/// Most bytes of JSON one page of events holds (at least one event): a
+/// purge can name 10,000 paths, so a page of 1,000 events is not bounded
+/// by its count.
+pub const EVENT_PAGE_BYTES: usize = 4 * 1024 * 1024;
 
 /// A write, as proposed to the leader and stored in the Raft log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,6 +31,9 @@ pub enum Command {
     PutAsset {
         path: String,
         meta: AssetMeta,
+        /// Decided against the asset current at commit ([`conditions`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        precondition: Option<Conditions>,
     },
     DeleteAsset {
         path: String,
@@ -31,10 +42,16 @@ pub enum Command {
         namespace: String,
         key: String,
         value: String,
+        /// Decided against the value current at commit; its entity tag is
+        /// [`conditions::kv_etag`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        precondition: Option<Conditions>,
     },
     KvDelete {
         namespace: String,
         key: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        precondition: Option<Conditions>,
     },
     Purge {
         paths: Vec<String>,
@@ -49,6 +66,12 @@ pub enum Command {
     },
     DeletePlugin {
         name: String,
+    },
+    /// Records the incarnation of node `node_id` ([`super::identity`]);
+    /// the first one recorded for an id stays.
+    RegisterIncarnation {
+        node_id: u64,
+        incarnation: u64,
     },
 }
 
@@ -69,6 +92,19 @@ pub struct Outcome {
     /// For asset writes: the metadata now stored (Last-Modified may have
     /// been kept from the previous version).
     pub asset: Option<AssetMeta>,
+    /// Set when the command changed nothing because it was invalid or its
+    /// precondition did not hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<Refusal>,
+}
+
+impl Outcome {
+    fn refused(refusal: impl Into<Refusal>) -> Self {
+        Self {
+            refused: Some(refusal.into()),
+            ..Self::default()
+        }
+    }
 }
 
 /// One entry of the change feed.
@@ -118,6 +154,7 @@ pub enum EventKind {
 
 /// The state machine's data; serialised whole into snapshots.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StoredState")]
 pub struct State {
     pub assets: BTreeMap<String, AssetMeta>,
     pub kv: BTreeMap<String, BTreeMap<String, String>>,
@@ -129,48 +166,83 @@ pub struct State {
     /// before the registry existed still load (same snapshot format).
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginVersion>,
+    /// Node id → the incarnation it registered: a node with a blank store
+    /// whose id is here was wiped and must not rejoin under that id.
+    /// Defaulted so older snapshots load.
+    #[serde(default)]
+    pub incarnations: BTreeMap<u64, u64>,
+    /// Derived from `assets` and `plugins` when a state is loaded.
+    #[serde(skip)]
+    blob_refs: BlobRefs,
+}
+
+/// [`State`] as snapshots store it (without what is derived from it).
+#[derive(Deserialize)]
+struct StoredState {
+    assets: BTreeMap<String, AssetMeta>,
+    kv: BTreeMap<String, BTreeMap<String, String>>,
+    events: VecDeque<Event>,
+    last_seq: u64,
+    #[serde(default)]
+    plugins: BTreeMap<String, PluginVersion>,
+    #[serde(default)]
+    incarnations: BTreeMap<u64, u64>,
+}
+
+impl From<StoredState> for State {
+    fn from(s: StoredState) -> Self {
+        let blobs = s.assets.values().map(|m| (m.sha256.as_str(), m.size));
+        let plugin_blobs = s.plugins.values().map(|p| (p.sha256.as_str(), p.size));
+        let blob_refs = BlobRefs::build(blobs.chain(plugin_blobs));
+        Self {
+            assets: s.assets,
+            kv: s.kv,
+            events: s.events,
+            last_seq: s.last_seq,
+            plugins: s.plugins,
+            incarnations: s.incarnations,
+            blob_refs,
+        }
+    }
 }
 
 impl State {
-    /// Applies one committed command.
+    /// Applies one committed command. An invalid command, or one whose
+    /// precondition fails, changes nothing and says why in
+    /// [`Outcome::refused`]; the decision depends only on the command and
+    /// the state, so every replica makes it alike.
     pub fn apply(&mut self, command: Command) -> Outcome {
+        if let Err(e) = command.check() {
+            return Outcome::refused(e);
+        }
         match command {
-            Command::PutAsset { path, mut meta } => {
-                let previous = self.assets.get(&path);
-                // Same bytes as before: keep Last-Modified so caches holding
-                // the old copy still validate with If-Modified-Since.
-                if let Some(p) = previous.filter(|p| p.sha256 == meta.sha256) {
-                    meta.last_modified = p.last_modified;
-                }
-                let existed = previous.is_some();
-                let kind = EventKind::AssetPut {
-                    path: path.clone(),
-                    sha256: meta.sha256.clone(),
-                    surrogate_keys: meta.surrogate_keys.clone(),
-                };
-                self.assets.insert(path, meta.clone());
-                Outcome {
-                    existed,
-                    seq: Some(self.push(kind)),
-                    asset: Some(meta),
-                }
-            }
+            Command::PutAsset {
+                path,
+                meta,
+                precondition,
+            } => self.put_asset(path, meta, precondition),
             Command::DeleteAsset { path } => {
-                if self.assets.remove(&path).is_none() {
+                let Some(old) = self.assets.remove(&path) else {
                     return Outcome::default();
-                }
+                };
+                self.blob_refs.remove(&old.sha256);
                 let seq = self.push(EventKind::AssetDeleted { path });
                 Outcome {
                     existed: true,
                     seq: Some(seq),
-                    asset: None,
+                    ..Outcome::default()
                 }
             }
             Command::KvPut {
                 namespace,
                 key,
                 value,
+                precondition,
             } => {
+                let current = self.kv.get(&namespace).and_then(|n| n.get(&key));
+                if let Some(refusal) = refuse_kv(precondition.as_ref(), current) {
+                    return refusal;
+                }
                 let existed = self
                     .kv
                     .entry(namespace.clone())
@@ -181,10 +253,18 @@ impl State {
                 Outcome {
                     existed,
                     seq: Some(seq),
-                    asset: None,
+                    ..Outcome::default()
                 }
             }
-            Command::KvDelete { namespace, key } => {
+            Command::KvDelete {
+                namespace,
+                key,
+                precondition,
+            } => {
+                let current = self.kv.get(&namespace).and_then(|n| n.get(&key));
+                if let Some(refusal) = refuse_kv(precondition.as_ref(), current) {
+                    return refusal;
+                }
                 let Some(ns) = self.kv.get_mut(&namespace) else {
                     return Outcome::default();
                 };
@@ -198,7 +278,7 @@ impl State {
                 Outcome {
                     existed: true,
                     seq: Some(seq),
-                    asset: None,
+                    ..Outcome::default()
                 }
             }
             Command::Purge {
@@ -212,17 +292,24 @@ impl State {
                     soft,
                 });
                 Outcome {
-                    existed: false,
                     seq: Some(seq),
-                    asset: None,
+                    ..Outcome::default()
                 }
             }
             Command::PutPlugin { name, sha256, size } => {
+                if let Err(e) = self.check_blob_size(&sha256, size) {
+                    return Outcome::refused(e);
+                }
                 let version = PluginVersion {
                     sha256: sha256.clone(),
                     size,
                 };
-                let existed = self.plugins.insert(name.clone(), version).is_some();
+                self.blob_refs.add(&sha256, size);
+                let previous = self.plugins.insert(name.clone(), version);
+                let existed = previous.is_some();
+                if let Some(old) = previous {
+                    self.blob_refs.remove(&old.sha256);
+                }
                 // Re-deploying the same bytes still produces an event: a
                 // deploy tool can wait for it, and edges skip a version
                 // they already run by its hash.
@@ -230,32 +317,112 @@ impl State {
                 Outcome {
                     existed,
                     seq: Some(seq),
-                    asset: None,
+                    ..Outcome::default()
                 }
             }
+            Command::RegisterIncarnation {
+                node_id,
+                incarnation,
+            } => self.register(node_id, incarnation),
             Command::DeletePlugin { name } => {
-                if self.plugins.remove(&name).is_none() {
+                let Some(old) = self.plugins.remove(&name) else {
                     return Outcome::default();
-                }
+                };
+                self.blob_refs.remove(&old.sha256);
                 let seq = self.push(EventKind::PluginDeleted { name });
                 Outcome {
                     existed: true,
                     seq: Some(seq),
-                    asset: None,
+                    ..Outcome::default()
                 }
             }
         }
     }
 
-    /// Events with a sequence number above `after`, at most `limit`; `None`
-    /// when `after` is older than the oldest event kept (a gap).
+    fn register(&mut self, node_id: u64, incarnation: u64) -> Outcome {
+        let existed = self.incarnations.contains_key(&node_id);
+        self.incarnations.entry(node_id).or_insert(incarnation);
+        Outcome {
+            existed,
+            ..Outcome::default()
+        }
+    }
+
+    fn put_asset(
+        &mut self,
+        path: String,
+        mut meta: AssetMeta,
+        precondition: Option<Conditions>,
+    ) -> Outcome {
+        let previous = self.assets.get(&path);
+        if let Some(conditions) = &precondition {
+            let current = previous.map(|p| Validators::new(&p.sha256, p.last_modified));
+            if !conditions.hold(current.as_ref()) {
+                return Outcome::refused(Refusal::PreconditionFailed);
+            }
+        }
+        if let Err(e) = self.check_blob_size(&meta.sha256, meta.size) {
+            return Outcome::refused(e);
+        }
+        // Same bytes as before: keep Last-Modified so caches holding the
+        // old copy still validate with If-Modified-Since.
+        if let Some(p) = previous.filter(|p| p.sha256 == meta.sha256) {
+            meta.last_modified = p.last_modified;
+        }
+        let kind = EventKind::AssetPut {
+            path: path.clone(),
+            sha256: meta.sha256.clone(),
+            surrogate_keys: meta.surrogate_keys.clone(),
+        };
+        self.blob_refs.add(&meta.sha256, meta.size);
+        let previous = self.assets.insert(path, meta.clone());
+        let existed = previous.is_some();
+        if let Some(old) = previous {
+            self.blob_refs.remove(&old.sha256);
+        }
+        Outcome {
+            existed,
+            seq: Some(self.push(kind)),
+            asset: Some(meta),
+            refused: None,
+        }
+    }
+
+    /// A content address has one size: refuses a second, different one.
+    fn check_blob_size(&self, sha256: &str, size: u64) -> Result<(), InvalidCommand> {
+        match self.blob_refs.size_of(sha256) {
+            Some(known) if known != size => Err(InvalidCommand::SizeMismatch {
+                sha256: sha256.to_string(),
+                known,
+                claimed: size,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Events with a sequence number above `after`, at most `limit` and
+    /// [`EVENT_PAGE_BYTES`] of JSON (at least one); `None` when `after` is
+    /// older than the oldest event kept (a gap). Resume after the last one.
     pub fn events_after(&self, after: u64, limit: usize) -> Option<Vec<Event>> {
         let oldest = self.events.front().map_or(self.last_seq + 1, |e| e.seq);
         if after.saturating_add(1) < oldest && after < self.last_seq {
             return None;
         }
         let skip = after.saturating_add(1).saturating_sub(oldest) as usize;
-        Some(self.events.iter().skip(skip).take(limit).cloned().collect())
+        let mut bytes = 0;
+        let page = self
+            .events
+            .iter()
+            .skip(skip)
+            .take(limit)
+            .take_while(|event| {
+                let first = bytes == 0;
+                bytes += crate::json_size::json_len(event) + 1;
+                first || bytes <= EVENT_PAGE_BYTES
+            })
+            .cloned()
+            .collect();
+        Some(page)
     }
 
     fn push(&mut self, kind: EventKind) -> u64 {
@@ -271,109 +438,13 @@ impl State {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn kv(key: &str, value: &str) -> Command {
-        Command::KvPut {
-            namespace: "n".into(),
-            key: key.into(),
-            value: value.into(),
-        }
-    }
-
-    fn asset(sha: &str, at: u64) -> Command {
-        Command::PutAsset {
-            path: "a.txt".into(),
-            meta: AssetMeta {
-                format: crate::store::meta::FORMAT,
-                sha256: sha.into(),
-                size: 1,
-                content_type: "text/plain".into(),
-                cache_control: None,
-                surrogate_keys: vec![],
-                last_modified: at,
-            },
-        }
-    }
-
-    #[test]
-    fn same_bytes_keep_last_modified() {
-        let mut s = State::default();
-        assert!(!s.apply(asset("aa", 10)).existed);
-        let again = s.apply(asset("aa", 20));
-        assert!(again.existed);
-        assert_eq!(again.asset.unwrap().last_modified, 10);
-        assert_eq!(s.apply(asset("bb", 30)).asset.unwrap().last_modified, 30);
-    }
-
-    #[test]
-    fn events_resume_without_gaps_or_duplicates() {
-        let mut s = State::default();
-        for i in 0..5 {
-            s.apply(kv(&i.to_string(), "v"));
-        }
-        let first = s.events_after(0, 2).unwrap();
-        assert_eq!(first.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
-        let rest = s.events_after(2, 100).unwrap();
-        assert_eq!(rest.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4, 5]);
-        assert!(s.events_after(5, 100).unwrap().is_empty());
-    }
-
-    #[test]
-    fn trimmed_events_report_a_gap() {
-        let mut s = State::default();
-        for i in 0..EVENTS_KEPT + 3 {
-            s.apply(kv(&i.to_string(), "v"));
-        }
-        assert!(s.events_after(0, 1).is_none());
-        assert_eq!(s.events_after(3, 1).unwrap()[0].seq, 4);
-    }
-
-    #[test]
-    fn plugin_versions_are_events_with_the_edge_contract() {
-        let mut s = State::default();
-        let put = |sha: &str| Command::PutPlugin {
-            name: "hello".into(),
-            sha256: sha.into(),
-            size: 8,
-        };
-        assert!(!s.apply(put("aa")).existed);
-        assert!(s.apply(put("bb")).existed);
-        assert_eq!(s.plugins["hello"].sha256, "bb");
-        let event = serde_json::to_value(&s.events[1]).unwrap();
-        assert_eq!(
-            event,
-            serde_json::json!({"seq": 2, "type": "plugin_version", "name": "hello", "sha256": "bb", "size": 8})
-        );
-        let deleted = s.apply(Command::DeletePlugin {
-            name: "hello".into(),
-        });
-        assert_eq!(deleted.seq, Some(3));
-        assert!(s.plugins.is_empty());
-        let again = s.apply(Command::DeletePlugin {
-            name: "hello".into(),
-        });
-        assert_eq!(again, Outcome::default());
-    }
-
-    #[test]
-    fn state_written_before_the_plugin_registry_still_loads() {
-        let old = r#"{"assets":{},"kv":{"n":{"k":"v"}},"events":[],"last_seq":4}"#;
-        let s: State = serde_json::from_str(old).unwrap();
-        assert_eq!(s.last_seq, 4);
-        assert!(s.plugins.is_empty());
-    }
-
-    #[test]
-    fn deleting_nothing_produces_no_event() {
-        let mut s = State::default();
-        let out = s.apply(Command::KvDelete {
-            namespace: "n".into(),
-            key: "k".into(),
-        });
-        assert_eq!(out, Outcome::default());
-        assert_eq!(s.last_seq, 0);
-    }
+/// The refusal for a KV write whose precondition fails on `current`.
+fn refuse_kv(precondition: Option<&Conditions>, current: Option<&String>) -> Option<Outcome> {
+    let conditions = precondition?;
+    let current = current.map(|v| conditions::kv_validators(v));
+    (!conditions.hold(current.as_ref())).then(|| Outcome::refused(Refusal::PreconditionFailed))
 }
+
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;

@@ -342,6 +342,7 @@ mod tests {
                 namespace: "ns".into(),
                 key: format!("k{index}"),
                 value: "v".into(),
+                precondition: None,
             }),
         });
         sm.apply(entries.collect::<Vec<_>>()).await.unwrap();

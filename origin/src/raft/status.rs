@@ -1,6 +1,8 @@
 //! The cluster as `/cluster` and `/healthz` report it: this node's role,
 //! the leader, members and how far each follower lags behind the leader.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use super::{NodeId, Replica};
@@ -26,6 +28,9 @@ pub struct ClusterStatus {
     /// being added, until it has caught up).
     pub learners: Vec<NodeId>,
     pub leader_changes: u64,
+    /// Node id → its registered incarnation ([`super::identity`]); a
+    /// starting node with a blank store checks its id is not here.
+    pub incarnations: BTreeMap<NodeId, u64>,
 }
 
 /// One member as this node sees it.
@@ -75,6 +80,7 @@ impl Replica {
             voters,
             learners,
             leader_changes: self.leader_changes(),
+            incarnations: self.state.read(|s| s.incarnations.clone()),
         }
     }
 }

@@ -16,10 +16,10 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header
 use hyper::body::Incoming;
 
 use super::auth::require_token;
-use super::{AppState, blob_body, body, query, unavailable};
+use super::{AppState, blob_body, body, query, write_failed};
 use crate::asset_path::AssetPath;
 use crate::http_cond::{self, Precondition, RangeOutcome, Validators};
-use crate::raft::Command;
+use crate::raft::{Command, Conditions};
 use crate::response::{self, ResBody};
 use crate::store::{AssetMeta, meta};
 
@@ -39,7 +39,7 @@ pub async fn get(
     if query::strong(req.uri())
         && let Err(e) = state.replica.sync_for_read().await
     {
-        return unavailable(&e);
+        return write_failed(&e);
     }
     let Some(meta) = lookup(state, &path) else {
         return not_found(&path);
@@ -118,6 +118,9 @@ pub async fn put(
         Ok(u) => u,
         Err(message) => return response::text(StatusCode::BAD_REQUEST, message),
     };
+    // Checked here against this region's copy to refuse early, before the
+    // body is read; decided for good by the state machine on the version
+    // current at commit (a concurrent writer may get there first).
     let previous = lookup(state, &path);
     let validators = previous
         .as_ref()
@@ -127,6 +130,7 @@ pub async fn put(
     {
         return precondition_failed();
     }
+    let precondition = Conditions::from_headers(req.headers(), true);
 
     let blob = match body::store_upload(state, req, "upload").await {
         Ok(blob) => blob,
@@ -151,10 +155,11 @@ pub async fn put(
     let command = Command::PutAsset {
         path: path.as_str().to_string(),
         meta,
+        precondition,
     };
     let outcome = match state.write(command).await {
         Ok(outcome) => outcome,
-        Err(e) => return unavailable(&e),
+        Err(e) => return write_failed(&e),
     };
     let mut response = Response::new(response::empty());
     if !outcome.existed {
@@ -193,7 +198,7 @@ pub async fn delete(
             response
         }
         Ok(_) => not_found(&path),
-        Err(e) => unavailable(&e),
+        Err(e) => write_failed(&e),
     }
 }
 
@@ -291,7 +296,7 @@ fn not_found(path: &AssetPath) -> Response<ResBody> {
 }
 
 fn http_date(unix_secs: u64) -> String {
-    httpdate::fmt_http_date(UNIX_EPOCH + std::time::Duration::from_secs(unix_secs))
+    httpdate::fmt_http_date(http_cond::unix_time(unix_secs))
 }
 
 /// Values that came from our own store or config were validated on the way

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 
@@ -57,16 +57,26 @@ pub fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Respo
 }
 
 /// Streams an upload into the blob store, counting the bytes received; a
-/// body that ends early is the client's 400, a store failure our 500 naming
-/// `what` was being stored.
+/// body that ends early is the client's 400, one over `max_upload_bytes`
+/// its 413 (refused from `Content-Length` before a byte is stored, or cut
+/// off when a body of unannounced length passes it), a store failure our
+/// 500 naming `what` was being stored.
 #[allow(clippy::result_large_err)]
 pub async fn store_upload(
     state: &AppState,
     req: Request<Incoming>,
     what: &str,
 ) -> Result<StoredBlob, Response<ResBody>> {
+    let limit = state.config.max_upload_bytes;
+    let announced = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit) {
+        return Err(upload_too_large(limit));
+    }
     let received = state.metrics.bytes_received.clone();
-    let body = req.into_body().into_data_stream();
+    let body = limited(req, limit).into_data_stream();
     match state
         .store
         .blobs
@@ -76,6 +86,7 @@ pub async fn store_upload(
         .await
     {
         Ok(blob) => Ok(blob),
+        Err(BlobWriteError::Body(e)) if e.is::<LengthLimitError>() => Err(upload_too_large(limit)),
         Err(BlobWriteError::Body(e)) => Err(response::text(
             StatusCode::BAD_REQUEST,
             format!("the upload body ended early ({e}); nothing was stored, retry the upload"),
@@ -85,6 +96,25 @@ pub async fn store_upload(
             &e,
         )),
     }
+}
+
+/// The request body, failing with [`LengthLimitError`] past `limit` bytes.
+pub fn limited(req: Request<Incoming>, limit: u64) -> Limited<Incoming> {
+    Limited::new(
+        req.into_body(),
+        usize::try_from(limit).unwrap_or(usize::MAX),
+    )
+}
+
+/// 413 naming the setting that refused the upload.
+pub fn upload_too_large(limit: u64) -> Response<ResBody> {
+    response::text(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "the upload is larger than max_upload_bytes = {limit} bytes (origin config); \
+             nothing was stored"
+        ),
+    )
 }
 
 /// Makes sure a majority of voting regions holds an upload's blob before

@@ -18,14 +18,15 @@ use std::sync::Arc;
 
 use futures::TryStreamExt;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, StreamBody};
+use http_body_util::{BodyExt, LengthLimitError, StreamBody};
 use hyper::body::{Frame, Incoming};
 use serde::Serialize;
 
 use super::auth::require_token;
-use super::{AppState, body, unavailable};
+use super::{AppState, body, write_failed};
 use crate::peers::push::BLOB_SIZE_HEADER;
 use crate::raft::Command;
+use crate::raft::intake::BadRpc;
 use crate::raft::network::MAX_RPC_BYTES as MAX_RPC;
 use crate::response::{self, ResBody};
 use crate::store::BlobWriteError;
@@ -36,34 +37,30 @@ pub async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> Response
         return denied;
     }
     let path = req.uri().path().to_string();
-    let raft = &state.replica.raft;
+    let replica = &state.replica;
     match (req.method().clone(), path.as_str()) {
         (Method::POST, "/internal/raft/append") => match body::json(req, MAX_RPC).await {
-            Ok(rpc) => ok_json(&raft.append_entries(rpc).await),
+            Ok(rpc) => rpc_answer(replica.receive_append(rpc).await),
             Err(response) => response,
         },
         (Method::POST, "/internal/raft/vote") => match body::json(req, MAX_RPC).await {
-            Ok(rpc) => ok_json(&raft.vote(rpc).await),
+            Ok(rpc) => rpc_answer(replica.receive_vote(rpc).await),
             Err(response) => response,
         },
         (Method::POST, "/internal/raft/snapshot") => match body::json(req, MAX_RPC).await {
-            Ok(rpc) => ok_json(&raft.install_snapshot(rpc).await),
+            Ok(rpc) => rpc_answer(replica.receive_snapshot(rpc).await),
             Err(response) => response,
         },
         (Method::POST, "/internal/raft/write") => match body::json::<Command>(req, MAX_RPC).await {
-            Ok(command) => match state.replica.write_here(command).await {
-                Ok(Some(outcome)) => ok_json(&outcome),
-                Ok(None) => response::text(
-                    StatusCode::MISDIRECTED_REQUEST,
-                    "this origin is not the leader",
-                ),
-                Err(e) => unavailable(&e),
+            Ok(command) => match blob_size_disagrees(state, &command).await {
+                Some(refusal) => refusal,
+                None => forwarded_write(state, command).await,
             },
             Err(response) => response,
         },
         (Method::GET, "/internal/raft/read-index") => match state.replica.read_index().await {
             Ok(index) => ok_json(&index),
-            Err(e) => unavailable(&e),
+            Err(e) => write_failed(&e),
         },
         (method, p) if p.starts_with("/internal/blobs/") => {
             let sha256 = p["/internal/blobs/".len()..].to_string();
@@ -79,6 +76,40 @@ pub async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> Response
         }
         _ => response::text(StatusCode::NOT_FOUND, "unknown internal endpoint"),
     }
+}
+
+/// Proposes a write a follower forwarded; 421 when this node is not the
+/// leader (nothing was applied), 400 for an invalid command.
+async fn forwarded_write(state: &Arc<AppState>, command: Command) -> Response<ResBody> {
+    match state.replica.write_here(command).await {
+        Ok(Some(outcome)) => ok_json(&outcome),
+        Ok(None) => response::text(
+            StatusCode::MISDIRECTED_REQUEST,
+            "this origin is not the leader",
+        ),
+        Err(e) => write_failed(&e),
+    }
+}
+
+/// 422 when a forwarded write points at a blob this region holds at
+/// another size than the command says. The state machine refuses sizes
+/// that disagree with other entries; this also catches a wrong size for a
+/// blob nothing points at yet. A missing blob proves nothing (the
+/// proposer copied it to a majority, which need not include this region).
+async fn blob_size_disagrees(state: &AppState, command: &Command) -> Option<Response<ResBody>> {
+    let (sha256, size) = match command {
+        Command::PutAsset { meta, .. } => (&meta.sha256, meta.size),
+        Command::PutPlugin { sha256, size, .. } => (sha256, *size),
+        _ => return None,
+    };
+    crate::raft::validate::check_sha256(sha256).ok()?;
+    let stored = state.store.blobs.stored_size(sha256).await.ok()?;
+    (stored != size).then(|| {
+        response::text(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("blob {sha256} is {stored} bytes here, not {size}; nothing was written"),
+        )
+    })
 }
 
 async fn blob(state: &Arc<AppState>, sha256: &str) -> Response<ResBody> {
@@ -115,7 +146,8 @@ async fn store_blob(
     sha256: &str,
     req: Request<Incoming>,
 ) -> Response<ResBody> {
-    let body = req.into_body().into_data_stream();
+    let limit = state.config.max_upload_bytes;
+    let body = body::limited(req, limit).into_data_stream();
     match state.store.blobs.put_stream(body, |_| {}).await {
         Ok(stored) if stored.sha256 == sha256 => {
             let mut response = Response::new(response::empty());
@@ -129,11 +161,20 @@ async fn store_blob(
                 stored.sha256
             ),
         ),
+        Err(BlobWriteError::Body(e)) if e.is::<LengthLimitError>() => body::upload_too_large(limit),
         Err(BlobWriteError::Body(e)) => response::text(
             StatusCode::BAD_REQUEST,
             format!("the pushed blob ended early ({e}); nothing was stored"),
         ),
         Err(e) => response::internal("storing a blob a peer pushed failed", &e),
+    }
+}
+
+/// openraft's answer as JSON, or 400 for an RPC refused before it.
+fn rpc_answer<T: Serialize>(result: Result<T, BadRpc>) -> Response<ResBody> {
+    match result {
+        Ok(answer) => ok_json(&answer),
+        Err(e) => response::text(StatusCode::BAD_REQUEST, format!("Raft RPC refused: {e}")),
     }
 }
 

@@ -3,6 +3,14 @@
 //! Values are UTF-8 text up to [`MAX_VALUE`] bytes. Writes go through Raft
 //! (forwarded to the leader); reads are local unless the query says
 //! `consistency=strong`. `GET /kv/{namespace}?prefix=P` lists keys in order.
+//!
+//! A value's `ETag` is the SHA-256 of its bytes. `PUT` and `DELETE` take
+//! `If-Match: "<etag>"` (compare-and-set) and `If-None-Match: *` (create
+//! only); the state machine decides them on the value current at commit,
+//! so of concurrent writers with the same precondition exactly one wins
+//! and the others get 412. (Being a content hash, the tag survives a write
+//! of the same bytes: a compare-and-set on it then still succeeds, as one
+//! on the value should.)
 
 use std::sync::Arc;
 
@@ -11,16 +19,21 @@ use hyper::body::Incoming;
 use serde::Serialize;
 
 use super::auth::require_token;
-use super::{AppState, body, query, unavailable};
+use super::{AppState, body, query, write_failed};
+use crate::json_size::json_len;
+use crate::names::check_kv_name;
 use crate::raft::Command;
+use crate::raft::conditions::{self, Conditions};
 use crate::response::{self, ResBody};
 
-/// Largest value accepted, in bytes.
-pub const MAX_VALUE: usize = 1024 * 1024;
-/// Longest namespace and key, in bytes.
-const MAX_NAME: usize = 1024;
+pub use crate::names::MAX_KV_VALUE as MAX_VALUE;
 /// Most entries one listing returns.
 const MAX_LIST: usize = 1000;
+/// Most bytes of JSON one listing holds (at least one entry): 1,000 values
+/// of 1 MiB would be ~1 GiB, ~6 GiB escaped.
+pub const MAX_LIST_BYTES: usize = 4 * 1024 * 1024;
+/// `{"key":,"value":},` around each entry.
+const ENTRY_OVERHEAD: usize = 18;
 /// Header carrying the change-feed sequence number a write produced.
 pub const SEQ_HEADER: &str = "x-waypost-seq";
 
@@ -31,8 +44,8 @@ pub async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> Response
         Some((ns, key)) => (decode(ns), Some(decode(key))),
         None => (decode(rest), None),
     };
-    if let Err(message) = check_name("namespace", &ns) {
-        return response::text(StatusCode::BAD_REQUEST, message);
+    if let Err(e) = check_kv_name("namespace", &ns) {
+        return response::text(StatusCode::BAD_REQUEST, e.to_string());
     }
     let method = req.method().clone();
     let Some(key) = key else {
@@ -41,8 +54,8 @@ pub async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> Response
             _ => response::method_not_allowed("GET"),
         };
     };
-    if let Err(message) = check_name("key", &key) {
-        return response::text(StatusCode::BAD_REQUEST, message);
+    if let Err(e) = check_kv_name("key", &key) {
+        return response::text(StatusCode::BAD_REQUEST, e.to_string());
     }
     match method {
         Method::GET | Method::HEAD => get(state, &ns, &key, &req).await,
@@ -61,7 +74,7 @@ async fn get(
     if query::strong(req.uri())
         && let Err(e) = state.replica.sync_for_read().await
     {
-        return unavailable(&e);
+        return write_failed(&e);
     }
     let value = state
         .replica
@@ -84,6 +97,9 @@ async fn get(
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     h.insert(header::CONTENT_LENGTH, value.len().into());
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", conditions::kv_etag(&value))) {
+        h.insert(header::ETAG, etag);
+    }
     response
 }
 
@@ -96,6 +112,7 @@ async fn put(
     if let Err(denied) = require_token(req.headers(), &state.config.token) {
         return denied;
     }
+    let precondition = Conditions::from_headers(req.headers(), false);
     let bytes = match body::read(req, MAX_VALUE).await {
         Ok(b) => b,
         Err(response) => return response,
@@ -108,6 +125,7 @@ async fn put(
             namespace,
             key,
             value,
+            precondition,
         })
         .await
     {
@@ -119,7 +137,7 @@ async fn put(
             };
             with_seq(status, outcome.seq)
         }
-        Err(e) => unavailable(&e),
+        Err(e) => write_failed(&e),
     }
 }
 
@@ -132,10 +150,15 @@ async fn delete(
     if let Err(denied) = require_token(req.headers(), &state.config.token) {
         return denied;
     }
-    match state.write(Command::KvDelete { namespace, key }).await {
+    let command = Command::KvDelete {
+        namespace,
+        key,
+        precondition: Conditions::from_headers(req.headers(), false),
+    };
+    match state.write(command).await {
         Ok(outcome) if outcome.existed => with_seq(StatusCode::NO_CONTENT, outcome.seq),
         Ok(_) => response::text(StatusCode::NOT_FOUND, "no such key"),
-        Err(e) => unavailable(&e),
+        Err(e) => write_failed(&e),
     }
 }
 
@@ -143,8 +166,8 @@ async fn delete(
 struct Listing {
     namespace: String,
     entries: Vec<Entry>,
-    /// More keys match than one listing returns; ask again with
-    /// `after=<last key>`.
+    /// More keys match than one listing returns (1,000 entries or
+    /// [`MAX_LIST_BYTES`] of JSON); ask again with `after=<last key>`.
     truncated: bool,
 }
 
@@ -158,31 +181,42 @@ async fn list(state: &Arc<AppState>, ns: &str, req: &Request<Incoming>) -> Respo
     if query::strong(req.uri())
         && let Err(e) = state.replica.sync_for_read().await
     {
-        return unavailable(&e);
+        return write_failed(&e);
     }
     let prefix = query::param(req.uri(), "prefix").unwrap_or_default();
     let after = query::param(req.uri(), "after");
-    let mut entries: Vec<Entry> = state.replica.state.read(|s| {
+    let (entries, truncated) = state.replica.state.read(|s| {
         let Some(n) = s.kv.get(ns) else {
-            return Vec::new();
+            return (Vec::new(), false);
         };
         // Start inside the prefix even when `after` sorts before it.
         let start = after
             .clone()
             .filter(|a| *a > prefix)
             .unwrap_or_else(|| prefix.clone());
-        n.range(start..)
+        let mut matching = n
+            .range(start..)
             .filter(|(k, _)| after.as_ref() != Some(*k))
-            .take_while(|(k, _)| k.starts_with(&prefix))
-            .take(MAX_LIST + 1)
-            .map(|(k, v)| Entry {
+            .take_while(|(k, _)| k.starts_with(&prefix));
+        let mut entries = Vec::new();
+        let mut bytes = 0;
+        let truncated = loop {
+            let Some((k, v)) = matching.next() else {
+                break false;
+            };
+            let size = json_len(k) + json_len(v) + ENTRY_OVERHEAD;
+            let full = entries.len() == MAX_LIST || bytes + size > MAX_LIST_BYTES;
+            if full && !entries.is_empty() {
+                break true;
+            }
+            bytes += size;
+            entries.push(Entry {
                 key: k.clone(),
                 value: v.clone(),
-            })
-            .collect()
+            });
+        };
+        (entries, truncated)
     });
-    let truncated = entries.len() > MAX_LIST;
-    entries.truncate(MAX_LIST);
     body::json_response(
         StatusCode::OK,
         &Listing {
@@ -206,19 +240,4 @@ fn decode(raw: &str) -> String {
     percent_encoding::percent_decode_str(raw)
         .decode_utf8_lossy()
         .into_owned()
-}
-
-fn check_name(what: &str, name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err(format!(
-            "the {what} must not be empty: use /kv/<namespace>/<key>"
-        ));
-    }
-    if name.len() > MAX_NAME {
-        return Err(format!("the {what} is longer than {MAX_NAME} bytes"));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(format!("the {what} must not contain control characters"));
-    }
-    Ok(())
 }

@@ -23,7 +23,7 @@ use hyper::body::Incoming;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::peers::PeerClient;
-use crate::raft::{Replica, WriteError};
+use crate::raft::{Refusal, Replica, WriteError};
 use crate::response::{self, ResBody};
 use crate::store::Store;
 
@@ -32,12 +32,21 @@ use crate::store::Store;
 pub struct AppState {
     pub config: Config,
     pub store: Store,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     pub replica: Replica,
     pub peers: PeerClient,
     /// Cancelled when a graceful shutdown starts, so endless responses
     /// (SSE streams) end instead of holding up the drain.
     pub stopping: tokio_util::sync::CancellationToken,
+    /// Whether peer traffic has a listener of its own (`[peer]`).
+    pub peer_listener: bool,
+}
+
+/// The listener a request arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Public,
+    Peer,
 }
 
 impl AppState {
@@ -55,8 +64,23 @@ impl AppState {
     }
 }
 
-/// 503 for a write or strong read that was not acknowledged.
-pub fn unavailable(error: &WriteError) -> Response<ResBody> {
+/// The answer to a write or strong read that did not succeed: 400 for an
+/// invalid write, 412 for a failed precondition, else 503 (not
+/// acknowledged; retry).
+pub fn write_failed(error: &WriteError) -> Response<ResBody> {
+    match error {
+        WriteError::Refused(Refusal::Invalid { .. }) => {
+            return response::text(StatusCode::BAD_REQUEST, error.to_string());
+        }
+        WriteError::Refused(Refusal::PreconditionFailed) => {
+            return response::text(
+                StatusCode::PRECONDITION_FAILED,
+                "a precondition (If-Match, If-None-Match or If-Unmodified-Since) is false for \
+                 the version current when the write was applied; nothing was written",
+            );
+        }
+        _ => {}
+    }
     let mut response = response::text(StatusCode::SERVICE_UNAVAILABLE, error.to_string());
     response.headers_mut().insert(
         http::header::RETRY_AFTER,
@@ -118,12 +142,32 @@ impl Route {
 const READ_ONLY: &str = "GET, HEAD";
 const ASSET_METHODS: &str = "GET, HEAD, PUT, DELETE";
 
-/// Answers one request.
+/// Whether `route` is served on `side`: with a peer listener, the regions'
+/// own routes (Raft, forwarded writes, blobs, membership) are served there
+/// and nowhere else, so its connection cap is theirs alone.
+fn served(state: &AppState, side: Side, route: Route) -> bool {
+    match (side, route) {
+        (Side::Peer, Route::Internal | Route::Cluster | Route::Healthz) => true,
+        (Side::Peer, _) => false,
+        (Side::Public, Route::Internal) => !state.peer_listener,
+        (Side::Public, _) => true,
+    }
+}
+
+/// Answers one request that arrived on `side`.
 pub async fn dispatch(
     state: &Arc<AppState>,
+    side: Side,
     route: Route,
     req: Request<Incoming>,
 ) -> Response<ResBody> {
+    if !served(state, side, route) {
+        let message = match side {
+            Side::Peer => "this is the peer listener: it serves /internal/*, /cluster and /healthz",
+            Side::Public => "peer traffic is served on the peer listener ([peer] listen)",
+        };
+        return response::text(StatusCode::NOT_FOUND, message);
+    }
     let method = req.method().clone();
     if is_read(&method)
         && matches!(

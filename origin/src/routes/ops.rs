@@ -8,7 +8,7 @@ use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
 use super::auth::require_token;
-use super::{AppState, body, unavailable};
+use super::{AppState, body, write_failed};
 use crate::metrics::PeerLabels;
 use crate::raft::Command;
 use crate::response::{self, ResBody};
@@ -123,7 +123,7 @@ pub async fn purge(state: &Arc<AppState>, req: Request<Incoming>) -> Response<Re
             StatusCode::ACCEPTED,
             &serde_json::json!({ "seq": outcome.seq }),
         ),
-        Err(e) => unavailable(&e),
+        Err(e) => write_failed(&e),
     }
 }
 

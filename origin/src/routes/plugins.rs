@@ -27,15 +27,14 @@ use serde::Serialize;
 
 use super::auth::require_token;
 use super::kv::SEQ_HEADER;
-use super::{AppState, blob_body, body, unavailable};
+use super::{AppState, blob_body, body, write_failed};
+use crate::names::check_plugin_name;
 use crate::raft::Command;
 use crate::raft::state::PluginVersion;
 use crate::response::{self, ResBody};
 
 /// The header that carries the plugin's SHA-256 on GET.
 pub const SHA256_HEADER: &str = "x-waypost-plugin-sha256";
-/// Longest plugin name.
-const MAX_NAME: usize = 64;
 /// The first bytes of every wasm binary, module or component.
 const WASM_MAGIC: &[u8; 4] = b"\0asm";
 
@@ -58,8 +57,8 @@ pub async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> Response
             _ => response::method_not_allowed("GET"),
         };
     };
-    if let Err(reason) = check_name(name) {
-        return response::text(StatusCode::BAD_REQUEST, reason);
+    if let Err(e) = check_plugin_name(name) {
+        return response::text(StatusCode::BAD_REQUEST, e.to_string());
     }
     match method {
         Method::GET | Method::HEAD => get(state, name, &req).await,
@@ -67,29 +66,6 @@ pub async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> Response
         Method::DELETE => delete(state, name, &req).await,
         _ => response::method_not_allowed("GET, HEAD, PUT, DELETE"),
     }
-}
-
-/// A plugin name is a DNS label: 1 to 64 of `a-z`, `0-9` and `-`, not
-/// starting or ending with `-`.
-pub fn check_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > MAX_NAME {
-        return Err(format!(
-            "a plugin name is 1 to {MAX_NAME} characters, got {}",
-            name.len()
-        ));
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
-    {
-        return Err(format!(
-            "plugin name {name:?} contains {c:?}; use only a-z, 0-9 and -"
-        ));
-    }
-    if name.starts_with('-') || name.ends_with('-') {
-        return Err(format!("plugin name {name:?} must not start or end with -"));
-    }
-    Ok(())
 }
 
 fn list(state: &AppState) -> Response<ResBody> {
@@ -179,7 +155,7 @@ async fn put(state: &Arc<AppState>, name: &str, req: Request<Incoming>) -> Respo
     };
     let outcome = match state.write(command).await {
         Ok(outcome) => outcome,
-        Err(e) => return unavailable(&e),
+        Err(e) => return write_failed(&e),
     };
     let status = if outcome.existed {
         StatusCode::OK
@@ -237,36 +213,11 @@ async fn delete(state: &Arc<AppState>, name: &str, req: &Request<Incoming>) -> R
             response
         }
         Ok(_) => not_found(name),
-        Err(e) => unavailable(&e),
+        Err(e) => write_failed(&e),
     }
 }
 
 /// Values come from our own validated state; fall back rather than fail.
 fn header_value(value: &str) -> HeaderValue {
     HeaderValue::from_str(value).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::check_name;
-
-    #[test]
-    fn names_are_dns_labels() {
-        for ok in ["hello", "a", "geo-headers", "ab-test-2", &"x".repeat(64)] {
-            assert!(check_name(ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "",
-            "Hello",
-            "a_b",
-            "-a",
-            "a-",
-            "a.b",
-            "a/b",
-            &"x".repeat(65),
-        ] {
-            assert!(check_name(bad).is_err(), "{bad}");
-        }
-        assert!(check_name("a_b").unwrap_err().contains("'_'"));
-    }
 }

@@ -163,6 +163,7 @@ mod tests {
             namespace: "n".into(),
             key: key.into(),
             value: "v".into(),
+            precondition: None,
         });
         seq.send_replace(s.last_seq);
     }

@@ -4,59 +4,98 @@
 //! every member; readiness is Raft's own leader metric, never a sleep.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use origin::config::ClusterConfig;
+use origin::config::{ClusterConfig, PeerListener};
 use origin::{Config, RunningServer, Server};
 use reqwest::Client;
 use tokio::net::TcpListener;
 
 use super::TOKEN;
 
+/// Changes every region's config before it starts.
+pub type Adjust = Arc<dyn Fn(&mut Config) + Send + Sync>;
+
 pub struct Cluster {
     nodes: Vec<Option<RunningServer>>,
     addrs: Vec<SocketAddr>,
+    /// Each region's peer listener, when the regions have one.
+    peer_addrs: Vec<Option<SocketAddr>>,
     dirs: Vec<tempfile::TempDir>,
+    adjust: Option<Adjust>,
     pub client: Client,
 }
 
 impl Cluster {
     /// Starts `n` regions and waits until they agree on a leader.
     pub async fn start(n: usize) -> Self {
+        Self::start_with(n, false, None).await
+    }
+
+    /// Starts `n` regions, with a peer listener each if `peer` (the
+    /// members' addresses are then the peer listeners'), every config
+    /// changed by `adjust`.
+    pub async fn start_with(n: usize, peer: bool, adjust: Option<Adjust>) -> Self {
         let mut listeners = Vec::new();
         for i in 0..n {
             let ip = format!("127.0.0.{}:0", 11 + i);
-            listeners.push(TcpListener::bind(ip).await.unwrap());
+            let public = TcpListener::bind(&ip).await.unwrap();
+            let peer = match peer {
+                true => Some(TcpListener::bind(&ip).await.unwrap()),
+                false => None,
+            };
+            listeners.push((public, peer));
         }
-        let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+        let addrs = listeners
+            .iter()
+            .map(|l| l.0.local_addr().unwrap())
+            .collect();
+        let peer_addrs = listeners
+            .iter()
+            .map(|l| l.1.as_ref().map(|p| p.local_addr().unwrap()))
+            .collect();
         let dirs = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
         let mut cluster = Self {
             nodes: Vec::new(),
             addrs,
+            peer_addrs,
             dirs,
+            adjust,
             client: super::reading_client(Client::builder().timeout(Duration::from_secs(10))),
         };
-        for (i, listener) in listeners.into_iter().enumerate() {
-            let server = Server::start_on(cluster.config(i), listener).await.unwrap();
+        for (i, (public, peer)) in listeners.into_iter().enumerate() {
+            let server = Server::start_on_listeners(cluster.config(i), public, peer)
+                .await
+                .unwrap();
             cluster.nodes.push(Some(server));
         }
         cluster.wait_for_leader(None, Duration::from_secs(10)).await;
         cluster
     }
 
+    /// The address other regions reach region `j` at.
+    fn member_addr(&self, j: usize) -> SocketAddr {
+        self.peer_addrs[j].unwrap_or(self.addrs[j])
+    }
+
     fn config(&self, i: usize) -> Config {
         let mut config = Config::for_data_dir(self.dirs[i].path(), TOKEN);
         config.listen = self.addrs[i];
         config.read_token = Some(super::READ_TOKEN.into());
+        config.peer = self.peer_addrs[i].map(|listen| PeerListener {
+            listen,
+            limits: origin::listen::Limits::PEER,
+        });
         config.cluster = Some(ClusterConfig {
             node_id: i as u64 + 1,
-            members: self
-                .addrs
-                .iter()
-                .enumerate()
-                .map(|(j, a)| (j as u64 + 1, a.to_string()))
+            members: (0..self.addrs.len())
+                .map(|j| (j as u64 + 1, self.member_addr(j).to_string()))
                 .collect(),
         });
+        if let Some(adjust) = &self.adjust {
+            adjust(&mut config);
+        }
         config
     }
 
@@ -136,6 +175,7 @@ impl Cluster {
             .await
             .unwrap();
         self.addrs.push(listener.local_addr().unwrap());
+        self.peer_addrs.push(None);
         self.dirs.push(tempfile::tempdir().unwrap());
         let server = Server::start_on(self.config(i), listener).await.unwrap();
         self.nodes.push(Some(server));
@@ -156,10 +196,43 @@ impl Cluster {
             .await;
     }
 
-    /// Restarts region `i` on its old address and data directory.
+    /// Restarts region `i` like [`Cluster::restart`], returning why it
+    /// refused to start instead of panicking.
+    pub async fn try_restart(&mut self, i: usize) -> Result<(), origin::StartError> {
+        let listener = TcpListener::bind(self.addrs[i]).await.unwrap();
+        let peer = match self.peer_addrs[i] {
+            Some(addr) => Some(TcpListener::bind(addr).await.unwrap()),
+            None => None,
+        };
+        let server = Server::start_on_listeners(self.config(i), listener, peer).await?;
+        self.nodes[i] = Some(server);
+        Ok(())
+    }
+
+    /// Deletes everything in region `i`'s data directory (it must be down),
+    /// like a lost disk.
+    pub fn wipe(&self, i: usize) {
+        assert!(!self.is_up(i), "wipe a region only while it is down");
+        for entry in std::fs::read_dir(self.data_dir(i)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                std::fs::remove_dir_all(path).unwrap();
+            } else {
+                std::fs::remove_file(path).unwrap();
+            }
+        }
+    }
+
+    /// Restarts region `i` on its old addresses and data directory.
     pub async fn restart(&mut self, i: usize) {
         let listener = TcpListener::bind(self.addrs[i]).await.unwrap();
-        let server = Server::start_on(self.config(i), listener).await.unwrap();
+        let peer = match self.peer_addrs[i] {
+            Some(addr) => Some(TcpListener::bind(addr).await.unwrap()),
+            None => None,
+        };
+        let server = Server::start_on_listeners(self.config(i), listener, peer)
+            .await
+            .unwrap();
         self.nodes[i] = Some(server);
     }
 
