@@ -19,6 +19,7 @@ mod metrics_http;
 mod reload;
 mod server;
 mod state;
+mod wire;
 pub mod zone;
 
 pub use config::Config;

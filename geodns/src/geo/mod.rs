@@ -90,7 +90,10 @@ impl GeoMap {
         let first = table.starts[i];
         let last = table.starts.get(i + 1).map_or(Key::MAX, |next| next - 1);
         let len = widest_prefix(k, first, last);
-        let scope = if k & !host_mask(96) == V4_BASE && addr_is_v4(addr) {
+        // An IPv4 client's scope counts IPv4 bits; a v4-mapped IPv6 ECS
+        // address is an IPv6 subnet, whose scope counts IPv6 bits
+        // (RFC 7871 §6: SCOPE is in the FAMILY's address bits).
+        let scope = if k & !host_mask(96) == V4_BASE && addr.is_ipv4() {
             len.saturating_sub(96)
         } else {
             len
@@ -99,13 +102,6 @@ impl GeoMap {
             order: &table.orders[table.classes[i] as usize],
             scope: scope as u8,
         })
-    }
-}
-
-fn addr_is_v4(addr: IpAddr) -> bool {
-    match addr {
-        IpAddr::V4(_) => true,
-        IpAddr::V6(a) => a.to_ipv4_mapped().is_some(),
     }
 }
 
