@@ -112,7 +112,9 @@ impl std::fmt::Debug for FastPath {
 }
 
 /// `threads` UDP sockets on `addr` with SO_REUSEPORT (port 0: the first
-/// one's port for all), non-blocking for the workers' batched calls.
+/// one's port for all); blocking with a receive timeout, so a worker
+/// waits inside its receive call and still sees the stop flag (sends pass
+/// MSG_DONTWAIT).
 pub fn bind(addr: SocketAddr, threads: usize) -> Result<Vec<UdpSocket>, Error> {
     let mut sockets = Vec::with_capacity(threads);
     let mut at = addr;
@@ -124,7 +126,9 @@ pub fn bind(addr: SocketAddr, threads: usize) -> Result<Vec<UdpSocket>, Error> {
         if at.is_ipv6() {
             socket.set_only_v6(true).map_err(err)?;
         }
-        socket.set_nonblocking(true).map_err(err)?;
+        socket
+            .set_read_timeout(Some(worker::IDLE_WAIT))
+            .map_err(err)?;
         socket.bind(&at.into()).map_err(err)?;
         let socket = UdpSocket::from(socket);
         at = socket.local_addr().map_err(err)?;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
+use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg, sendto};
 
 use super::counters::WorkerCounters;
 use super::query::{KEY_LEN, parse};
@@ -27,8 +27,9 @@ const BATCH: usize = 32;
 const RECV_BUF: usize = 4096;
 /// A fast reply never exceeds the largest payload we send.
 const SEND_BUF: usize = 1232;
-/// How long an idle worker sleeps before it looks at the stop flag.
-const IDLE_WAIT: Duration = Duration::from_millis(100);
+/// How long an idle worker waits in its receive call (the socket's
+/// receive timeout) before it looks at the stop flag.
+pub const IDLE_WAIT: Duration = Duration::from_millis(100);
 /// How long a worker waits for room in a full send buffer before it drops
 /// the rest of its batch (UDP may lose replies; the client retries).
 const SEND_WAIT: Duration = Duration::from_millis(10);
@@ -70,11 +71,14 @@ impl Worker {
         while !self.stop.load(Ordering::Relaxed) {
             let count = {
                 let mut iovs = recv_bufs.each_mut().map(|b| [IoSliceMut::new(b)]);
+                // Blocks until one datagram is there (or the socket's
+                // receive timeout, IDLE_WAIT, passes), then takes what else
+                // has arrived: one system call per batch, as gdnsd does.
                 match recvmmsg(
                     fd,
                     &mut recv_headers,
                     iovs.iter_mut(),
-                    MsgFlags::MSG_DONTWAIT,
+                    MsgFlags::MSG_WAITFORONE,
                     None,
                 ) {
                     Ok(results) => {
@@ -87,17 +91,15 @@ impl Worker {
                     }
                     Err(Errno::EAGAIN | Errno::EINTR) => 0,
                     Err(error) => {
+                        // Not a timeout (e.g. ENOMEM): back off rather than
+                        // spin on the error.
                         tracing::debug!(%error, "udp receive failed");
+                        std::thread::sleep(IDLE_WAIT);
                         0
                     }
                 }
             };
             if count == 0 {
-                let mut fds = [PollFd::new(self.socket.as_fd(), PollFlags::POLLIN)];
-                let _ = poll(
-                    &mut fds,
-                    PollTimeout::try_from(IDLE_WAIT).unwrap_or(PollTimeout::NONE),
-                );
                 continue;
             }
             if !self.shared.is_fresh(&table) {
@@ -143,8 +145,12 @@ impl Worker {
                         );
                     }
                     None => {
-                        if let Some(reply) = general::answer(&handler, datagram, src) {
-                            let _ = self.socket.send_to(&reply, src);
+                        if let (Some(reply), Some(to)) =
+                            (general::answer(&handler, datagram, src), addr)
+                        {
+                            // Never blocks the worker: a full send buffer
+                            // drops the reply, as UDP may.
+                            let _ = sendto(fd, &reply, &to, MsgFlags::MSG_DONTWAIT);
                         }
                     }
                 }
