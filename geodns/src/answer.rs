@@ -19,6 +19,9 @@ pub struct GeoAnswer {
     pub records: Vec<Record>,
     /// The region that answered; `None` when failing open.
     pub region: Option<usize>,
+    /// Endpoints `records` were drawn from: above the zone's `max_answers`
+    /// the draw is random, so the answer cannot be prepared in advance.
+    pub candidates: usize,
 }
 
 /// Builds the answer for `hit` given the client's best-first region order.
@@ -66,6 +69,7 @@ pub fn geo_answer(
             .filter(|e| wanted(e))
             .collect(),
     };
+    let count = candidates.len();
     let picked = if chosen.is_some() {
         pick_weighted(candidates, zone.max_answers)
     } else {
@@ -84,6 +88,7 @@ pub fn geo_answer(
     GeoAnswer {
         records,
         region: chosen,
+        candidates: count,
     }
 }
 

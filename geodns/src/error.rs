@@ -20,6 +20,8 @@ pub enum Error {
     },
     #[error("nothing to reload: the configuration was not read from a file")]
     NoSource,
+    #[error("cannot start a UDP worker thread: {0}")]
+    Thread(#[source] std::io::Error),
     #[error("reload task failed: {0}")]
     Reload(String),
 }

@@ -10,14 +10,16 @@ use arc_swap::ArcSwap;
 use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::rr::{DNSClass, Record, RecordType};
+use hickory_proto::serialize::binary::BinEncoder;
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
 
 use crate::answer::geo_answer;
 use crate::metrics::{Metrics, QueryLabels, RegionLabels};
 use crate::state::Snapshot;
+use crate::wire;
 
 /// Largest UDP reply we send whatever the client offers: the DNS flag day
 /// 2020 size that avoids IP fragmentation.
@@ -67,6 +69,12 @@ impl RequestHandler for Handler {
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.response_code = reply.rcode;
         metadata.authoritative = reply.authoritative;
+        if reply.rcode == ResponseCode::NotImp {
+            // We did not understand the request, so none of its flags are
+            // echoed (hickory copies RD and CD).
+            metadata.recursion_desired = false;
+            metadata.checking_disabled = false;
+        }
         let edns = request.edns.as_ref().map(|req| {
             let mut edns = Edns::new();
             edns.set_max_payload(req.max_payload().clamp(512, MAX_UDP_PAYLOAD));
@@ -80,11 +88,29 @@ impl RequestHandler for Handler {
         if let Some(edns) = &edns {
             builder.edns(edns);
         }
+        // hickory truncates by dropping whatever no longer fits, the OPT
+        // record included; a reply that does not fit is sent as TC with
+        // no records but its OPT instead (as BIND and Knot do), so the
+        // client still sees our EDNS and retries over TCP.
+        let limit = match (request.protocol(), &edns) {
+            (Protocol::Udp, Some(edns)) => usize::from(edns.max_payload()),
+            (Protocol::Udp, None) => 512,
+            _ => usize::MAX,
+        };
+        let empty: &[Record] = &[];
+        let (answers, soa) = if limit < usize::MAX
+            && encoded_len(&request.queries, edns.as_ref(), metadata, &reply) > limit
+        {
+            metadata.truncation = true;
+            (empty, None)
+        } else {
+            (&reply.answers[..], reply.soa.as_ref())
+        };
         let response = builder.build(
             metadata,
-            reply.answers.iter(),
+            answers.iter(),
             std::iter::empty(),
-            reply.soa.iter(),
+            soa,
             std::iter::empty(),
         );
         let info = match response_handle.send_response(response).await {
@@ -140,6 +166,29 @@ impl Handler {
                 answers = reply.answers.len(),
             );
         }
+    }
+}
+
+/// Bytes `reply` takes on the wire without a size limit.
+fn encoded_len(queries: &Queries, edns: Option<&Edns>, metadata: Metadata, reply: &Reply) -> usize {
+    let mut builder = MessageResponseBuilder::new(queries, None);
+    if let Some(edns) = edns {
+        builder.edns(edns);
+    }
+    let response = builder.build(
+        metadata,
+        reply.answers.iter(),
+        std::iter::empty(),
+        reply.soa.iter(),
+        std::iter::empty(),
+    );
+    let mut bytes = Vec::with_capacity(1024);
+    let mut encoder = BinEncoder::new(&mut bytes);
+    // An encoding error is sent as SERVFAIL by hickory anyway; counting it
+    // as too long only changes which error the client sees.
+    match response.destructive_emit(&mut encoder) {
+        Ok(_) => bytes.len(),
+        Err(_) => usize::MAX,
     }
 }
 
@@ -218,9 +267,11 @@ fn decide(snapshot: &Snapshot, request: &Request, metrics: &Metrics) -> Reply {
 }
 
 /// The request's ECS option, checked as RFC 7871 §7.1.2 requires: a scope
-/// in a query or address bits beyond the source prefix are FORMERR.
-/// (Unknown families and over-long prefixes already fail decoding, which
-/// hickory answers with FORMERR.)
+/// in a query, address bits beyond the source prefix or more ADDRESS
+/// octets than the prefix needs (§6; hickory reads the ones it needs and
+/// ignores the rest, so the raw length is checked) are FORMERR. (Unknown
+/// families, over-long prefixes and missing octets already fail decoding,
+/// which hickory answers with FORMERR.)
 fn client_subnet(request: &Request) -> Result<Option<ClientSubnet>, ()> {
     let Some(EdnsOption::Subnet(ecs)) = request
         .edns
@@ -234,13 +285,15 @@ fn client_subnet(request: &Request) -> Result<Option<ClientSubnet>, ()> {
         IpAddr::V4(a) => prefix < 32 && u32::from(a) & (u32::MAX >> prefix) != 0,
         IpAddr::V6(a) => prefix < 128 && u128::from(a) & (u128::MAX >> prefix) != 0,
     };
-    if ecs.scope_prefix() != 0 || extra_bits {
+    let sent_len = wire::ecs_option_len(request.as_slice());
+    let wanted_len = 4 + wire::ecs_address_len(ecs.source_prefix());
+    if ecs.scope_prefix() != 0 || extra_bits || sent_len != Some(wanted_len) {
         return Err(());
     }
     Ok(Some(*ecs))
 }
 
-fn type_label(t: RecordType) -> &'static str {
+pub(crate) fn type_label(t: RecordType) -> &'static str {
     match t {
         RecordType::A => "A",
         RecordType::AAAA => "AAAA",
@@ -258,7 +311,7 @@ fn type_label(t: RecordType) -> &'static str {
     }
 }
 
-fn rcode_label(r: ResponseCode) -> &'static str {
+pub(crate) fn rcode_label(r: ResponseCode) -> &'static str {
     match r {
         ResponseCode::NoError => "NOERROR",
         ResponseCode::FormErr => "FORMERR",

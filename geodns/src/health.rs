@@ -3,7 +3,7 @@
 //! traffic. The state is a flat array of flags read lock-free by every query.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::task::JoinSet;
@@ -15,6 +15,9 @@ use crate::metrics::Metrics;
 #[derive(Debug)]
 pub struct Health {
     regions: Vec<Vec<AtomicBool>>,
+    /// Bumped after every change, so answers prepared from one state
+    /// (the fast path's) can tell they are out of date.
+    generation: AtomicU64,
 }
 
 impl Health {
@@ -27,6 +30,7 @@ impl Health {
                 .iter()
                 .map(|r| r.endpoints.iter().map(|_| AtomicBool::new(true)).collect())
                 .collect(),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -52,6 +56,11 @@ impl Health {
                 }
             }
         }
+    }
+
+    /// Changes so far; read before the flags it covers.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     pub fn endpoint_up(&self, region: usize, endpoint: usize) -> bool {
@@ -143,6 +152,7 @@ impl Checker {
             };
             if let Some(now_up) = change {
                 flag.store(now_up, Ordering::Relaxed);
+                self.health.generation.fetch_add(1, Ordering::Release);
                 self.metrics
                     .health_changed(&self.region_name, &self.address, now_up);
                 let region_up = self.health.region_up(self.region);

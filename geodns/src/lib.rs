@@ -5,12 +5,15 @@
 //! records answer a question; `geo` compiles the MaxMind database and CIDR
 //! overrides into merged prefixes (the ECS scope comes from them); `health`
 //! checks endpoints; `answer` picks the endpoints for one client; `handler`
-//! is the wire side on hickory-server; `server` binds and runs it all and
-//! `reload` swaps configurations without a restart.
+//! is the wire side on hickory-server; `fast` answers the common UDP query
+//! from prepared wire-format answers on worker threads (and hands the rest
+//! to `handler`); `server` binds and runs it all and `reload` swaps
+//! configurations without a restart.
 
 mod answer;
 pub mod config;
 mod error;
+mod fast;
 pub mod geo;
 mod handler;
 mod health;
@@ -19,6 +22,7 @@ mod metrics_http;
 mod reload;
 mod server;
 mod state;
+mod wire;
 pub mod zone;
 
 pub use config::Config;

@@ -1,12 +1,16 @@
 //! GeoDNS figures in a registry owned by each server, so several servers in
 //! one test process keep separate counts.
 
+use std::sync::{Arc, Mutex};
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::fast::WorkerCounters;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct QueryLabels {
@@ -40,6 +44,10 @@ pub struct Metrics {
     /// Seconds spent building each answer (decoding to sending).
     pub latency: Histogram,
     pub reloads: Family<ReloadLabels, Counter>,
+    /// UDP queries the fast path answered itself (also in `queries`).
+    pub fast_answers: Counter,
+    /// The UDP workers' own counters, folded in on every scrape.
+    pub workers: Mutex<Vec<Arc<WorkerCounters>>>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -75,8 +83,14 @@ impl Metrics {
         let latency = Histogram::new(exponential_buckets(1e-6, 2.0, 16));
         registry.register(
             "query_seconds",
-            "Time to build and send an answer",
+            "Time to build and send an answer on the general path (TCP, and UDP the fast path does not answer)",
             latency.clone(),
+        );
+        let fast_answers = Counter::default();
+        registry.register(
+            "udp_fast_answers",
+            "UDP queries answered from prepared answers by the worker threads",
+            fast_answers.clone(),
         );
         let reloads = Family::<ReloadLabels, Counter>::default();
         registry.register("reloads", "Config and database reloads", reloads.clone());
@@ -89,7 +103,19 @@ impl Metrics {
             health_changes,
             latency,
             reloads,
+            fast_answers,
+            workers: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The Prometheus text, with the workers' counts folded in first.
+    pub fn render(&self) -> String {
+        let workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        for worker in workers.iter() {
+            worker.fold(self);
+        }
+        drop(workers);
+        service_base::metrics_text::render(&self.registry)
     }
 
     pub fn health_changed(&self, region: &str, endpoint: &str, up: bool) {

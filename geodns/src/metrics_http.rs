@@ -38,7 +38,7 @@ fn respond(method: &Method, path: &str, metrics: &Metrics) -> Response<Full<Byte
         (&Method::GET, "/metrics") => (
             StatusCode::OK,
             service_base::metrics_text::CONTENT_TYPE,
-            service_base::metrics_text::render(&metrics.registry),
+            metrics.render(),
         ),
         (&Method::GET, "/healthz") => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
         (_, "/metrics" | "/healthz") => (

@@ -10,6 +10,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::fast::{self, FastPath};
 use crate::handler::Handler;
 use crate::metrics::Metrics;
 use crate::reload::Reloader;
@@ -32,6 +33,7 @@ pub struct RunningServer {
     metrics_addr: Option<SocketAddr>,
     reloader: Arc<Reloader>,
     dns: hickory_server::Server<Handler>,
+    fast: Option<FastPath>,
     background: Vec<JoinHandle<()>>,
 }
 
@@ -50,6 +52,7 @@ impl Server {
     /// starts serving.
     pub async fn start(config: Config) -> Result<RunningServer, Error> {
         let tcp_timeout = config.tcp_timeout;
+        let udp_threads = config.udp_threads;
         let dns_addrs = config.dns.clone();
         let metrics_listen = config.metrics;
         let snapshot = tokio::task::spawn_blocking(move || Snapshot::build(config, None))
@@ -63,21 +66,33 @@ impl Server {
             metrics: metrics.clone(),
         });
         let (mut udp, mut tcp) = (Vec::new(), Vec::new());
+        let mut worker_sockets = Vec::new();
         for addr in dns_addrs {
-            let (socket, listener) = bind_pair(addr).await?;
-            udp.push(
-                socket
-                    .local_addr()
-                    .map_err(|source| Error::Bind { addr, source })?,
-            );
-            tcp.push(
+            let local =
+                |r: std::io::Result<SocketAddr>| r.map_err(|source| Error::Bind { addr, source });
+            let listener = if udp_threads > 0 {
+                let (sockets, listener) = bind_workers(addr, udp_threads).await?;
+                udp.push(local(sockets[0].local_addr())?);
+                worker_sockets.extend(sockets);
                 listener
-                    .local_addr()
-                    .map_err(|source| Error::Bind { addr, source })?,
-            );
-            dns.register_socket(socket);
+            } else {
+                let (socket, listener) = bind_pair(addr).await?;
+                udp.push(local(socket.local_addr())?);
+                dns.register_socket(socket);
+                listener
+            };
+            tcp.push(local(listener.local_addr())?);
             dns.register_listener(listener, tcp_timeout, TCP_RESPONSE_BUFFER);
         }
+        let fast = if worker_sockets.is_empty() {
+            None
+        } else {
+            Some(FastPath::start(
+                worker_sockets,
+                state.clone(),
+                metrics.clone(),
+            )?)
+        };
 
         let mut background = Vec::new();
         let mut metrics_addr = None;
@@ -100,9 +115,30 @@ impl Server {
             metrics_addr,
             reloader,
             dns,
+            fast,
             background,
         })
     }
+}
+
+/// The UDP workers' sockets and a TCP listener on one port, as
+/// [`bind_pair`] does for a single UDP socket.
+async fn bind_workers(
+    addr: SocketAddr,
+    threads: usize,
+) -> Result<(Vec<std::net::UdpSocket>, TcpListener), Error> {
+    let bind_err = |source| Error::Bind { addr, source };
+    let mut last = None;
+    for _ in 0..PORT_PAIR_TRIES {
+        let sockets = fast::bind(addr, threads)?;
+        let port = sockets[0].local_addr().map_err(bind_err)?.port();
+        match TcpListener::bind(SocketAddr::new(addr.ip(), port)).await {
+            Ok(tcp) => return Ok((sockets, tcp)),
+            Err(e) if addr.port() == 0 => last = Some(e),
+            Err(e) => return Err(bind_err(e)),
+        }
+    }
+    Err(bind_err(last.expect("at least one try")))
 }
 
 /// UDP and TCP on the same address; for port 0 the TCP listener takes the
@@ -152,13 +188,16 @@ impl RunningServer {
 
     /// The Prometheus text of this server's metrics.
     pub fn metrics_text(&self) -> String {
-        service_base::metrics_text::render(&self.reloader.metrics.registry)
+        self.reloader.metrics.render()
     }
 
     /// Stops accepting, lets in-flight queries finish, stops the checkers.
     pub async fn shutdown(mut self) {
         for task in &self.background {
             task.abort();
+        }
+        if let Some(fast) = self.fast.take() {
+            let _ = tokio::task::spawn_blocking(move || fast.stop()).await;
         }
         if let Err(error) = self.dns.shutdown_gracefully().await {
             tracing::debug!(%error, "dns shutdown");

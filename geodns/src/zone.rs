@@ -106,6 +106,20 @@ impl Zone {
         &self.soa
     }
 
+    /// Every name that holds data, with the types it holds and whether it
+    /// is a geo name: what the fast path prepares answers for.
+    pub fn names(&self) -> impl Iterator<Item = (Name, Vec<RecordType>, bool)> + '_ {
+        self.nodes.iter().map(|(name, node)| match node {
+            Node::Static(records) => {
+                let mut types: Vec<RecordType> = records.iter().map(Record::record_type).collect();
+                types.sort_unstable_by_key(|t| u16::from(*t));
+                types.dedup();
+                (Name::from(name.clone()), types, false)
+            }
+            Node::Geo(_) => (Name::from(name.clone()), Vec::new(), true),
+        })
+    }
+
     fn new(config: &ZoneConfig) -> Self {
         let origin = config.origin.clone();
         let soa = Record::from_rdata(

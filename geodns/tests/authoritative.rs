@@ -83,6 +83,22 @@ async fn large_answers_truncate_over_udp_and_fit_over_tcp() {
     // dig's default retries a truncated answer over TCP.
     let fallback = t.dig(&["big.waypost.test", "TXT"]);
     assert_eq!(fallback.answers.len(), 12);
+    // A truncated reply keeps its OPT record, whatever room the last
+    // record that fitted left (every payload size over one record's span).
+    for payload in 512..760u16 {
+        let mut q = support::query("big.waypost.test.", hickory_proto::rr::RecordType::TXT);
+        q.edns.as_mut().unwrap().set_max_payload(payload);
+        let reply =
+            support::udp_exchange(t.addr, "127.0.0.1", &q, std::time::Duration::from_secs(2))
+                .await
+                .expect("a reply");
+        assert!(reply.metadata.truncation, "{payload}");
+        assert_eq!(
+            reply.edns.as_ref().map(|e| e.max_payload()),
+            Some(payload),
+            "OPT kept at payload {payload}"
+        );
+    }
     // No EDNS: 512 bytes.
     let plain = t.dig(&["big.waypost.test", "TXT", "+ignore", "+noedns"]);
     assert!(plain.flags.contains(&"tc".to_owned()));

@@ -42,6 +42,28 @@ async fn ecs_picks_the_region_and_echoes_the_scope() {
     assert_eq!(d.answer_data(), ["127.0.3.1"], "{}", d.raw);
     assert_eq!(d.ecs.as_deref(), Some("2001:db8:1::/48/32"));
 
+    // The same /24 as a v4-mapped IPv6 subnet (family 2): same region,
+    // and the scope counts IPv6 bits.
+    let mut ecs = vec![0, 2, 120, 0];
+    ecs.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 216, 160, 83]);
+    let reply = udp_exchange(
+        t.addr,
+        "127.0.0.1",
+        &support::with_raw_ecs(query("cdn.waypost.test.", RecordType::A), ecs),
+        Duration::from_secs(2),
+    )
+    .await
+    .expect("reply");
+    assert_eq!(reply.answers[0].data.to_string(), "127.0.2.1");
+    let echoed = reply.edns.as_ref().and_then(|e| {
+        match e.option(hickory_proto::rr::rdata::opt::EdnsCode::Subnet) {
+            Some(hickory_proto::rr::rdata::opt::EdnsOption::Subnet(s)) => Some(*s),
+            _ => None,
+        }
+    });
+    let echoed = echoed.expect("ECS echoed");
+    assert_eq!((echoed.source_prefix(), echoed.scope_prefix()), (120, 120));
+
     // Override 10.1.0.0/16 → ap, scope /16.
     let d = t.dig(&["cdn.waypost.test", "A", "+subnet=10.1.2.0/24"]);
     assert_eq!(d.answer_data(), ["127.0.3.1"]);

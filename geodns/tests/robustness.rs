@@ -48,6 +48,20 @@ async fn malformed_ecs_is_formerr() {
         rcode_of(&t, &with_raw_ecs(q(), vec![0, 9, 24, 0, 1, 2, 3])).await,
         ResponseCode::FormErr
     );
+    // More ADDRESS octets than SOURCE PREFIX-LENGTH needs (RFC 7871 §6).
+    assert_eq!(
+        rcode_of(&t, &with_raw_ecs(q(), vec![0, 1, 24, 0, 216, 160, 83, 0])).await,
+        ResponseCode::FormErr
+    );
+    assert_eq!(
+        rcode_of(&t, &with_raw_ecs(q(), vec![0, 1, 0, 0, 0])).await,
+        ResponseCode::FormErr
+    );
+    // Fewer than it needs.
+    assert_eq!(
+        rcode_of(&t, &with_raw_ecs(q(), vec![0, 1, 24, 0, 216, 160])).await,
+        ResponseCode::FormErr
+    );
     // Source prefix longer than the family allows.
     assert_eq!(
         rcode_of(&t, &with_raw_ecs(q(), vec![0, 1, 33, 0, 1, 2, 3, 4, 5])).await,
@@ -63,9 +77,21 @@ async fn odd_queries_get_error_codes() {
     let t = TestServer::start(&config_text("")).await;
     let chaos = class(query("static.waypost.test.", RecordType::TXT), DNSClass::CH);
     assert_eq!(rcode_of(&t, &chaos).await, ResponseCode::Refused);
-    let mut notify = query("waypost.test.", RecordType::SOA);
-    notify.metadata.op_code = OpCode::Notify;
-    assert_eq!(rcode_of(&t, &notify).await, ResponseCode::NotImp);
+    for op_code in [OpCode::Notify, OpCode::Status, OpCode::Unknown(3)] {
+        let mut odd = query("waypost.test.", RecordType::SOA);
+        odd.metadata.op_code = op_code;
+        odd.metadata.recursion_desired = true;
+        odd.metadata.checking_disabled = true;
+        let reply = udp_exchange(t.addr, "127.0.0.1", &odd, WAIT)
+            .await
+            .expect("a reply");
+        assert_eq!(reply.metadata.response_code, ResponseCode::NotImp);
+        let m = reply.metadata;
+        assert!(
+            !(m.recursion_desired || m.checking_disabled || m.authoritative || m.truncation),
+            "NOTIMP echoes no flag of the query: {m:?}"
+        );
+    }
     assert_eq!(
         rcode_of(&t, &query("waypost.test.", RecordType::AXFR)).await,
         ResponseCode::Refused

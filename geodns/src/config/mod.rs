@@ -16,6 +16,9 @@ use service_base::config_file::{self, ConfigError, FieldError};
 
 use raw::{RawConfig, RawRegion, RawZone};
 
+/// Most UDP worker threads per address an operator may ask for.
+const MAX_UDP_THREADS: usize = 256;
+
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -23,11 +26,15 @@ pub struct Config {
     pub dns: Vec<SocketAddr>,
     pub metrics: Option<SocketAddr>,
     pub tcp_timeout: Duration,
+    /// UDP worker threads per address (0: no fast path).
+    pub udp_threads: usize,
     pub geoip: GeoIpConfig,
     pub health: HealthConfig,
     pub regions: Vec<Region>,
     pub zones: Vec<ZoneConfig>,
     pub query_log: bool,
+    /// One query in this many is logged when `query_log` is on.
+    pub query_log_sample: u32,
     /// The file this came from; watched for changes and re-read on SIGHUP.
     pub source: Option<PathBuf>,
 }
@@ -178,10 +185,25 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, FieldError> {
         return Err(FieldError::new("zones", "needs at least one zone"));
     }
 
+    if raw.query_log_sample == 0 {
+        return Err(FieldError::new("query_log_sample", "must be at least 1"));
+    }
+    let udp_threads = match raw.listen.udp_threads {
+        Some(n) if n > MAX_UDP_THREADS => {
+            return Err(FieldError::new(
+                "listen.udp_threads",
+                format!("at most {MAX_UDP_THREADS}"),
+            ));
+        }
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_UDP_THREADS)),
+    };
+
     Ok(Config {
         dns,
         metrics,
         tcp_timeout: raw.listen.tcp_timeout,
+        udp_threads,
         geoip: GeoIpConfig {
             database,
             overrides,
@@ -190,6 +212,7 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, FieldError> {
         regions,
         zones,
         query_log: raw.query_log,
+        query_log_sample: raw.query_log_sample,
         source: Some(path.to_path_buf()),
     })
 }

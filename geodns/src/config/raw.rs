@@ -20,9 +20,17 @@ pub struct RawConfig {
     pub regions: BTreeMap<String, RawRegion>,
     #[serde(default)]
     pub zones: Vec<RawZone>,
-    /// Log every query as a JSON line (target `geodns::query`).
+    /// Log queries as JSON lines (target `geodns::query`).
     #[serde(default)]
     pub query_log: bool,
+    /// With `query_log`, log one query in this many (per UDP worker and on
+    /// the general path), so a flood does not turn into a flood of lines.
+    #[serde(default = "default_query_log_sample")]
+    pub query_log_sample: u32,
+}
+
+fn default_query_log_sample() -> u32 {
+    1
 }
 
 #[derive(Debug, Deserialize)]
@@ -36,6 +44,10 @@ pub struct RawListen {
     /// Idle TCP connections are closed after this long.
     #[serde(default = "default_tcp_timeout", with = "humantime_serde")]
     pub tcp_timeout: Duration,
+    /// UDP worker threads per address, each with its own SO_REUSEPORT
+    /// socket (the fast path); one per core when absent; 0 serves UDP from
+    /// the async runtime only.
+    pub udp_threads: Option<usize>,
 }
 
 impl Default for RawListen {
@@ -44,6 +56,7 @@ impl Default for RawListen {
             dns: default_dns(),
             metrics: None,
             tcp_timeout: default_tcp_timeout(),
+            udp_threads: None,
         }
     }
 }
