@@ -38,6 +38,7 @@ fn leader(addr: &str) -> usize {
             .build()
             .unwrap()
             .get(format!("http://{addr}/cluster"))
+            .bearer_auth(TOKEN)
             .send()
             .await
             .unwrap()

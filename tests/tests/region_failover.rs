@@ -87,6 +87,7 @@ pool = "origin"
 async fn asset_gets(c: &reqwest::Client, origin: &str) -> u64 {
     let text = c
         .get(format!("{origin}/metrics"))
+        .bearer_auth(TOKEN)
         .send()
         .await
         .unwrap()
