@@ -1,6 +1,7 @@
-//! How many bytes a value takes as JSON, without building the JSON: pages
-//! and batches are cut by bytes, and a 1 MiB KV value of control
-//! characters is ~6 MiB once escaped, so counting entries is not enough.
+//! How many bytes a value takes as JSON or CBOR, without building it:
+//! pages and batches are cut by bytes, and a 1 MiB KV value of control
+//! characters is ~6 MiB once escaped as JSON, so counting entries is not
+//! enough.
 
 use serde::Serialize;
 
@@ -8,6 +9,16 @@ use serde::Serialize;
 pub fn json_len<T: Serialize + ?Sized>(value: &T) -> usize {
     let mut counter = ByteCounter(0);
     match serde_json::to_writer(&mut counter, value) {
+        Ok(()) => counter.0,
+        Err(_) => 0,
+    }
+}
+
+/// The length of `value` encoded as CBOR, as Raft RPCs travel (0 if it
+/// cannot be).
+pub fn cbor_len<T: Serialize + ?Sized>(value: &T) -> usize {
+    let mut counter = ByteCounter(0);
+    match ciborium::into_writer(value, &mut counter) {
         Ok(()) => counter.0,
         Err(_) => 0,
     }
@@ -29,12 +40,15 @@ impl std::io::Write for ByteCounter {
 
 #[cfg(test)]
 mod tests {
-    use super::json_len;
+    use super::{cbor_len, json_len};
 
     #[test]
     fn counts_escaped_bytes() {
         assert_eq!(json_len("ab"), 4);
         assert_eq!(json_len("\u{1}"), 8);
         assert_eq!(json_len(&[1, 2]), 5);
+        let control = "\u{1}".repeat(1000);
+        assert_eq!(json_len(&control), 6002);
+        assert!(cbor_len(&control) <= 1003, "{}", cbor_len(&control));
     }
 }

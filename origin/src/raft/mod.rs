@@ -25,6 +25,7 @@ pub mod state;
 pub mod state_machine;
 mod status;
 pub mod validate;
+pub mod wire;
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
@@ -336,12 +337,16 @@ impl Replica {
     }
 
     async fn forward(&self, addr: &str, command: &Command, remaining: Duration) -> Forwarded {
+        let Ok(body) = wire::encode(command) else {
+            return Forwarded::NotApplied;
+        };
         let sent = self
             .http
             .post(format!("http://{addr}/internal/raft/write"))
             .bearer_auth(&self.token)
             .timeout(remaining.max(Duration::from_millis(100)))
-            .json(command)
+            .header(reqwest::header::CONTENT_TYPE, wire::CBOR)
+            .body(body)
             .send()
             .await;
         let response = match sent {

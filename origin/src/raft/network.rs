@@ -1,9 +1,10 @@
 //! Raft RPCs between regions over the origins' own HTTP API.
 //!
-//! Each RPC is a JSON `POST /internal/raft/{append,vote,snapshot}` to the
-//! peer's advertised address, authorised with the shared bearer token. The
-//! peer answers with the JSON of `Result<Response, RaftError>`, so a remote
-//! Raft error comes back typed and a transport failure is `Unreachable`.
+//! Each RPC is a CBOR ([`super::wire`]) `POST
+//! /internal/raft/{append,vote,snapshot}` to the peer's advertised
+//! address, authorised with the shared bearer token. The peer answers with
+//! the JSON of `Result<Response, RaftError>`, so a remote Raft error comes
+//! back typed and a transport failure is `Unreachable`.
 //!
 //! openraft 0.9 caps an AppendEntries batch by entry count only, and a
 //! batch must arrive within the append RPC's timeout (the heartbeat
@@ -34,7 +35,8 @@ use super::{NodeId, TypeConfig};
 /// snapshot chunk.
 pub const MAX_RPC_BYTES: usize = 64 * 1024 * 1024;
 
-/// The serialized size an AppendEntries batch may reach before it is split.
+/// The encoded (CBOR) size an AppendEntries batch may reach before it is
+/// split.
 /// About one KV value at its largest: small enough to cross a WAN within
 /// the append timeout, large enough that small entries still go hundreds
 /// per request. A single entry larger than this is still sent, alone.
@@ -94,11 +96,14 @@ impl Peer {
         // reports a `Timeout`, which it retries at once. Only a peer that
         // cannot be connected to is `Unreachable`, which makes openraft back
         // off from it; a slow answer (a follower's slow fsync) must not.
+        let body = super::wire::encode(req)
+            .map_err(|e| RPCError::Network(NetworkError::new(&std::io::Error::other(e))))?;
         let response = self
             .http
             .post(url)
             .bearer_auth(&self.token)
-            .json(req)
+            .header(reqwest::header::CONTENT_TYPE, super::wire::CBOR)
+            .body(body)
             .send()
             .await
             .map_err(|e| {
@@ -171,7 +176,7 @@ fn entries_that_fit<T: Serialize>(entries: &[T], budget: usize) -> usize {
     for (i, entry) in entries.iter().enumerate() {
         // Serializing only fails if the type cannot be serialized, which
         // the real send would report; such an entry counts as fitting.
-        used += crate::json_size::json_len(entry) + 1;
+        used += crate::json_size::cbor_len(entry) + 1;
         if used > budget {
             return i.max(1);
         }

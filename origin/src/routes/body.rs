@@ -43,6 +43,23 @@ pub async fn json<T: DeserializeOwned>(
     })
 }
 
+/// Reads a body from another region: CBOR, or JSON from an older origin
+/// ([`crate::raft::wire`]); 400 names what did not parse.
+#[allow(clippy::result_large_err)]
+pub async fn rpc<T: DeserializeOwned>(
+    req: Request<Incoming>,
+    limit: usize,
+) -> Result<T, Response<ResBody>> {
+    let content_type = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let bytes = read(req, limit).await?;
+    crate::raft::wire::decode(content_type.as_deref(), &bytes)
+        .map_err(|e| response::text(StatusCode::BAD_REQUEST, e.to_string()))
+}
+
 /// A JSON response.
 pub fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Response<ResBody> {
     let mut response = Response::new(response::full(

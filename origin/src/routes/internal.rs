@@ -1,7 +1,8 @@
 //! `/internal/...`: what regions ask each other, all behind the token.
 //!
-//! - `POST /internal/raft/{append,vote,snapshot}`: Raft RPCs; the answer is
-//!   the JSON of openraft's `Result`, so errors travel typed.
+//! - `POST /internal/raft/{append,vote,snapshot}`: Raft RPCs in CBOR (or
+//!   JSON from an older origin, [`crate::raft::wire`]); the answer is the
+//!   JSON of openraft's `Result`, so errors travel typed.
 //! - `POST /internal/raft/write`: a write forwarded by a follower; 421 when
 //!   this node is not the leader (nothing was applied, the caller retries).
 //! - `GET /internal/raft/read-index`: the commit index a linearizable read
@@ -39,19 +40,19 @@ pub async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> Response
     let path = req.uri().path().to_string();
     let replica = &state.replica;
     match (req.method().clone(), path.as_str()) {
-        (Method::POST, "/internal/raft/append") => match body::json(req, MAX_RPC).await {
+        (Method::POST, "/internal/raft/append") => match body::rpc(req, MAX_RPC).await {
             Ok(rpc) => rpc_answer(replica.receive_append(rpc).await),
             Err(response) => response,
         },
-        (Method::POST, "/internal/raft/vote") => match body::json(req, MAX_RPC).await {
+        (Method::POST, "/internal/raft/vote") => match body::rpc(req, MAX_RPC).await {
             Ok(rpc) => rpc_answer(replica.receive_vote(rpc).await),
             Err(response) => response,
         },
-        (Method::POST, "/internal/raft/snapshot") => match body::json(req, MAX_RPC).await {
+        (Method::POST, "/internal/raft/snapshot") => match body::rpc(req, MAX_RPC).await {
             Ok(rpc) => rpc_answer(replica.receive_snapshot(rpc).await),
             Err(response) => response,
         },
-        (Method::POST, "/internal/raft/write") => match body::json::<Command>(req, MAX_RPC).await {
+        (Method::POST, "/internal/raft/write") => match body::rpc::<Command>(req, MAX_RPC).await {
             Ok(command) => match blob_size_disagrees(state, &command).await {
                 Some(refusal) => refusal,
                 None => forwarded_write(state, command).await,
