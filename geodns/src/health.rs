@@ -89,6 +89,9 @@ pub fn spawn_checks(config: &Config, health: Arc<Health>, metrics: Arc<Metrics>)
     let client = reqwest::Client::builder()
         .timeout(config.health.timeout)
         .connect_timeout(config.health.timeout)
+        // A redirect is not a healthy answer: a 302 to a login or parking
+        // page that answers 200 says nothing about the endpoint.
+        .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .build()
         .expect("a client without TLS roots or proxies always builds");

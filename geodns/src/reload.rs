@@ -25,6 +25,10 @@ pub struct Reloader {
     pub state: Arc<ArcSwap<Snapshot>>,
     pub metrics: Arc<Metrics>,
     checks: Mutex<JoinSet<()>>,
+    /// One reload at a time, in the order they were asked for (tokio's
+    /// mutex is fair): a SIGHUP and a file change cannot finish out of
+    /// order, and the last one reads the file last, so the latest wins.
+    serial: Mutex<()>,
 }
 
 impl Reloader {
@@ -37,11 +41,13 @@ impl Reloader {
             state,
             metrics,
             checks: Mutex::new(checks),
+            serial: Mutex::new(()),
         }
     }
 
     /// Re-reads the config file the server was started from.
     pub async fn reload(&self) -> Result<(), Error> {
+        let _one = self.serial.lock().await;
         let path = self
             .state
             .load()
@@ -50,7 +56,7 @@ impl Reloader {
             .clone()
             .ok_or(Error::NoSource)?;
         let result = match tokio::task::spawn_blocking(move || Config::load(&path)).await {
-            Ok(Ok(config)) => self.apply(config).await,
+            Ok(Ok(config)) => self.apply_now(config).await,
             Ok(Err(e)) => Err(e.into()),
             Err(e) => Err(Error::Reload(e.to_string())),
         };
@@ -61,6 +67,11 @@ impl Reloader {
     /// Compiles `config` and serves it from now on; listen addresses stay
     /// as they were bound.
     pub async fn apply(&self, config: Config) -> Result<(), Error> {
+        let _one = self.serial.lock().await;
+        self.apply_now(config).await
+    }
+
+    async fn apply_now(&self, config: Config) -> Result<(), Error> {
         let previous = self.state.load_full();
         if config.dns != previous.config.dns || config.metrics != previous.config.metrics {
             tracing::warn!("listen addresses changed: they take effect on restart");

@@ -187,19 +187,30 @@ impl Zone {
             };
             match node {
                 Node::Geo(i) => {
-                    let geo = (matches!(qtype, RecordType::A | RecordType::AAAA | RecordType::ANY))
-                        .then_some(GeoHit {
+                    // ANY gets one RRset (RFC 8482 §4.2): the A records.
+                    let asked = if qtype == RecordType::ANY {
+                        RecordType::A
+                    } else {
+                        qtype
+                    };
+                    let geo =
+                        (matches!(asked, RecordType::A | RecordType::AAAA)).then_some(GeoHit {
                             geo: &self.config.geo[*i],
                             zone: self,
-                            qtype,
+                            qtype: asked,
                             name,
                         });
                     return self.done(ResponseCode::NoError, answers, geo);
                 }
                 Node::Static(records) => {
-                    let matching = records
-                        .iter()
-                        .filter(|r| qtype == RecordType::ANY || r.record_type() == qtype);
+                    // ANY is answered minimally (RFC 8482 §4.2): one RRset,
+                    // the first the name has (SOA at the apex), so ANY is no
+                    // amplifier.
+                    let wanted = match (qtype, records.first()) {
+                        (RecordType::ANY, Some(first)) => first.record_type(),
+                        _ => qtype,
+                    };
+                    let matching = records.iter().filter(|r| r.record_type() == wanted);
                     let before = answers.len();
                     answers.extend(matching.map(|r| with_name(r, &name)));
                     if answers.len() > before || qtype == RecordType::CNAME {
@@ -323,6 +334,7 @@ mod tests {
         assert_eq!(r.answers.len(), 1);
 
         let r = z.resolve(&name("example.test."), RecordType::ANY);
-        assert_eq!(r.answers.len(), 2, "SOA and NS");
+        assert_eq!(r.answers.len(), 1, "one RRset (RFC 8482): the SOA");
+        assert_eq!(r.answers[0].record_type(), RecordType::SOA);
     }
 }

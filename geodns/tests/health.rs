@@ -79,3 +79,19 @@ async fn no_healthy_region_answers_with_every_endpoint() {
     );
     t.server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redirect_is_not_healthy() {
+    // The health URL answers 302 to a page that answers 200: a login page
+    // or a parking page is not the edge being up.
+    let healthy = HealthServer::start().await;
+    let redirect = HealthServer::redirecting(healthy.url()).await;
+    let t = TestServer::start(&config_text(&format!(", health = \"{}\"", redirect.url()))).await;
+    let eu_client = ["cdn.waypost.test", "A", "-b", "127.0.0.2", "+noedns"];
+    eventually(Duration::from_secs(2), async || {
+        t.dig(&eu_client).answer_data() == ["127.0.2.1"]
+    })
+    .await
+    .expect("eu is down: its health check is redirected");
+    t.server.shutdown().await;
+}

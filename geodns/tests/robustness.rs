@@ -217,6 +217,27 @@ fn invalid_configs_name_the_field() {
             base.replace("query_log = true", "query_log = true\nbogus = 1"),
             "bogus",
         ),
+        // A geo name at the apex would replace SOA and NS.
+        (
+            base.replace(r#"name = "cdn", regions"#, r#"name = "@", regions"#),
+            "zones[0].geo[0].name",
+        ),
+        // A CNAME beside other data, named by the later record.
+        (
+            base.replace(
+                r#"{ name = "static", type = "AAAA""#,
+                r#"{ name = "www", type = "AAAA""#,
+            ),
+            "zones[0].records[6]`: `www.waypost.test.` has a CNAME and other records (zones[0].records[4])",
+        ),
+        // A CNAME at the apex.
+        (
+            base.replace(
+                r#"{ name = "outside", type = "CNAME""#,
+                r#"{ name = "@", type = "CNAME""#,
+            ),
+            "zones[0].records[8]",
+        ),
     ];
     for (text, field) in cases {
         let err = Config::parse(&path, &text).unwrap_err().to_string();

@@ -5,6 +5,7 @@
 
 mod raw;
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -284,6 +285,39 @@ fn validate_region(name: &str, raw: &RawRegion) -> Result<Region, FieldError> {
     })
 }
 
+/// A CNAME must be the only record at its name (RFC 1034 §3.6.2, RFC
+/// 2181 §10.1), so none at the apex (which holds SOA and NS) and none
+/// beside other data; the error names the later of the clashing records.
+fn check_cnames(records: &[Record], origin: &Name, field: &str) -> Result<(), FieldError> {
+    let mut seen: HashMap<&Name, (usize, bool)> = HashMap::new();
+    for (i, r) in records.iter().enumerate() {
+        let cname = r.record_type() == RecordType::CNAME;
+        let f = format!("{field}.records[{i}]");
+        if cname && &r.name == origin {
+            return Err(FieldError::new(
+                f,
+                "a CNAME cannot be at the zone apex (it holds SOA and NS)",
+            ));
+        }
+        match seen.get(&r.name) {
+            Some(&(first, first_cname)) if cname || first_cname => {
+                return Err(FieldError::new(
+                    f,
+                    format!(
+                        "`{}` has a CNAME and other records ({field}.records[{first}]); a CNAME must be alone at its name",
+                        r.name
+                    ),
+                ));
+            }
+            Some(_) => {}
+            None => {
+                seen.insert(&r.name, (i, cname));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn validate_zone(
     raw: &RawZone,
     field: &str,
@@ -354,11 +388,18 @@ fn validate_zone(
             .map_err(|e| FieldError::new(format!("{f}.value"), e.to_string()))?;
         records.push(Record::from_rdata(name, r.ttl.unwrap_or(raw.ttl), rdata));
     }
+    check_cnames(&records, &origin, field)?;
 
     let mut geo = Vec::new();
     for (i, g) in raw.geo.iter().enumerate() {
         let f = format!("{field}.geo[{i}]");
         let name = name_in_zone(&g.name, format!("{f}.name"))?;
+        if name == origin {
+            return Err(FieldError::new(
+                format!("{f}.name"),
+                "a geo name cannot be the zone apex: its answers would replace the SOA and NS records",
+            ));
+        }
         if g.regions.is_empty() {
             return Err(FieldError::new(
                 format!("{f}.regions"),

@@ -144,7 +144,7 @@ pub struct RawEndpoint {
     pub address: String,
     #[serde(default = "default_weight")]
     pub weight: u32,
-    /// `http://…` URL whose 2xx answer means the endpoint is up; without it
+    /// `http://…` URL whose 2xx answer (redirects are not followed) means the endpoint is up; without it
     /// the endpoint is always considered healthy.
     pub health: Option<String>,
 }

@@ -299,20 +299,32 @@ pub fn dig(server: SocketAddr, args: &[&str]) -> Dig {
     dig
 }
 
-/// An HTTP `/healthz` endpoint answering 200 that can be stopped (every
-/// connection closes) and started again on the same address.
+/// An HTTP `/healthz` endpoint answering 200 (or a 302 to `redirect`)
+/// that can be stopped (every connection closes) and started again on the
+/// same address.
 pub struct HealthServer {
     pub addr: SocketAddr,
+    redirect: Option<String>,
     task: Option<JoinHandle<()>>,
 }
 
 impl HealthServer {
     pub async fn start() -> Self {
+        Self::serving(None).await
+    }
+
+    /// Answers every request with `302 Found` to `location`.
+    pub async fn redirecting(location: String) -> Self {
+        Self::serving(Some(location)).await
+    }
+
+    async fn serving(redirect: Option<String>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         Self {
             addr,
-            task: Some(tokio::spawn(serve_health(listener))),
+            task: Some(tokio::spawn(serve_health(listener, redirect.clone()))),
+            redirect,
         }
     }
 
@@ -328,7 +340,7 @@ impl HealthServer {
 
     pub async fn restart(&mut self) {
         let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
-        self.task = Some(tokio::spawn(serve_health(listener)));
+        self.task = Some(tokio::spawn(serve_health(listener, self.redirect.clone())));
     }
 }
 
@@ -340,17 +352,25 @@ impl Drop for HealthServer {
 
 /// Connections live in this task's JoinSet, so aborting the task closes
 /// them too (a pooled keep-alive connection must not outlive a "stop").
-async fn serve_health(listener: tokio::net::TcpListener) {
+async fn serve_health(listener: tokio::net::TcpListener, redirect: Option<String>) {
     use hyper::service::service_fn;
     use hyper_util::rt::{TokioExecutor, TokioIo};
     let mut connections = tokio::task::JoinSet::new();
     loop {
         let (stream, _) = listener.accept().await.unwrap();
+        let redirect = redirect.clone();
         connections.spawn(async move {
-            let service = service_fn(|_req: http::Request<hyper::body::Incoming>| async {
-                Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+            let service = service_fn(move |_req: http::Request<hyper::body::Incoming>| {
+                let mut response = http::Response::new(http_body_util::Full::new(
                     bytes::Bytes::from_static(b"ok"),
-                )))
+                ));
+                if let Some(location) = &redirect {
+                    *response.status_mut() = http::StatusCode::FOUND;
+                    response
+                        .headers_mut()
+                        .insert(http::header::LOCATION, location.parse().unwrap());
+                }
+                async move { Ok::<_, std::convert::Infallible>(response) }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)
