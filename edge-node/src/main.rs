@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use edge_node::{Config, Server};
+use edge_node::{Config, RunningServer, Server};
 
 /// mimalloc: small cached objects and per-request allocations are the
 /// edge's hot path, and glibc malloc both spent ~11% of a cache-hit's CPU
@@ -73,15 +73,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         config.plugin_runtime.kv_token = Some(token);
     }
     let server = Server::start(config).await?;
-    if let Some(a) = server.http_addr() {
-        println!("edge-node listening on http://{a}");
-    }
-    if let Some(a) = server.https_addr() {
-        println!("edge-node listening on https://{a}");
-    }
-    println!("edge-node admin on http://{}", server.admin_addr());
-    use std::io::Write;
-    std::io::stdout().flush()?;
+    announce(&server);
     let stop = server.stop_token();
     tokio::spawn(async move {
         match service_base::shutdown::requested().await {
@@ -96,4 +88,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
     });
     server.wait().await;
     Ok(())
+}
+
+/// Prints the bound addresses for whoever started the edge (scripts read
+/// them to learn port 0's choice). A closed stdout is not a reason to stop
+/// serving, so a failed write is ignored; the same facts are in the log.
+fn announce(server: &RunningServer) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let mut lines = Vec::new();
+    if let Some(a) = server.http_addr() {
+        lines.push(format!("edge-node listening on http://{a}"));
+    }
+    if let Some(a) = server.https_addr() {
+        lines.push(format!("edge-node listening on https://{a}"));
+    }
+    lines.push(format!("edge-node admin on http://{}", server.admin_addr()));
+    for line in &lines {
+        tracing::info!("{line}");
+        if writeln!(out, "{line}").is_err() {
+            return;
+        }
+    }
+    let _ = out.flush();
 }

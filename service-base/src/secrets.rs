@@ -6,6 +6,12 @@
 /// Whether `token` is one of the placeholders documentation and examples
 /// use, or too short to resist guessing (under 16 characters).
 pub fn weakness(token: &str) -> Option<&'static str> {
+    placeholder(token).or_else(|| too_short(token))
+}
+
+/// Whether `token` is a placeholder from the documentation (`change-me`,
+/// `secret`, …): known to everyone who read the docs, whatever the listener.
+pub fn placeholder(token: &str) -> Option<&'static str> {
     const PLACEHOLDERS: &[&str] = &[
         "change-me",
         "changeme",
@@ -17,18 +23,19 @@ pub fn weakness(token: &str) -> Option<&'static str> {
         "admin",
     ];
     let lower = token.to_ascii_lowercase();
-    if PLACEHOLDERS
+    PLACEHOLDERS
         .iter()
         .any(|p| lower == *p || lower.starts_with(&format!("{p}-")))
-    {
-        return Some(
+        .then_some(
             "is a placeholder from the documentation; generate one, e.g. `openssl rand -hex 32`",
-        );
-    }
-    if token.len() < 16 {
-        return Some("is shorter than 16 characters; generate one, e.g. `openssl rand -hex 32`");
-    }
-    None
+        )
+}
+
+/// Whether `token` is too short (under 16 characters) to resist guessing
+/// by anyone who can reach the listener.
+pub fn too_short(token: &str) -> Option<&'static str> {
+    (token.len() < 16)
+        .then_some("is shorter than 16 characters; generate one, e.g. `openssl rand -hex 32`")
 }
 
 #[cfg(test)]

@@ -64,6 +64,10 @@ pub(crate) enum Ended {
     /// A request head did not arrive within the header-read timeout; the
     /// connection was dropped without a response.
     HeaderTimeout,
+    /// A response body waited `write_timeout` for the client to take more
+    /// (a zero HTTP/2 window, or a socket that stopped draining); the
+    /// connection was dropped.
+    WriteStalled,
     /// hyper reported an error; it has already answered what it could
     /// (e.g. `431` for an oversized head).
     Failed(Box<dyn StdError + Send + Sync>),
@@ -76,12 +80,32 @@ impl Ended {
             Ended::Closed { idle: true } => Some(LimitKind::IdleTimeout),
             Ended::Closed { idle: false } => None,
             Ended::HeaderTimeout => Some(LimitKind::HeaderTimeout),
-            Ended::Failed(error) => error
-                .downcast_ref::<hyper::Error>()
-                .filter(|e| e.is_parse_too_large())
-                .map(|_| LimitKind::HeaderTooLarge),
+            Ended::WriteStalled => Some(LimitKind::WriteTimeout),
+            Ended::Failed(error) => {
+                if write_timed_out(error.as_ref()) {
+                    return Some(LimitKind::WriteTimeout);
+                }
+                error
+                    .downcast_ref::<hyper::Error>()
+                    .filter(|e| e.is_parse_too_large())
+                    .map(|_| LimitKind::HeaderTooLarge)
+            }
         }
     }
+}
+
+/// Whether `error` (or what caused it) is [`TrackedIo`]'s write timeout.
+fn write_timed_out(error: &(dyn StdError + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// Serves `io` with `service` until the connection ends, applying the
@@ -108,6 +132,7 @@ where
     tokio::pin!(conn);
     let header_timeout = limits.header_read_timeout;
     let idle_timeout = limits.idle_timeout;
+    let write_timeout = limits.write_timeout;
     let mut closing = false;
     let mut idle_closed = false;
     // After an idle close, how long the peer gets to finish (h2 GOAWAY).
@@ -130,6 +155,11 @@ where
                 closing = true;
             }
             () = tracker.changed() => {}
+            () = sleep_until(tracker.stall_deadline(write_timeout)) => {
+                if tracker.stalled(write_timeout) {
+                    return Ended::WriteStalled;
+                }
+            }
             () = sleep_until(deadline) => {
                 let now = Instant::now();
                 if close_by.is_some_and(|at| at <= now) {

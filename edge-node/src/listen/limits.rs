@@ -119,15 +119,18 @@ pub enum LimitKind {
     IdleTimeout,
     /// The TLS handshake failed.
     TlsHandshakeError,
+    /// A response waited `write_timeout` for the client to read more.
+    WriteTimeout,
 }
 
 impl LimitKind {
     /// Every kind, for pre-registering label values.
-    pub const ALL: [LimitKind; 4] = [
+    pub const ALL: [LimitKind; 5] = [
         LimitKind::HeaderTooLarge,
         LimitKind::HeaderTimeout,
         LimitKind::IdleTimeout,
         LimitKind::TlsHandshakeError,
+        LimitKind::WriteTimeout,
     ];
 
     /// The stable snake_case name used in metrics and logs.
@@ -137,6 +140,7 @@ impl LimitKind {
             LimitKind::HeaderTimeout => "header_timeout",
             LimitKind::IdleTimeout => "idle_timeout",
             LimitKind::TlsHandshakeError => "tls_handshake_error",
+            LimitKind::WriteTimeout => "write_timeout",
         }
     }
 }

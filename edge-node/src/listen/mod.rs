@@ -17,6 +17,7 @@
 //! | `header_read_timeout` | plain: `408`, then close; TLS: close | — (h2 heads arrive as frames; see idle) |
 //! | `idle_timeout` | close between requests | `GOAWAY` |
 //! | `max_connections` | plain: `503` + `Retry-After: 1`; TLS: close | same |
+//! | `write_timeout` (a response the client stops taking) | close | close (also a stream held at a zero window; `stall`) |
 //!
 //! Over TLS the `408`/`503` are not sent: the `408` would have to go through
 //! the TLS session hyper owned (and dropped) mid-read, and answering a `503`
@@ -31,6 +32,7 @@ mod metrics;
 mod per_client;
 mod reply;
 mod sni;
+mod stall;
 mod tls;
 mod tracker;
 
@@ -354,6 +356,11 @@ impl<F> Shared<F> {
                 tracing::debug!(%peer, limit = %LimitKind::IdleTimeout, "closed idle connection");
             }
             (Some(kind), Ended::Failed(error)) => self.limit_hit(peer, kind, error),
+            (Some(kind), Ended::WriteStalled) => self.limit_hit(
+                peer,
+                kind,
+                &"a response waited write_timeout for the client to read more",
+            ),
             (Some(kind), _) => self.limit_hit(peer, kind, &"request head not received in time"),
             (None, Ended::Failed(error)) => {
                 tracing::debug!(%peer, %error, "connection ended with an error");

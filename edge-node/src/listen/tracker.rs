@@ -14,6 +14,10 @@
 //!
 //! HTTP/2 connections (by ALPN or by the h2c preface) have no head timer:
 //! frames arrive in any order and an idle h2 connection is normal.
+//!
+//! Every response body also carries a stall clock (see `stall.rs`), so a
+//! client that stops pulling one stream is cut even while its socket is
+//! writable.
 
 use std::io;
 use std::pin::Pin;
@@ -29,6 +33,8 @@ use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+use super::stall::{StallClock, StallClocks};
 
 /// Sentinel for "no head in progress" in [`ConnTracker::head_started`].
 const NO_HEAD: u64 = u64::MAX;
@@ -56,19 +62,22 @@ pub(crate) struct ConnTracker {
     idle_since: AtomicU64,
     h2: AtomicBool,
     changed: Notify,
+    stalls: StallClocks,
 }
 
 impl ConnTracker {
     /// A tracker for a connection accepted just now; `h2` when ALPN already
     /// settled the protocol.
     pub(crate) fn new(h2: bool) -> Arc<Self> {
+        let epoch = Instant::now();
         Arc::new(Self {
-            epoch: Instant::now(),
+            epoch,
             in_flight: AtomicUsize::new(0),
             head_started: AtomicU64::new(if h2 { NO_HEAD } else { 0 }),
             idle_since: AtomicU64::new(0),
             h2: AtomicBool::new(h2),
             changed: Notify::new(),
+            stalls: StallClocks::new(epoch),
         })
     }
 
@@ -95,6 +104,27 @@ impl ConnTracker {
             return Deadline::Head(self.at(head) + header_timeout);
         }
         Deadline::Idle(self.at(self.idle_since.load(Ordering::Acquire)) + idle_timeout)
+    }
+
+    /// When the connection must be cut because a response body has waited
+    /// `write_timeout` for the client to take more; with requests in flight
+    /// and none stalled, when to look again.
+    pub(crate) fn stall_deadline(&self, write_timeout: Duration) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        Some(
+            self.stalls
+                .deadline(write_timeout)
+                .unwrap_or_else(|| Instant::now() + write_timeout),
+        )
+    }
+
+    /// Whether a body has waited `write_timeout` for the client by now.
+    pub(crate) fn stalled(&self, write_timeout: Duration) -> bool {
+        self.stalls
+            .deadline(write_timeout)
+            .is_some_and(|at| at <= Instant::now())
     }
 
     /// Resolves when the state changed in a way that can move the deadline.
@@ -334,16 +364,27 @@ where
         let this = self.project();
         let result = ready!(this.inner.poll(cx));
         let guard = this.guard.take();
-        Poll::Ready(result.map(|response| response.map(|inner| TrackedBody { inner, guard })))
+        Poll::Ready(result.map(|response| {
+            response.map(|inner| {
+                let clock = guard.as_ref().map(|g| g.tracker.stalls.start());
+                TrackedBody {
+                    inner,
+                    guard,
+                    clock,
+                }
+            })
+        }))
     }
 }
 
 pin_project! {
-    /// The response body; the request stops being in flight when it ends.
+    /// The response body; the request stops being in flight when it ends,
+    /// and its stall clock runs while it waits for the client.
     pub(crate) struct TrackedBody<B> {
         #[pin]
         inner: B,
         guard: Option<InFlight>,
+        clock: Option<Arc<StallClock>>,
     }
 }
 
@@ -356,9 +397,17 @@ impl<B: Body<Data = Bytes>> Body for TrackedBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
-        let frame = ready!(this.inner.poll_frame(cx));
+        let polled = this.inner.poll_frame(cx);
+        if let Some(clock) = this.clock.as_deref() {
+            match (&polled, this.guard.as_ref()) {
+                (Poll::Ready(Some(_)), Some(guard)) => guard.tracker.stalls.delivered(clock),
+                _ => StallClocks::waiting_on_us(clock),
+            }
+        }
+        let frame = ready!(polled);
         if frame.is_none() {
             this.guard.take();
+            this.clock.take();
         }
         Poll::Ready(frame)
     }

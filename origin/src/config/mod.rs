@@ -138,9 +138,21 @@ impl Config {
             .map_or(&self.default_cache_control, |rule| &rule.cache_control)
     }
 
-    /// Checks the invariants [`Config::load`] enforces, for configurations
-    /// built in code (flag overrides, tests).
+    /// Everything [`Config::validate_shape`] checks, plus the strength of
+    /// the tokens: what a server checks before it binds, after flags and
+    /// the environment (`ORIGIN_TOKEN`) had their say.
     pub fn validate(&self) -> Result<(), FieldError> {
+        self.validate_shape()?;
+        check_strength("token", &self.token, self.listen)?;
+        if let Some(read) = &self.read_token {
+            check_strength("read_token", read, self.listen)?;
+        }
+        Ok(())
+    }
+
+    /// Checks the invariants [`Config::load`] enforces. A placeholder token
+    /// in a file passes here, since the environment may still replace it.
+    pub fn validate_shape(&self) -> Result<(), FieldError> {
         check_token("token", &self.token)?;
         if let Some(read) = &self.read_token {
             check_token("read_token", read)?;
@@ -241,10 +253,29 @@ fn validate(raw: RawConfig) -> Result<Config, FieldError> {
             .validate("limits", crate::listen::Limits::PUBLIC)?,
         peer: raw.peer.map(listener::RawPeer::validate).transpose()?,
     };
-    config.validate()?;
+    config.validate_shape()?;
     Ok(config)
 }
 
+/// A token must not be a placeholder from the docs; off loopback, where
+/// strangers may reach the listener, it must also be long enough to resist
+/// guessing.
+fn check_strength(field: &'static str, token: &str, listen: SocketAddr) -> Result<(), FieldError> {
+    if let Some(reason) = service_base::secrets::placeholder(token) {
+        return Err(FieldError::new(field, reason));
+    }
+    if !listen.ip().is_loopback()
+        && let Some(reason) = service_base::secrets::too_short(token)
+    {
+        return Err(FieldError::new(
+            field,
+            format!("{reason} (required because `listen` = {listen} is not loopback)"),
+        ));
+    }
+    Ok(())
+}
+
+/// A token must fit an Authorization header.
 fn check_token(field: &'static str, token: &str) -> Result<(), FieldError> {
     if token.trim().is_empty() {
         return Err(FieldError::new(field, "must not be empty"));
@@ -290,6 +321,34 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(Path::new("origin.toml"), text)
+    }
+
+    #[test]
+    fn placeholder_tokens_are_refused_at_start_not_at_load() {
+        let c = parse("data_dir = \"/x\"\ntoken = \"change-me\"").unwrap();
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(
+            msg.contains("`token`") && msg.contains("placeholder"),
+            "{msg}"
+        );
+        let mut c = c;
+        c.token = "3f9a1c0e7b2d4a5f8e6c1b0a9d7f3e2c".into();
+        c.read_token = Some("secret".into());
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(msg.contains("`read_token`"), "{msg}");
+    }
+
+    #[test]
+    fn short_tokens_are_refused_off_loopback_only() {
+        let c = parse("data_dir = \"/x\"\ntoken = \"short-token\"").unwrap();
+        c.validate().unwrap();
+        let c =
+            parse("listen = \"0.0.0.0:7070\"\ndata_dir = \"/x\"\ntoken = \"short-token\"").unwrap();
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(
+            msg.contains("16 characters") && msg.contains("0.0.0.0:7070"),
+            "{msg}"
+        );
     }
 
     #[test]
