@@ -6,6 +6,7 @@ mod support;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use futures::StreamExt;
 use support::*;
 
 async fn text(r: reqwest::Response) -> String {
@@ -512,6 +513,42 @@ async fn kv_counter_keeps_state_in_the_origin_kv() {
         .await
         .unwrap();
     assert_eq!(stored.trim(), "3");
+
+    // `kv.list` against the real origin's listing, past one page (1,000
+    // keys): names with characters that must be escaped in a URL are
+    // listed as written.
+    let odd = ["a b", "x/y", "q?&=#%"];
+    let keys: Vec<String> = (0..1005)
+        .map(|i| format!("n{i:04}"))
+        .chain(odd.iter().map(|k| k.to_string()))
+        .collect();
+    let origin_addr = origin.local_addr();
+    futures::stream::iter(keys.clone())
+        .for_each_concurrent(32, |key| {
+            let c = c.clone();
+            async move {
+                let path = waypost_api::kv::key_path(
+                    &waypost_api::Namespace::parse("counters").unwrap(),
+                    &waypost_api::KvKey::parse(&key).unwrap(),
+                );
+                let r = c
+                    .put(format!("http://{origin_addr}{path}"))
+                    .bearer_auth("kv-token")
+                    .body("1")
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(r.status().is_success(), "{key}: {}", r.status());
+            }
+        })
+        .await;
+    let listed = c.get(url(&edge, "/counters")).send().await.unwrap();
+    assert_eq!(listed.status(), 200);
+    let listed: serde_json::Value = listed.json().await.unwrap();
+    let mut want = keys;
+    want.push("visits".into());
+    want.sort();
+    assert_eq!(listed["counters"], serde_json::json!(want));
     origin.shutdown().await;
 }
 

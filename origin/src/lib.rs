@@ -6,13 +6,11 @@
 //! ETag/Last-Modified validation and byte ranges. Start it in-process with
 //! [`Server::start`]; `main.rs` is a thin CLI around the same call.
 
-pub mod asset_path;
 pub mod config;
 pub mod http_cond;
 mod json_size;
 pub mod listen;
 pub mod metrics;
-pub mod names;
 pub mod peers;
 pub mod raft;
 mod response;

@@ -9,17 +9,12 @@ use std::net::IpAddr;
 use crate::{Body, Request};
 
 /// `x-waypost-client-ip`: the address of the client connected to the edge
-/// (not a proxy-supplied `X-Forwarded-For`).
-pub const CLIENT_IP: &str = "x-waypost-client-ip";
-
-/// `x-waypost-request-id`: the edge's id for this request; the edge's
-/// access log and plugin log lines carry the same id.
-pub const REQUEST_ID: &str = "x-waypost-request-id";
-
-/// `x-waypost-geo-country`: the client's ISO 3166-1 alpha-2 country code,
-/// when the edge's geo database knows it (the same value as
+/// (not a proxy-supplied `X-Forwarded-For`); `x-waypost-request-id`: the
+/// edge's id for this request (its access log and plugin log lines carry
+/// the same id); `x-waypost-geo-country`: the client's ISO 3166-1 alpha-2
+/// country code, when the edge's geo database knows it (the same value as
 /// [`crate::geo::client_location`]'s `country`, without a call).
-pub const GEO_COUNTRY: &str = "x-waypost-geo-country";
+pub use waypost_api::headers::{CLIENT_IP, GEO_COUNTRY, REQUEST_ID};
 
 /// The client's address from [`CLIENT_IP`], if present and well formed.
 pub fn client_ip(request: &Request<Body>) -> Option<IpAddr> {

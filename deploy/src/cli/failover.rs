@@ -12,7 +12,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use serde_json::Value;
+use waypost_api::cluster::ClusterStatus;
+use waypost_api::kv::Listing;
 
 use super::{OriginArgs, send, success};
 
@@ -119,13 +120,8 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
 /// Every member's address, from the cluster view of `--origin`.
 async fn members(http: &reqwest::Client, origin: &OriginArgs) -> anyhow::Result<Vec<String>> {
     let resp = send(http.get(origin.url("/cluster")), "the origin").await?;
-    let cluster: Value = success(resp, "GET /cluster").await?.json().await?;
-    let members: Vec<String> = cluster["members"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|m| m["addr"].as_str().map(str::to_string))
-        .collect();
+    let cluster: ClusterStatus = success(resp, "GET /cluster").await?.json().await?;
+    let members: Vec<String> = cluster.members.into_iter().map(|m| m.addr).collect();
     anyhow::ensure!(!members.is_empty(), "the origin lists no cluster members");
     Ok(members)
 }
@@ -162,11 +158,12 @@ async fn put_anywhere(
             return Err(format!("via {addr}: unreachable ({e})"));
         }
     }
-    let view: Option<Value> = match http.get(format!("http://{addr}/cluster")).send().await {
+    let view: Option<ClusterStatus> = match http.get(format!("http://{addr}/cluster")).send().await
+    {
         Ok(r) => r.json().await.ok(),
         Err(_) => None,
     };
-    Ok(view.and_then(|v| v["leader"].as_u64()))
+    Ok(view.and_then(|v| v.leader))
 }
 
 /// Reads the probes back through the leader (strong reads), reports, and
@@ -222,7 +219,7 @@ async fn probe_keys(
     let mut keys: Vec<String> = Vec::new();
     loop {
         let after: String = keys.last().cloned().unwrap_or_default();
-        let page: Value = http
+        let page: Listing = http
             .get(format!("http://{addr}/kv/{NAMESPACE}"))
             .query(&[
                 ("prefix", format!("{run_id}-").as_str()),
@@ -235,10 +232,8 @@ async fn probe_keys(
             .error_for_status()?
             .json()
             .await?;
-        for e in page["entries"].as_array().into_iter().flatten() {
-            keys.extend(e["key"].as_str().map(str::to_string));
-        }
-        if page["truncated"] != true {
+        keys.extend(page.entries.into_iter().map(|e| e.key));
+        if !page.truncated {
             return Ok(keys);
         }
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use reqwest::Url;
+use waypost_api::kv::Listing;
 
 use super::{OriginArgs, send, success};
 
@@ -136,19 +137,12 @@ async fn list(
             }
         }
         let resp = success(send(http.get(url), "the origin").await?, "kv list").await?;
-        let page: serde_json::Value = resp.json().await.context("the origin's listing")?;
-        let entries = page["entries"].as_array().cloned().unwrap_or_default();
-        for e in &entries {
-            println!(
-                "{}\t{}",
-                e["key"].as_str().unwrap_or_default(),
-                e["value"].as_str().unwrap_or_default()
-            );
+        let page: Listing = resp.json().await.context("the origin's listing")?;
+        for e in &page.entries {
+            println!("{}\t{}", e.key, e.value);
         }
-        match entries.last() {
-            Some(last) if page["truncated"].as_bool() == Some(true) => {
-                after = last["key"].as_str().map(str::to_string);
-            }
+        match page.entries.last() {
+            Some(last) if page.truncated => after = Some(last.key.clone()),
             _ => return Ok(()),
         }
     }
@@ -173,7 +167,7 @@ fn kv_url(o: &OriginArgs, ns: &str, key: Option<&str>) -> anyhow::Result<Url> {
 /// `, feed seq N` from the write's answer, when the origin sent it.
 fn seq(resp: &reqwest::Response) -> String {
     resp.headers()
-        .get("x-waypost-seq")
+        .get(waypost_api::headers::SEQ)
         .and_then(|v| v.to_str().ok())
         .map_or_else(String::new, |s| format!(" (feed seq {s})"))
 }

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use waypost_api::writes::{Accepted, PurgeRequest};
+
 use super::{OriginArgs, client, send, success};
 
 #[derive(clap::Args, Debug)]
@@ -44,21 +46,19 @@ pub async fn run(args: PurgeArgs) -> anyhow::Result<()> {
 }
 
 async fn cluster_wide(args: &PurgeArgs) -> anyhow::Result<()> {
-    let body = serde_json::json!({
-        "paths": args.paths,
-        "surrogate_keys": args.keys,
-        "soft": args.soft,
-    });
+    let body = PurgeRequest {
+        paths: args.paths.clone(),
+        surrogate_keys: args.keys.clone(),
+        soft: args.soft,
+    };
     let req = client(Duration::from_secs(30))?
         .post(args.origin.url("/purge"))
         .bearer_auth(&args.origin.token)
         .json(&body);
     let resp = send(req, "the origin").await?;
-    let answer: serde_json::Value = success(resp, "purge").await?.json().await?;
-    println!(
-        "purge recorded at feed seq {}; every edge that follows the feed applies it",
-        answer["seq"]
-    );
+    let answer: Accepted = success(resp, "purge").await?.json().await?;
+    let seq = answer.seq.map_or("-".to_string(), |s| s.to_string());
+    println!("purge recorded at feed seq {seq}; every edge that follows the feed applies it");
     Ok(())
 }
 

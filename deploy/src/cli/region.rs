@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use waypost_api::cluster::{ClusterStatus, NewMember};
+
 use super::{OriginArgs, send, success};
 
 /// A new region catches up as a learner before it votes; the origin
@@ -49,7 +51,7 @@ pub async fn run(args: RegionArgs) -> anyhow::Result<()> {
             let req = http
                 .post(o.url("/cluster/members"))
                 .bearer_auth(&o.token)
-                .json(&serde_json::json!({ "id": id, "addr": addr }));
+                .json(&NewMember { id, addr });
             success(send(req, "the origin").await?, "adding the region").await?
         }
         RegionCommand::Remove { id } => {
@@ -59,10 +61,12 @@ pub async fn run(args: RegionArgs) -> anyhow::Result<()> {
             success(send(req, "the origin").await?, "removing the region").await?
         }
     };
-    let cluster: serde_json::Value = resp.json().await?;
+    let cluster: ClusterStatus = resp.json().await?;
     println!(
-        "voters {}, learners {}, leader {}",
-        cluster["voters"], cluster["learners"], cluster["leader"]
+        "voters {:?}, learners {:?}, leader {}",
+        cluster.voters,
+        cluster.learners,
+        cluster.leader.map_or("none".to_string(), |l| l.to_string())
     );
     Ok(())
 }

@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use waypost_api::cluster::{ClusterStatus, Health};
+use waypost_api::writes::PluginListing;
 
 use super::{OriginArgs, client, send, success};
 
@@ -22,17 +23,18 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
     let http = args.origin.client(Duration::from_secs(5))?;
     let asked = args.origin.url("/cluster");
     let resp = send(http.get(&asked), "the origin").await?;
-    let mut cluster: Value = success(resp, "GET /cluster").await?.json().await?;
+    let mut cluster: ClusterStatus = success(resp, "GET /cluster").await?.json().await?;
     // Replication lag per member is only known to the leader.
-    if let Some(leader) = cluster["leader_addr"].as_str()
-        && cluster["role"] != "leader"
+    if let Some(leader) = cluster.leader_addr.clone()
+        && !cluster.is_leader()
         && let Ok(Ok(view)) = http
             .get(format!("http://{leader}/cluster"))
             .send()
             .await
             .map(|r| r.error_for_status())
+        && let Ok(view) = view.json().await
     {
-        cluster = view.json().await.unwrap_or(cluster);
+        cluster = view;
     }
     print_cluster(&http, &cluster).await;
     print_plugins(&http, &args.origin).await;
@@ -43,49 +45,37 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn print_cluster(http: &reqwest::Client, c: &Value) {
-    let ids = |field: &str| -> String {
-        let list: Vec<String> = c[field]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(Value::to_string)
-            .collect();
-        if list.is_empty() {
-            "none".into()
-        } else {
-            list.join(",")
-        }
-    };
-    let leader = match (&c["leader"], c["leader_addr"].as_str()) {
-        (Value::Number(id), Some(addr)) => format!("region {id} ({addr})"),
+fn ids(list: &[u64]) -> String {
+    if list.is_empty() {
+        return "none".into();
+    }
+    let list: Vec<String> = list.iter().map(u64::to_string).collect();
+    list.join(",")
+}
+
+async fn print_cluster(http: &reqwest::Client, c: &ClusterStatus) {
+    let leader = match (c.leader, &c.leader_addr) {
+        (Some(id), Some(addr)) => format!("region {id} ({addr})"),
         _ => "NONE (no majority answering?)".into(),
     };
     println!(
         "origin cluster: leader {leader}, term {}, voters {}, learners {}",
-        c["term"],
-        ids("voters"),
-        ids("learners")
+        c.term,
+        ids(&c.voters),
+        ids(&c.learners)
     );
     println!(
         "  {:<7} {:<22} {:<8} {:<12} {:<9} {:>8} {:>11}",
         "region", "origin", "member", "health", "role", "applied", "repl. lag"
     );
-    for m in c["members"].as_array().into_iter().flatten() {
-        let addr = m["addr"].as_str().unwrap_or_default();
-        let (health, role, applied) = member_health(http, addr).await;
-        let lag = m["replication_lag"]
-            .as_u64()
-            .map_or("-".to_string(), |l| l.to_string());
+    for m in &c.members {
+        let (health, role, applied) = member_health(http, &m.addr).await;
+        let lag = m.replication_lag.map_or("-".to_string(), |l| l.to_string());
         println!(
             "  {:<7} {:<22} {:<8} {:<12} {:<9} {:>8} {:>11}",
-            m["id"].to_string(),
-            addr,
-            if m["voter"] == true {
-                "voter"
-            } else {
-                "learner"
-            },
+            m.id,
+            m.addr,
+            if m.voter { "voter" } else { "learner" },
             health,
             role,
             applied,
@@ -97,38 +87,39 @@ async fn print_cluster(http: &reqwest::Client, c: &Value) {
 /// A member's own `/healthz` verdict and role, and its `/cluster` applied
 /// index; `unreachable` when it does not answer.
 async fn member_health(http: &reqwest::Client, addr: &str) -> (String, String, String) {
-    let health = match http.get(format!("http://{addr}/healthz")).send().await {
-        Ok(r) => r.json::<Value>().await.unwrap_or_default(),
+    let health: Option<Health> = match http.get(format!("http://{addr}/healthz")).send().await {
+        Ok(r) => r.json().await.ok(),
         Err(_) => return ("unreachable".into(), "-".into(), "-".into()),
     };
     let applied = match http.get(format!("http://{addr}/cluster")).send().await {
-        Ok(r) => r.json::<Value>().await.unwrap_or_default()["applied_index"].to_string(),
+        Ok(r) => r
+            .json::<ClusterStatus>()
+            .await
+            .map_or("?".to_string(), |c| c.applied_index.to_string()),
         Err(_) => "-".into(),
     };
-    let status = health["status"].as_str().unwrap_or("?").to_string();
-    let status = match health["lag"].as_u64() {
-        Some(lag) if lag > 0 => format!("{status}({lag})"),
-        _ => status,
+    let Some(health) = health else {
+        return ("?".into(), "?".into(), applied);
     };
-    let role = health["role"].as_str().unwrap_or("?").to_string();
-    (status, role, applied)
+    let status = match health.lag {
+        Some(lag) if lag > 0 => format!("{}({lag})", health.status.as_str()),
+        _ => health.status.as_str().to_string(),
+    };
+    (status, health.role, applied)
 }
 
 async fn print_plugins(http: &reqwest::Client, origin: &OriginArgs) {
     let Ok(resp) = http.get(origin.url("/plugins")).send().await else {
         return;
     };
-    let plugins: Value = resp.json().await.unwrap_or_default();
-    let Some(map) = plugins.as_object().filter(|m| !m.is_empty()) else {
+    let plugins: PluginListing = resp.json().await.unwrap_or_default();
+    if plugins.is_empty() {
         println!("published plugins: none");
         return;
-    };
-    let list: Vec<String> = map
+    }
+    let list: Vec<String> = plugins
         .iter()
-        .map(|(name, sha)| {
-            let sha = sha.as_str().unwrap_or_default();
-            format!("{name} ({})", &sha[..sha.len().min(12)])
-        })
+        .map(|(name, sha)| format!("{name} ({})", &sha[..sha.len().min(12)]))
         .collect();
     println!("published plugins: {}", list.join(", "));
 }

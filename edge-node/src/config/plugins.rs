@@ -85,16 +85,10 @@ pub(super) fn validate(
     let mut out: Vec<PluginConfig> = Vec::with_capacity(raw.len());
     for (i, p) in raw.into_iter().enumerate() {
         let field = |f: &str| format!("plugins[{i}].{f}");
-        if p.name.is_empty()
-            || !p
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err(FieldError::new(
-                field("name"),
-                "use letters, digits, `-` and `_`",
-            ));
+        // The registry's rule: an edge can only fetch a plugin the origin
+        // could have stored.
+        if let Err(e) = waypost_api::PluginName::parse(&p.name) {
+            return Err(FieldError::new(field("name"), e.to_string()));
         }
         if out.iter().any(|q| q.name == p.name) {
             return Err(FieldError::new(
@@ -131,11 +125,12 @@ pub(super) fn validate(
                 format!("no pool named `{b}`"),
             ));
         }
-        if let Some(ns) = p.kv_namespaces.iter().find(|ns| ns.is_empty()) {
-            return Err(FieldError::new(
-                field("kv_namespaces"),
-                format!("namespace `{ns}` must not be empty"),
-            ));
+        if let Some(e) = p
+            .kv_namespaces
+            .iter()
+            .find_map(|ns| waypost_api::Namespace::parse(ns).err())
+        {
+            return Err(FieldError::new(field("kv_namespaces"), e.to_string()));
         }
         out.push(PluginConfig {
             name: p.name,

@@ -4,16 +4,16 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use super::event::{EventKind, asset_url_path, purge_url_path};
 use super::{FeedError, Follower};
 use crate::plugin::Runtime;
 use http::StatusCode;
+use waypost_api::feed::{EventKind, asset_url_path, purge_url_path};
 
 impl Follower {
     pub(super) async fn apply(&self, kind: &EventKind) {
         self.metrics.count(kind.label());
         match kind {
-            EventKind::AssetPut { path } | EventKind::AssetDeleted { path } => {
+            EventKind::AssetPut { path, .. } | EventKind::AssetDeleted { path } => {
                 let url_path = asset_url_path(path);
                 let purged = self.cache.purge_path(&url_path, false).await;
                 tracing::debug!(path = url_path, purged, "asset changed at the origin");
@@ -43,8 +43,13 @@ impl Follower {
                     runtime.forget_kv(namespace, key).await;
                 }
             }
-            EventKind::PluginVersion { name, sha256 } => self.install_plugin(name, sha256).await,
-            EventKind::Other => {}
+            EventKind::PluginVersion { name, sha256, .. } => {
+                self.install_plugin(name, sha256).await
+            }
+            // A plugin removed from the registry keeps running here: the
+            // edge's config names its plugins, and unloading one mid-flight
+            // would fail its routes; the operator removes it from the config.
+            EventKind::PluginDeleted { .. } | EventKind::Other => {}
         }
     }
 
@@ -100,7 +105,7 @@ impl Follower {
             return Ok(None);
         }
         let stated = headers
-            .get("x-waypost-plugin-sha256")
+            .get(waypost_api::headers::PLUGIN_SHA256)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         if status != StatusCode::OK {

@@ -13,7 +13,6 @@
 //! nothing out of date is served as fresh.
 
 mod apply;
-mod event;
 mod metrics;
 mod position;
 
@@ -26,11 +25,11 @@ use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use tokio_util::sync::CancellationToken;
 
-use self::event::Page;
 use self::position::{Position, Saved};
 use crate::cache::Cache;
 use crate::plugin::Runtime;
 use crate::upstream::Pool;
+use waypost_api::feed::Page;
 
 /// Longest long-poll; kept under the pool's response timeout, which would
 /// otherwise mark a healthy origin down.

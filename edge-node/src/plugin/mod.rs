@@ -41,9 +41,7 @@ use crate::upstream::Pool;
 
 /// Headers the edge sets on the request a chain's first plugin receives
 /// (client-supplied values are removed first, so plugins can trust them).
-pub const CLIENT_IP: &str = "x-waypost-client-ip";
-pub const REQUEST_ID: &str = "x-waypost-request-id";
-pub const GEO_COUNTRY: &str = "x-waypost-geo-country";
+pub use waypost_api::headers::{CLIENT_IP, GEO_COUNTRY, REQUEST_ID};
 
 /// Why the plugin runtime could not start.
 #[derive(Debug, thiserror::Error)]

@@ -83,7 +83,7 @@ const UNTRUSTED: &[&str] = &[
 pub fn drop_untrusted(headers: &mut HeaderMap) {
     let ours: Vec<HeaderName> = headers
         .keys()
-        .filter(|k| k.as_str().starts_with("x-waypost-"))
+        .filter(|k| k.as_str().starts_with(waypost_api::headers::PREFIX))
         .cloned()
         .collect();
     for name in ours

@@ -30,7 +30,7 @@ use crate::store::{Blobs, StoredBlob};
 /// The header in which `HEAD /internal/blobs/{sha256}` states the stored
 /// size (a HEAD response's `Content-Length` may be rewritten by HTTP
 /// layers).
-pub const BLOB_SIZE_HEADER: &str = "x-waypost-blob-size";
+pub use waypost_api::headers::BLOB_SIZE as BLOB_SIZE_HEADER;
 
 /// A push may take this long plus [`PUSH_SLOWEST_RATE`]'s time for the
 /// bytes before the peer counts as not holding the blob.

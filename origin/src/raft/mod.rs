@@ -15,6 +15,7 @@
 mod blob_refs;
 pub mod bootstrap;
 pub mod conditions;
+mod feed_view;
 pub mod identity;
 pub mod intake;
 pub mod log_store;

@@ -1,47 +1,9 @@
 //! The cluster as `/cluster` and `/healthz` report it: this node's role,
 //! the leader, members and how far each follower lags behind the leader.
 
-use std::collections::BTreeMap;
-
-use serde::Serialize;
+pub use waypost_api::cluster::{ClusterStatus, PeerStatus};
 
 use super::{NodeId, Replica};
-
-/// A JSON view of the Raft group from this node's point of view.
-#[derive(Debug, Clone, Serialize)]
-pub struct ClusterStatus {
-    pub node_id: NodeId,
-    /// `leader`, `follower`, `candidate`, `learner` or `shutdown`.
-    pub role: String,
-    pub term: u64,
-    pub leader: Option<NodeId>,
-    pub leader_addr: Option<String>,
-    pub last_log_index: u64,
-    pub applied_index: u64,
-    /// Entries in this node's log it has not applied yet (`/healthz`
-    /// reports the lag behind the leader's commit index).
-    pub lag: u64,
-    pub members: Vec<PeerStatus>,
-    /// Ids of the members that vote (and count towards a majority).
-    pub voters: Vec<NodeId>,
-    /// Ids of the members that receive the log without voting (a region
-    /// being added, until it has caught up).
-    pub learners: Vec<NodeId>,
-    pub leader_changes: u64,
-    /// Node id → its registered incarnation ([`super::identity`]); a
-    /// starting node with a blank store checks its id is not here.
-    pub incarnations: BTreeMap<NodeId, u64>,
-}
-
-/// One member as this node sees it.
-#[derive(Debug, Clone, Serialize)]
-pub struct PeerStatus {
-    pub id: NodeId,
-    pub addr: String,
-    pub voter: bool,
-    /// On the leader: entries this peer is behind the leader's log.
-    pub replication_lag: Option<u64>,
-}
 
 impl Replica {
     /// The current status.

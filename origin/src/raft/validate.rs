@@ -12,9 +12,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::asset_path::AssetPath;
-use crate::names::{self, InvalidName};
 use crate::store::{AssetMeta, meta};
+use waypost_api::names::{self, InvalidName, KvKey, Namespace, PluginName};
+use waypost_api::{AssetPath, InvalidAssetPath};
 
 use super::Command;
 
@@ -48,7 +48,7 @@ pub enum Refusal {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidCommand {
     #[error("asset path: {0}")]
-    Path(#[from] crate::asset_path::InvalidAssetPath),
+    Path(#[from] InvalidAssetPath),
     #[error(transparent)]
     Name(#[from] InvalidName),
     #[error("sha256 {0:?} is not 64 lowercase hex digits")]
@@ -108,16 +108,16 @@ impl Command {
                 value,
                 ..
             } => {
-                names::check_kv_name("namespace", namespace)?;
-                names::check_kv_name("key", key)?;
+                Namespace::parse(namespace)?;
+                KvKey::parse(key)?;
                 if value.len() > names::MAX_KV_VALUE {
                     return Err(InvalidCommand::ValueTooLarge(value.len()));
                 }
                 Ok(())
             }
             Command::KvDelete { namespace, key, .. } => {
-                names::check_kv_name("namespace", namespace)?;
-                names::check_kv_name("key", key)?;
+                Namespace::parse(namespace)?;
+                KvKey::parse(key)?;
                 Ok(())
             }
             Command::Purge {
@@ -126,10 +126,10 @@ impl Command {
                 ..
             } => check_purge(paths, surrogate_keys),
             Command::PutPlugin { name, sha256, .. } => {
-                names::check_plugin_name(name)?;
+                PluginName::parse(name)?;
                 check_sha256(sha256)
             }
-            Command::DeletePlugin { name } => Ok(names::check_plugin_name(name)?),
+            Command::DeletePlugin { name } => Ok(PluginName::parse(name).map(drop)?),
             Command::RegisterIncarnation {
                 node_id,
                 incarnation,

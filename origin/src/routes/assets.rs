@@ -17,11 +17,11 @@ use hyper::body::Incoming;
 
 use super::auth::require_token;
 use super::{AppState, blob_body, body, query, write_failed};
-use crate::asset_path::AssetPath;
 use crate::http_cond::{self, Precondition, RangeOutcome, Validators};
 use crate::raft::{Command, Conditions};
 use crate::response::{self, ResBody};
 use crate::store::{AssetMeta, meta};
+use waypost_api::AssetPath;
 
 /// The header that lists an asset's surrogate keys, for purge by key.
 const SURROGATE_KEY: &str = "surrogate-key";

@@ -19,23 +19,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-use serde::Deserialize;
+use waypost_api::cluster::NewMember;
+/// Marks a request one region forwarded to the leader, so a leader change
+/// in between cannot bounce it around.
+use waypost_api::headers::FORWARDED;
 
 use super::auth::require_token;
 use super::{AppState, body};
 use crate::raft::membership::{CATCH_UP_TIMEOUT, MembershipError};
 use crate::response::{self, ResBody};
-
-/// Marks a request one region forwarded to the leader, so a leader change
-/// in between cannot bounce it around.
-const FORWARDED: &str = "x-waypost-forwarded";
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewMember {
-    id: u64,
-    addr: String,
-}
 
 /// Routes a `/cluster...` request.
 pub async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> Response<ResBody> {

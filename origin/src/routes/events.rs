@@ -15,23 +15,15 @@ use futures::StreamExt;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
-use serde::Serialize;
 
 use super::{AppState, body, query, sse};
-use crate::raft::Event;
 use crate::response::{self, ResBody};
+use waypost_api::feed::{FEED_VERSION, Page};
 
 /// Longest long-poll wait.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 /// Most events per answer.
 const MAX_EVENTS: usize = 1000;
-
-#[derive(Serialize)]
-struct Page {
-    events: Vec<Event>,
-    /// The newest event this origin has applied.
-    last_seq: u64,
-}
 
 /// GET /events.
 pub async fn get(state: &Arc<AppState>, req: &Request<Incoming>) -> Response<ResBody> {
@@ -58,7 +50,8 @@ pub async fn get(state: &Arc<AppState>, req: &Request<Incoming>) -> Response<Res
     let _ = tokio::time::timeout(wait, seq.wait_for(|last| *last > after)).await;
     let page = state.replica.state.read(|s| {
         s.events_after(after, limit).map(|events| Page {
-            events,
+            version: FEED_VERSION,
+            events: events.iter().map(Into::into).collect(),
             last_seq: s.last_seq,
         })
     });

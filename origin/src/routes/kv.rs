@@ -16,26 +16,24 @@ use std::sync::Arc;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-use serde::Serialize;
 
 use super::auth::require_token;
 use super::{AppState, body, query, write_failed};
 use crate::json_size::json_len;
-use crate::names::check_kv_name;
 use crate::raft::Command;
 use crate::raft::conditions::{self, Conditions};
 use crate::response::{self, ResBody};
 
-pub use crate::names::MAX_KV_VALUE as MAX_VALUE;
-/// Most entries one listing returns.
-const MAX_LIST: usize = 1000;
+use waypost_api::headers::SEQ as SEQ_HEADER;
+use waypost_api::kv::{Entry, Listing, MAX_LIST};
+use waypost_api::{KvKey, Namespace};
+
+pub use waypost_api::names::MAX_KV_VALUE as MAX_VALUE;
 /// Most bytes of JSON one listing holds (at least one entry): 1,000 values
 /// of 1 MiB would be ~1 GiB, ~6 GiB escaped.
 pub const MAX_LIST_BYTES: usize = 4 * 1024 * 1024;
 /// `{"key":,"value":},` around each entry.
 const ENTRY_OVERHEAD: usize = 18;
-/// Header carrying the change-feed sequence number a write produced.
-pub const SEQ_HEADER: &str = "x-waypost-seq";
 
 /// Routes a `/kv/...` request.
 pub async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> Response<ResBody> {
@@ -44,7 +42,7 @@ pub async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> Response
         Some((ns, key)) => (decode(ns), Some(decode(key))),
         None => (decode(rest), None),
     };
-    if let Err(e) = check_kv_name("namespace", &ns) {
+    if let Err(e) = Namespace::parse(&ns) {
         return response::text(StatusCode::BAD_REQUEST, e.to_string());
     }
     let method = req.method().clone();
@@ -54,7 +52,7 @@ pub async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> Response
             _ => response::method_not_allowed("GET"),
         };
     };
-    if let Err(e) = check_kv_name("key", &key) {
+    if let Err(e) = KvKey::parse(&key) {
         return response::text(StatusCode::BAD_REQUEST, e.to_string());
     }
     match method {
@@ -160,21 +158,6 @@ async fn delete(
         Ok(_) => response::text(StatusCode::NOT_FOUND, "no such key"),
         Err(e) => write_failed(&e),
     }
-}
-
-#[derive(Serialize)]
-struct Listing {
-    namespace: String,
-    entries: Vec<Entry>,
-    /// More keys match than one listing returns (1,000 entries or
-    /// [`MAX_LIST_BYTES`] of JSON); ask again with `after=<last key>`.
-    truncated: bool,
-}
-
-#[derive(Serialize)]
-struct Entry {
-    key: String,
-    value: String,
 }
 
 async fn list(state: &Arc<AppState>, ns: &str, req: &Request<Incoming>) -> Response<ResBody> {

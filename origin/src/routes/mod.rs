@@ -1,6 +1,6 @@
 //! Request routing: which handler answers a path, and the shared state the
 //! handlers use. Routing looks at the raw (percent-encoded) path so asset
-//! names are decoded exactly once, in [`crate::asset_path`].
+//! names are decoded exactly once, in [`waypost_api::asset_path`].
 
 mod assets;
 mod auth;

@@ -5,25 +5,14 @@ use std::time::Duration;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-use serde::{Deserialize, Serialize};
+use waypost_api::cluster::{Health, HealthState};
+use waypost_api::writes::{Accepted, PurgeRequest};
 
 use super::auth::require_token;
 use super::{AppState, body, write_failed};
 use crate::metrics::PeerLabels;
 use crate::raft::Command;
 use crate::response::{self, ResBody};
-
-#[derive(Serialize)]
-struct Health {
-    /// `ok`, `catching_up`, `no_leader` or `stopped`; only `ok` answers 200.
-    status: &'static str,
-    node_id: u64,
-    role: String,
-    leader: Option<u64>,
-    /// Committed entries this node has not applied yet (as of the leader's
-    /// commit index); `null` when the leader could not be asked.
-    lag: Option<u64>,
-}
 
 /// How long `/healthz` waits for the leader's commit index.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
@@ -35,14 +24,21 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
 pub async fn healthz(state: &Arc<AppState>, method: &Method) -> Response<ResBody> {
     let status = state.replica.status();
     let (health, lag) = if status.role == "shutdown" {
-        ("stopped", None)
+        (HealthState::Stopped, None)
     } else {
         match tokio::time::timeout(HEALTH_TIMEOUT, state.replica.read_index()).await {
             Ok(Ok(commit)) => {
                 let lag = commit.saturating_sub(state.replica.state.applied_index());
-                (if lag == 0 { "ok" } else { "catching_up" }, Some(lag))
+                (
+                    if lag == 0 {
+                        HealthState::Ok
+                    } else {
+                        HealthState::CatchingUp
+                    },
+                    Some(lag),
+                )
             }
-            Ok(Err(_)) | Err(_) => ("no_leader", None),
+            Ok(Err(_)) | Err(_) => (HealthState::NoLeader, None),
         }
     };
     let body = Health {
@@ -52,7 +48,7 @@ pub async fn healthz(state: &Arc<AppState>, method: &Method) -> Response<ResBody
         leader: status.leader,
         lag,
     };
-    let code = if health == "ok" {
+    let code = if health == HealthState::Ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -86,18 +82,6 @@ pub fn metrics(state: &Arc<AppState>, method: &Method) -> Response<ResBody> {
     response
 }
 
-/// What `POST /purge` takes.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PurgeRequest {
-    #[serde(default)]
-    paths: Vec<String>,
-    #[serde(default)]
-    surrogate_keys: Vec<String>,
-    #[serde(default)]
-    soft: bool,
-}
-
 /// `POST /purge`: records a purge in the change feed, which edges follow.
 pub async fn purge(state: &Arc<AppState>, req: Request<Incoming>) -> Response<ResBody> {
     if let Err(denied) = require_token(req.headers(), &state.config.token) {
@@ -119,10 +103,7 @@ pub async fn purge(state: &Arc<AppState>, req: Request<Incoming>) -> Response<Re
         soft: purge.soft,
     };
     match state.write(command).await {
-        Ok(outcome) => body::json_response(
-            StatusCode::ACCEPTED,
-            &serde_json::json!({ "seq": outcome.seq }),
-        ),
+        Ok(outcome) => body::json_response(StatusCode::ACCEPTED, &Accepted { seq: outcome.seq }),
         Err(e) => write_failed(&e),
     }
 }

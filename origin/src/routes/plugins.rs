@@ -15,7 +15,6 @@
 //! Names follow DNS-label rules so they can appear in hostnames, paths and
 //! metric labels unescaped.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -23,29 +22,20 @@ use futures::TryStreamExt;
 use headers::{ETag, HeaderMapExt, IfNoneMatch};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-use serde::Serialize;
 
 use super::auth::require_token;
-use super::kv::SEQ_HEADER;
 use super::{AppState, blob_body, body, write_failed};
-use crate::names::check_plugin_name;
 use crate::raft::Command;
 use crate::raft::state::PluginVersion;
 use crate::response::{self, ResBody};
+use waypost_api::PluginName;
+use waypost_api::headers::SEQ as SEQ_HEADER;
+use waypost_api::writes::{PluginListing, StoredPlugin};
 
 /// The header that carries the plugin's SHA-256 on GET.
-pub const SHA256_HEADER: &str = "x-waypost-plugin-sha256";
+pub use waypost_api::headers::PLUGIN_SHA256 as SHA256_HEADER;
 /// The first bytes of every wasm binary, module or component.
 const WASM_MAGIC: &[u8; 4] = b"\0asm";
-
-/// What a successful `PUT` answers.
-#[derive(Serialize)]
-struct Stored<'a> {
-    name: &'a str,
-    sha256: &'a str,
-    size: u64,
-    seq: Option<u64>,
-}
 
 /// Routes `/plugins` and `/plugins/{name}`.
 pub async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> Response<ResBody> {
@@ -57,7 +47,7 @@ pub async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> Response
             _ => response::method_not_allowed("GET"),
         };
     };
-    if let Err(e) = check_plugin_name(name) {
+    if let Err(e) = PluginName::parse(name) {
         return response::text(StatusCode::BAD_REQUEST, e.to_string());
     }
     match method {
@@ -69,7 +59,7 @@ pub async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> Response
 }
 
 fn list(state: &AppState) -> Response<ResBody> {
-    let plugins: BTreeMap<String, String> = state.replica.state.read(|s| {
+    let plugins: PluginListing = state.replica.state.read(|s| {
         s.plugins
             .iter()
             .map(|(name, v)| (name.clone(), v.sha256.clone()))
@@ -162,9 +152,9 @@ async fn put(state: &Arc<AppState>, name: &str, req: Request<Incoming>) -> Respo
     } else {
         StatusCode::CREATED
     };
-    let stored = Stored {
-        name,
-        sha256: &blob.sha256,
+    let stored = StoredPlugin {
+        name: name.to_string(),
+        sha256: blob.sha256.clone(),
         size: blob.size,
         seq: outcome.seq,
     };

@@ -119,7 +119,8 @@ impl<F: Feed> Cursor<F> {
 /// One event as an SSE message; the JSON is a single line, so it fits one
 /// `data:` field.
 fn event_frame(event: &Event) -> Bytes {
-    let json = serde_json::to_value(event).expect("events serialise");
+    let json =
+        serde_json::to_value(waypost_api::feed::Event::from(event)).expect("events serialise");
     let kind = json["type"].as_str().unwrap_or("event").to_string();
     Bytes::from(format!(
         "id: {}\nevent: {kind}\ndata: {json}\n\n",

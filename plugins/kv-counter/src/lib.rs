@@ -8,8 +8,11 @@ pub enum Route<'a> {
     Read(&'a str),
     /// `POST /counter/<name>`.
     Increment(&'a str),
-    /// `/counter/<name>` with another method.
-    MethodNotAllowed,
+    /// `GET` or `HEAD /counters`: every counter's name.
+    List,
+    /// `/counter/<name>` or `/counters` with another method; the methods
+    /// it takes, for `Allow`.
+    MethodNotAllowed(&'static str),
     /// `/counter/<name>` with a name that is not allowed.
     BadName,
     /// Anything else.
@@ -18,6 +21,12 @@ pub enum Route<'a> {
 
 /// The route of `method` + `path`.
 pub fn route<'a>(method: &str, path: &'a str) -> Route<'a> {
+    if path == "/counters" {
+        return match method {
+            "GET" | "HEAD" => Route::List,
+            _ => Route::MethodNotAllowed("GET, HEAD"),
+        };
+    }
     let Some(name) = path.strip_prefix("/counter/") else {
         return Route::NotFound;
     };
@@ -27,7 +36,7 @@ pub fn route<'a>(method: &str, path: &'a str) -> Route<'a> {
     match method {
         "GET" | "HEAD" => Route::Read(name),
         "POST" => Route::Increment(name),
-        _ => Route::MethodNotAllowed,
+        _ => Route::MethodNotAllowed("GET, HEAD, POST"),
     }
 }
 
@@ -59,6 +68,11 @@ pub fn answer(name: &str, value: u64) -> String {
     serde_json::json!({ "name": name, "value": value }).to_string()
 }
 
+/// The JSON answer `{"counters":["<name>",…]}`.
+pub fn listing(names: &[String]) -> String {
+    serde_json::json!({ "counters": names }).to_string()
+}
+
 /// A JSON error body `{"error":"<message>"}`.
 pub fn error_body(message: &str) -> String {
     serde_json::json!({ "error": message }).to_string()
@@ -76,7 +90,16 @@ mod tests {
             route("POST", "/counter/a.b-c_9"),
             Route::Increment("a.b-c_9")
         );
-        assert_eq!(route("DELETE", "/counter/hits"), Route::MethodNotAllowed);
+        assert_eq!(
+            route("DELETE", "/counter/hits"),
+            Route::MethodNotAllowed("GET, HEAD, POST")
+        );
+        assert_eq!(route("GET", "/counters"), Route::List);
+        assert_eq!(
+            route("POST", "/counters"),
+            Route::MethodNotAllowed("GET, HEAD")
+        );
+        assert_eq!(listing(&["a".into()]), r#"{"counters":["a"]}"#);
         assert_eq!(route("GET", "/counter/"), Route::BadName);
         assert_eq!(route("GET", "/counter/a/b"), Route::BadName);
         assert_eq!(route("GET", "/counter/%2F"), Route::BadName);

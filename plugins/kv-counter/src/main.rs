@@ -3,6 +3,7 @@
 //! - `GET /counter/<name>` → `200 {"name":"<name>","value":N}` (0 when the
 //!   counter does not exist yet);
 //! - `POST /counter/<name>` → increments, then `200` with the new value;
+//! - `GET /counters` → `200 {"counters":["<name>",…]}`, in order;
 //! - a KV failure → `503 {"error":"<message>"}`; a name outside
 //!   `[A-Za-z0-9._-]{1,128}` → `400`; another method → `405`; any other
 //!   path → `404`.
@@ -11,7 +12,7 @@
 //! counters, one key per counter, values as decimal text. The increment is
 //! a read-modify-write: concurrent increments of one counter can be lost.
 
-use kv_counter::{Route, answer, decode, encode, error_body, route};
+use kv_counter::{Route, answer, decode, encode, error_body, listing, route};
 use waypost_sdk::kv::{self, Store};
 use waypost_sdk::{Body, Request, Response, Result, StatusCode, config};
 
@@ -21,20 +22,22 @@ async fn main(request: Request<Body>) -> Result<Response<Body>> {
     let outcome = match route(request.method().as_str(), request.uri().path()) {
         Route::Read(name) => read(&store, name).map(|value| answer(name, value)),
         Route::Increment(name) => increment(&store, name).map(|value| answer(name, value)),
+        Route::List => store
+            .list("")
+            .map(|names| listing(&names))
+            .map_err(Failure::Kv),
         Route::BadName => {
             return json(
                 StatusCode::BAD_REQUEST,
                 error_body("counter names are 1-128 of A-Z a-z 0-9 . _ -"),
             );
         }
-        Route::MethodNotAllowed => {
+        Route::MethodNotAllowed(allow) => {
             let mut response = json(
                 StatusCode::METHOD_NOT_ALLOWED,
-                error_body("use GET or POST"),
+                error_body(&format!("use {allow}")),
             )?;
-            response
-                .headers_mut()
-                .insert("allow", "GET, HEAD, POST".parse()?);
+            response.headers_mut().insert("allow", allow.parse()?);
             return Ok(response);
         }
         Route::NotFound => return json(StatusCode::NOT_FOUND, error_body("not found")),

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use waypost_api::writes::StoredPlugin;
 
 use super::{OriginArgs, client, send, success};
 
@@ -67,13 +68,13 @@ async fn publish(args: PublishArgs) -> anyhow::Result<()> {
         .header("content-type", "application/wasm")
         .body(bytes);
     let resp = send(req, "the origin").await?;
-    let stored: serde_json::Value = success(resp, "publishing the plugin").await?.json().await?;
+    let stored: StoredPlugin = success(resp, "publishing the plugin").await?.json().await?;
     println!(
         "published {} sha256 {} ({} bytes) at feed seq {}",
-        args.name,
-        stored["sha256"].as_str().unwrap_or("?"),
-        stored["size"],
-        stored["seq"]
+        stored.name,
+        stored.sha256,
+        stored.size,
+        stored.seq.map_or("-".to_string(), |s| s.to_string())
     );
     println!(
         "edges that declare a plugin named `{}` install it from the feed",

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use waypost_api::PluginName;
 
 #[derive(clap::Args, Debug)]
 pub struct NewArgs {
@@ -64,18 +65,13 @@ pub fn run(args: &NewArgs) -> anyhow::Result<()> {
 
 /// The origin's rule for plugin names (a DNS label), checked here so the
 /// crate can be published under its own name.
+/// The registry's rule ([`PluginName`]), plus a leading letter: the name
+/// also becomes a Rust crate name.
 fn check_name(name: &str) -> anyhow::Result<()> {
-    let ok = (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
-        && !name.starts_with(|c: char| c.is_ascii_digit());
+    PluginName::parse(name).map_err(|e| anyhow::anyhow!("`{name}` is not a plugin name: {e}"))?;
     anyhow::ensure!(
-        ok,
-        "`{name}` is not a plugin name: use 1 to 64 of a-z, 0-9 and `-`, starting with a letter \
-         and not ending with `-`"
+        !name.starts_with(|c: char| c.is_ascii_digit()),
+        "`{name}` is not a plugin name here: it also names a Rust crate, so start it with a letter"
     );
     Ok(())
 }

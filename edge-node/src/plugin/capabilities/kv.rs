@@ -10,13 +10,18 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
+use waypost_api::kv::{Listing, key_path, listing_path};
+use waypost_api::{KvKey, Namespace};
 
 use super::EdgeCtx;
 use super::waypost::edge::kv::{Error, Host};
 use crate::upstream::Pool;
 
 /// Largest value a plugin may store or read (the origin may be stricter).
-const MAX_VALUE: usize = 1 << 20;
+const MAX_VALUE: usize = waypost_api::names::MAX_KV_VALUE;
+/// Most keys one `list` call returns (the origin answers in pages of
+/// 1,000; this bounds how many pages one plugin call may pull).
+const MAX_LIST_KEYS: usize = 10_000;
 
 pub struct KvClient {
     pool: Arc<Pool>,
@@ -40,9 +45,9 @@ impl KvClient {
     /// announced a write from elsewhere, so the next read fetches it
     /// instead of serving the old value until the read TTL ends.
     pub async fn forget(&self, namespace: &str, key: &str) {
-        self.reads
-            .invalidate(&format!("/kv/{namespace}/{key}"))
-            .await;
+        if let Ok((ns, key)) = names(namespace, key) {
+            self.reads.invalidate(&key_path(&ns, &key)).await;
+        }
     }
 
     async fn call(
@@ -86,24 +91,13 @@ impl KvClient {
     }
 }
 
-fn check(namespace: &str, key: &str) -> Result<(), Error> {
-    let ok = |s: &str| {
-        !s.is_empty()
-            && s.len() <= 256
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.:@".contains(&b))
-    };
-    if !ok(namespace) {
-        return Err(Error::Invalid(format!(
-            "namespace `{namespace}`: use 1-256 of [A-Za-z0-9-_.:@]"
-        )));
-    }
-    if !key.is_empty() && !ok(key) {
-        return Err(Error::Invalid(format!(
-            "key `{key}`: use 1-256 of [A-Za-z0-9-_.:@]"
-        )));
-    }
-    Ok(())
+/// The validated names, by the one rule the origin applies too.
+fn names(namespace: &str, key: &str) -> Result<(Namespace, KvKey), Error> {
+    let invalid = |e: waypost_api::InvalidName| Error::Invalid(e.to_string());
+    Ok((
+        Namespace::parse(namespace).map_err(invalid)?,
+        KvKey::parse(key).map_err(invalid)?,
+    ))
 }
 
 /// The KV client, once `namespace` is one this plugin is granted.
@@ -119,9 +113,9 @@ fn client(ctx: &EdgeCtx, namespace: &str) -> Result<Arc<KvClient>, Error> {
 
 impl Host for EdgeCtx {
     async fn get(&mut self, namespace: String, key: String) -> Result<Option<Vec<u8>>, Error> {
-        check(&namespace, &key)?;
+        let (ns, key) = names(&namespace, &key)?;
         let kv = client(self, &namespace)?;
-        let path = format!("/kv/{namespace}/{key}");
+        let path = key_path(&ns, &key);
         let fetch = async {
             let (status, body) = kv.call(Method::GET, path.clone(), Bytes::new()).await?;
             Ok::<_, Error>((status != StatusCode::NOT_FOUND).then_some(body))
@@ -135,15 +129,22 @@ impl Host for EdgeCtx {
     }
 
     async fn put(&mut self, namespace: String, key: String, value: Vec<u8>) -> Result<(), Error> {
-        check(&namespace, &key)?;
+        let (ns, key) = names(&namespace, &key)?;
         if value.len() > MAX_VALUE {
             return Err(Error::Invalid(format!(
                 "value of {} bytes exceeds {MAX_VALUE}",
                 value.len()
             )));
         }
+        if std::str::from_utf8(&value).is_err() {
+            return Err(Error::Invalid(
+                "KV values are UTF-8 text (the origin stores and lists them as text); \
+                 encode binary data, e.g. as base64"
+                    .into(),
+            ));
+        }
         let kv = client(self, &namespace)?;
-        let path = format!("/kv/{namespace}/{key}");
+        let path = key_path(&ns, &key);
         let value = Bytes::from(value);
         kv.call(Method::PUT, path.clone(), value.clone()).await?;
         kv.reads.insert(path, Some(value)).await;
@@ -151,61 +152,38 @@ impl Host for EdgeCtx {
     }
 
     async fn delete(&mut self, namespace: String, key: String) -> Result<(), Error> {
-        check(&namespace, &key)?;
+        let (ns, key) = names(&namespace, &key)?;
         let kv = client(self, &namespace)?;
-        let path = format!("/kv/{namespace}/{key}");
+        let path = key_path(&ns, &key);
         kv.call(Method::DELETE, path.clone(), Bytes::new()).await?;
         kv.reads.insert(path, None).await;
         Ok(())
     }
 
     async fn list(&mut self, namespace: String, prefix: String) -> Result<Vec<String>, Error> {
-        check(&namespace, "")?;
+        let ns = Namespace::parse(&namespace).map_err(|e| Error::Invalid(e.to_string()))?;
         let kv = client(self, &namespace)?;
-        let query: String = form_urlencoded::Serializer::new(String::new())
-            .append_pair("prefix", &prefix)
-            .finish();
-        let (status, body) = kv
-            .call(
-                Method::GET,
-                format!("/kv/{namespace}?{query}"),
-                Bytes::new(),
-            )
-            .await?;
-        if status == StatusCode::NOT_FOUND {
-            return Ok(Vec::new());
+        let mut keys = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let path = listing_path(&ns, &prefix, after.as_deref());
+            let (status, body) = kv.call(Method::GET, path, Bytes::new()).await?;
+            if status == StatusCode::NOT_FOUND {
+                return Ok(keys);
+            }
+            let page: Listing = serde_json::from_slice(&body).map_err(|e| {
+                Error::Unavailable(format!("origin KV listing is not a listing: {e}"))
+            })?;
+            keys.extend(page.entries.into_iter().map(|e| e.key));
+            if !page.truncated {
+                return Ok(keys);
+            }
+            if keys.len() >= MAX_LIST_KEYS {
+                return Err(Error::Invalid(format!(
+                    "more than {MAX_LIST_KEYS} keys start with {prefix:?}; list a longer prefix"
+                )));
+            }
+            after = keys.last().cloned();
         }
-        parse_keys(&body).ok_or_else(|| {
-            Error::Unavailable("origin KV list answer is not a JSON list of keys".into())
-        })
-    }
-}
-
-/// Accepts `["a","b"]`, `{"keys":["a","b"]}` or `{"keys":[{"key":"a"},…]}`.
-fn parse_keys(body: &[u8]) -> Option<Vec<String>> {
-    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let list = match &v {
-        serde_json::Value::Array(a) => a,
-        serde_json::Value::Object(o) => o.get("keys")?.as_array()?,
-        _ => return None,
-    };
-    list.iter()
-        .map(|k| match k {
-            serde_json::Value::String(s) => Some(s.clone()),
-            serde_json::Value::Object(o) => o.get("key")?.as_str().map(str::to_string),
-            _ => None,
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_keys;
-
-    #[test]
-    fn list_formats() {
-        assert_eq!(parse_keys(br#"["a","b"]"#).unwrap(), vec!["a", "b"]);
-        assert_eq!(parse_keys(br#"{"keys":[{"key":"a"}]}"#).unwrap(), vec!["a"]);
-        assert!(parse_keys(b"nope").is_none());
     }
 }

@@ -9,7 +9,7 @@ use percent_encoding::percent_decode_str;
 /// Suffix of metadata documents in the store. Asset path segments may not end
 /// with it, so a directory `a.wpmeta/` can never collide with the document of
 /// asset `a` on file-system backends.
-pub(crate) const META_SUFFIX: &str = ".wpmeta";
+pub const META_SUFFIX: &str = ".wpmeta";
 
 /// Longest accepted asset name, in bytes after percent-decoding.
 const MAX_LEN: usize = 1024;
