@@ -2,9 +2,10 @@
 //! functions of request headers and the asset's validators so they can be
 //! tested without sockets.
 //!
-//! Header values are parsed by the `headers` crate; only the single
-//! `bytes=` range spec is read here, because `headers` rejects suffix ranges
-//! longer than the representation, which RFC 9110 says to clamp.
+//! Header values are parsed by the `headers` crate; the `bytes=` range
+//! spec by [`service_base::byte_range`], which the edge shares, because
+//! `headers` rejects suffix ranges longer than the representation, which
+//! RFC 9110 says to clamp.
 
 use std::time::SystemTime;
 
@@ -13,6 +14,7 @@ use headers::{
     LastModified,
 };
 use http::{HeaderMap, Method};
+use service_base::byte_range::ByteRange;
 
 /// The validators of the current representation of an asset.
 #[derive(Debug, Clone)]
@@ -98,24 +100,6 @@ pub fn evaluate(
     Precondition::Proceed
 }
 
-/// Which part of the representation to send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RangeOutcome {
-    /// 200 with the whole body (no Range, ignored Range, or multi-range).
-    Full,
-    /// 206 with bytes `start..=end`.
-    Partial { start: u64, end: u64 },
-    /// 416 with `Content-Range: bytes */len`.
-    Unsatisfiable,
-}
-
-impl RangeOutcome {
-    /// `Content-Range` value for a partial response of a `len`-byte body.
-    pub fn content_range(start: u64, end: u64, len: u64) -> String {
-        format!("bytes {start}-{end}/{len}")
-    }
-}
-
 /// Decides the byte range for a GET of a `len`-byte representation.
 /// If-Range must match the strong ETag (or the date must not be older than
 /// Last-Modified) for the Range to apply. Several ranges are answered with
@@ -125,72 +109,23 @@ pub fn select_range(
     method: &Method,
     current: &Validators,
     len: u64,
-) -> RangeOutcome {
+) -> ByteRange {
     if method != Method::GET {
-        return RangeOutcome::Full;
+        return ByteRange::Full;
     }
     let Some(value) = headers
         .get(http::header::RANGE)
         .and_then(|v| v.to_str().ok())
     else {
-        return RangeOutcome::Full;
+        return ByteRange::Full;
     };
     if let Some(if_range) = headers.typed_get::<IfRange>() {
         let last_modified = LastModified::from(current.last_modified);
         if if_range.is_modified(Some(&current.etag), Some(&last_modified)) {
-            return RangeOutcome::Full;
+            return ByteRange::Full;
         }
     }
-    parse_single_range(value, len)
-}
-
-/// Interprets one `bytes=` range spec against `len`; anything malformed is
-/// ignored (full body), as RFC 9110 §14.2 permits.
-fn parse_single_range(value: &str, len: u64) -> RangeOutcome {
-    let Some((unit, spec)) = value.split_once('=') else {
-        return RangeOutcome::Full;
-    };
-    if !unit.trim().eq_ignore_ascii_case("bytes") || spec.contains(',') {
-        return RangeOutcome::Full;
-    }
-    let Some((first, last)) = spec.trim().split_once('-') else {
-        return RangeOutcome::Full;
-    };
-    let (first, last) = (first.trim(), last.trim());
-    match (number(first), number(last)) {
-        (Some(start), Some(end)) if start <= end => clamp(start, end, len),
-        (Some(start), None) if last.is_empty() => clamp(start, u64::MAX, len),
-        (None, Some(suffix)) if first.is_empty() => {
-            if suffix == 0 || len == 0 {
-                RangeOutcome::Unsatisfiable
-            } else {
-                RangeOutcome::Partial {
-                    start: len - suffix.min(len),
-                    end: len - 1,
-                }
-            }
-        }
-        _ => RangeOutcome::Full,
-    }
-}
-
-fn clamp(start: u64, end: u64, len: u64) -> RangeOutcome {
-    if start >= len {
-        RangeOutcome::Unsatisfiable
-    } else {
-        RangeOutcome::Partial {
-            start,
-            end: end.min(len - 1),
-        }
-    }
-}
-
-/// A decimal number of digits only (`u64::from_str` would accept `+5`).
-fn number(s: &str) -> Option<u64> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok()
+    ByteRange::of(value, len)
 }
 
 #[cfg(test)]
@@ -293,7 +228,7 @@ mod tests {
 
     #[test]
     fn range_forms() {
-        use RangeOutcome::*;
+        use ByteRange::*;
         let cases = [
             ("bytes=0-9", Partial { start: 0, end: 9 }),
             ("bytes=90-200", Partial { start: 90, end: 99 }),
@@ -328,17 +263,14 @@ mod tests {
         let ok = h(&[("range", "bytes=0-1"), ("if-range", "\"abc\"")]);
         assert_eq!(
             select_range(&ok, &Method::GET, &v(), 10),
-            RangeOutcome::Partial { start: 0, end: 1 }
+            ByteRange::Partial { start: 0, end: 1 }
         );
         let stale = h(&[("range", "bytes=0-1"), ("if-range", "\"old\"")]);
         assert_eq!(
             select_range(&stale, &Method::GET, &v(), 10),
-            RangeOutcome::Full
+            ByteRange::Full
         );
         let weak = h(&[("range", "bytes=0-1"), ("if-range", "W/\"abc\"")]);
-        assert_eq!(
-            select_range(&weak, &Method::GET, &v(), 10),
-            RangeOutcome::Full
-        );
+        assert_eq!(select_range(&weak, &Method::GET, &v(), 10), ByteRange::Full);
     }
 }

@@ -3,6 +3,7 @@
 //! JSON logs on stderr, Prometheus text exposition, and the same shutdown
 //! signals.
 
+pub mod byte_range;
 pub mod config_file;
 pub mod error_line;
 pub mod logging;

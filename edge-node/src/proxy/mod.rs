@@ -10,7 +10,6 @@
 mod fetch;
 mod forward;
 mod path;
-mod range;
 mod respond;
 mod route;
 

@@ -11,9 +11,9 @@ use http::{Method, Response, StatusCode, request};
 use http_body_util::StreamBody;
 use hyper::body::Frame;
 
-use super::range::{self, RangeReply};
 use crate::body::{self, Body};
 use crate::cache::{CachedObject, content_length, fill_progress_len};
+use service_base::byte_range::ByteRange;
 
 /// The `Cache-Status` entry this edge adds.
 pub fn cache_status(detail: &str) -> HeaderValue {
@@ -58,11 +58,12 @@ pub fn from_cache(
         && let (Some(range_header), Some(len)) = (req.headers.get(header::RANGE), total)
         && if_range_allows(req, &headers)
     {
-        match range_header.to_str().map(|r| range::evaluate(r, len)) {
-            Ok(RangeReply::Partial { start, end }) => {
+        match range_header.to_str().map(|r| ByteRange::of(r, len)) {
+            Ok(ByteRange::Partial { start, end }) => {
                 headers.insert(
                     header::CONTENT_RANGE,
-                    HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")).expect("ascii"),
+                    HeaderValue::from_str(&ByteRange::content_range(start, end, len))
+                        .expect("ascii"),
                 );
                 headers.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start + 1));
                 let mut resp = Response::new(stream(obj, start, Some(end + 1)));
@@ -70,18 +71,18 @@ pub fn from_cache(
                 *resp.headers_mut() = headers;
                 return resp;
             }
-            Ok(RangeReply::Unsatisfiable) => {
+            Ok(ByteRange::Unsatisfiable) => {
                 let mut resp = synthetic(
                     StatusCode::RANGE_NOT_SATISFIABLE,
                     format!("range not satisfiable: the representation has {len} bytes"),
                 );
                 resp.headers_mut().insert(
                     header::CONTENT_RANGE,
-                    HeaderValue::from_str(&format!("bytes */{len}")).expect("ascii"),
+                    HeaderValue::from_str(&ByteRange::unsatisfied_range(len)).expect("ascii"),
                 );
                 return resp;
             }
-            Ok(RangeReply::Full) | Err(_) => {}
+            Ok(ByteRange::Full) | Err(_) => {}
         }
     }
     if let Some(len) = total {

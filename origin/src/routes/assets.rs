@@ -17,10 +17,11 @@ use hyper::body::Incoming;
 
 use super::auth::require_token;
 use super::{AppState, blob_body, body, query, write_failed};
-use crate::http_cond::{self, Precondition, RangeOutcome, Validators};
+use crate::http_cond::{self, Precondition, Validators};
 use crate::raft::{Command, Conditions};
 use crate::response::{self, ResBody};
 use crate::store::{AssetMeta, meta};
+use service_base::byte_range::ByteRange;
 use waypost_api::AssetPath;
 
 /// The header that lists an asset's surrogate keys, for purge by key.
@@ -55,26 +56,26 @@ pub async fn get(
     let mut response = Response::new(response::empty());
     set_representation_headers(state, &path, &meta, response.headers_mut());
     let range = match http_cond::select_range(headers, method, &validators, meta.size) {
-        RangeOutcome::Full => {
+        ByteRange::Full => {
             response
                 .headers_mut()
                 .insert(header::CONTENT_LENGTH, meta.size.into());
             None
         }
-        RangeOutcome::Partial { start, end } => {
+        ByteRange::Partial { start, end } => {
             *response.status_mut() = StatusCode::PARTIAL_CONTENT;
-            let content_range = RangeOutcome::content_range(start, end, meta.size);
+            let content_range = ByteRange::content_range(start, end, meta.size);
             let h = response.headers_mut();
             h.insert(header::CONTENT_LENGTH, (end - start + 1).into());
             h.insert(header::CONTENT_RANGE, header_value(&content_range));
             Some(start..end + 1)
         }
-        RangeOutcome::Unsatisfiable => {
+        ByteRange::Unsatisfiable => {
             let mut response = response::text(
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 format!("range not satisfiable: the asset is {} bytes", meta.size),
             );
-            let content_range = format!("bytes */{}", meta.size);
+            let content_range = ByteRange::unsatisfied_range(meta.size);
             response
                 .headers_mut()
                 .insert(header::CONTENT_RANGE, header_value(&content_range));
