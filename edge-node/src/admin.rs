@@ -143,9 +143,9 @@ impl Admin {
             }
         }
         let (kind, purged) = match (url, key) {
-            (Some(u), None) => match url_key(&u) {
+            (Some(u), None) => match cache::url_key(&u) {
                 Ok(primary) => ("url", self.cache.purge_url(&primary, soft).await),
-                Err(reason) => return text(StatusCode::BAD_REQUEST, &reason),
+                Err(reason) => return text(StatusCode::BAD_REQUEST, &reason.to_string()),
             },
             (None, Some(k)) if !k.is_empty() => (
                 "surrogate_key",
@@ -169,21 +169,6 @@ impl Admin {
         );
         resp
     }
-}
-
-/// The cache's primary key for an absolute URL given to purge.
-pub fn url_key(url: &str) -> Result<String, String> {
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|e| format!("`{url}` is not a URL: {e}"))?;
-    let host = uri
-        .host()
-        .ok_or_else(|| format!("`{url}` needs a host, e.g. http://cdn.example.com/path"))?;
-    let pq = uri.path_and_query().map_or("/", |p| p.as_str());
-    Ok(cache::primary(
-        &host.trim_end_matches('.').to_ascii_lowercase(),
-        pq,
-    ))
 }
 
 /// Compares without an early exit, so response timing does not reveal how

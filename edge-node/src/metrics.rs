@@ -2,7 +2,6 @@
 //! origin latency and health, bytes sent, cache size, purges, plus the
 //! listeners' connection and limit counters and the change-feed follower's.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use http::uri::Authority;
@@ -12,9 +11,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-
-use crate::feed::FeedMetrics;
-use crate::listen::ListenerMetrics;
 
 /// How the cache handled a request (the `cache` label).
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
@@ -77,12 +73,18 @@ pub struct Metrics {
     cache_objects: Gauge,
     purges: Family<PurgeLabels, Counter>,
     plugin_seconds: Family<PluginLabels, Histogram, fn() -> Histogram>,
-    pub listener: Arc<ListenerMetrics>,
-    pub feed: Arc<FeedMetrics>,
+}
+
+/// A subsystem's own metrics (the listeners', the feed follower's), added
+/// to the edge's registry at start. Subsystems depend on this module, never
+/// the reverse, so it stays a leaf of the import graph.
+pub trait Registers {
+    fn register(&self, registry: &mut Registry);
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    /// The request-path metrics plus each of `subsystems`'.
+    pub fn new(subsystems: &[&dyn Registers]) -> Self {
         let mut registry = Registry::with_prefix("waypost_edge");
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -140,10 +142,9 @@ impl Metrics {
             "Time in a plugin until its response head, by plugin and outcome (ok, trap, timeout, overloaded)",
             plugin_seconds.clone(),
         );
-        let listener = Arc::new(ListenerMetrics::default());
-        listener.register(&mut registry);
-        let feed = Arc::new(FeedMetrics::default());
-        feed.register(&mut registry);
+        for subsystem in subsystems {
+            subsystem.register(&mut registry);
+        }
         Self {
             registry,
             requests,
@@ -155,8 +156,6 @@ impl Metrics {
             cache_objects,
             purges,
             plugin_seconds,
-            listener,
-            feed,
         }
     }
 

@@ -46,7 +46,7 @@ impl PluginHarness {
     /// Compiles `config`'s plugins and takes the chain of `config.sites[site]`.
     pub fn start(config: &Config, site: usize) -> Result<Self, HarnessError> {
         let site = config.sites.get(site).ok_or(HarnessError::NoSite(site))?;
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::new(&[]));
         let cache = Arc::new(Cache::open(&config.cache).map_err(HarnessError::Cache)?);
         let pools: Vec<Arc<Pool>> = config
             .pools

@@ -16,6 +16,7 @@ use crate::admin::Admin;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::feed;
+use crate::listen::ListenerMetrics;
 use crate::listen::{self, ConnInfo, Limits, TlsAcceptor};
 use crate::metrics::Metrics;
 use crate::plugin::Runtime;
@@ -60,7 +61,9 @@ pub struct RunningServer {
 
 impl Server {
     pub async fn start(config: Config) -> Result<RunningServer, StartError> {
-        let metrics = Arc::new(Metrics::new());
+        let listener_metrics = Arc::new(ListenerMetrics::default());
+        let feed_metrics = Arc::new(feed::FeedMetrics::default());
+        let metrics = Arc::new(Metrics::new(&[&*listener_metrics, &*feed_metrics]));
         let cache = Arc::new(Cache::open(&config.cache).map_err(|source| {
             StartError::Cache {
                 dir: config
@@ -95,7 +98,7 @@ impl Server {
                 cache.clone(),
                 plugins.clone(),
                 installs,
-                metrics.feed.clone(),
+                feed_metrics.clone(),
                 feed.token.clone(),
             )
             .spawn(stop.clone());
@@ -177,7 +180,7 @@ impl Server {
                 listener,
                 tls,
                 limits.clone(),
-                metrics.listener.clone(),
+                listener_metrics.clone(),
                 make,
                 stop.clone(),
             ));
@@ -199,7 +202,7 @@ impl Server {
             admin_listener,
             None,
             Arc::new(Limits::default()),
-            metrics.listener.clone(),
+            listener_metrics.clone(),
             make_admin,
             stop.clone(),
         ));

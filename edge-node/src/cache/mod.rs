@@ -11,6 +11,7 @@ mod index;
 mod key;
 mod lock;
 mod meta;
+mod purge_url;
 mod store;
 
 use std::sync::Arc;
@@ -27,6 +28,7 @@ pub use fill::{Fill, FillWriter};
 pub use key::{Scheme, primary};
 pub use lock::{Coalescer, LeaderGuard, Outcome, Role, wait};
 pub use meta::{CachedObject, Freshness, ObjectMeta};
+pub use purge_url::url_key;
 
 use crate::config::CacheConfig;
 use store::Tiers;

@@ -20,8 +20,8 @@ pub struct FeedMetrics {
     pub resyncs: Counter,
 }
 
-impl FeedMetrics {
-    pub fn register(&self, registry: &mut Registry) {
+impl crate::metrics::Registers for FeedMetrics {
+    fn register(&self, registry: &mut Registry) {
         registry.register(
             "feed_events",
             "Change-feed events applied, by type",
@@ -43,7 +43,9 @@ impl FeedMetrics {
             self.resyncs.clone(),
         );
     }
+}
 
+impl FeedMetrics {
     pub fn count(&self, event: &'static str) {
         self.events.get_or_create(&EventLabels { event }).inc();
     }

@@ -51,10 +51,10 @@ fn labels(kind: LimitKind) -> LimitLabels {
     }
 }
 
-impl ListenerMetrics {
+impl crate::metrics::Registers for ListenerMetrics {
     /// Registers the metrics under `listener_*` names; use a prefixed
     /// sub-registry to namespace them.
-    pub fn register(&self, registry: &mut Registry) {
+    fn register(&self, registry: &mut Registry) {
         registry.register(
             "listener_connections_accepted",
             "TCP connections accepted and served",
@@ -76,7 +76,9 @@ impl ListenerMetrics {
             self.limit_hits.clone(),
         );
     }
+}
 
+impl ListenerMetrics {
     /// Connections accepted and handed to the HTTP stack so far.
     pub fn accepted(&self) -> u64 {
         self.accepted.get()
@@ -128,6 +130,7 @@ impl Drop for OpenGuard<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::Registers;
 
     #[test]
     fn registers_and_counts() {

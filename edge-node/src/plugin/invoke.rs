@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::Limited;
 use tokio::sync::oneshot;
 use wasmtime::{Store, StoreLimitsBuilder, Trap};
 use wasmtime_wasi_http::handler::ProxyPre;
@@ -39,10 +39,6 @@ impl Outcome {
         }
     }
 }
-
-/// Where a world's runner sends the response head, or the error code the
-/// guest answered with instead of a response.
-pub type HeadSender = oneshot::Sender<Result<Response<Body>, String>>;
 
 /// Runs `req`; `permit` (the plugin's concurrency slot) is held until the
 /// instance finishes, which may be after the response head, while the body
@@ -160,13 +156,6 @@ pub async fn run(
             }
         }
     }
-}
-
-/// The edge's request with a body the wasi:http host types accept.
-pub fn to_wasi_request(
-    req: Request<Body>,
-) -> Request<impl http_body::Body<Data = bytes::Bytes, Error = wasmtime_wasi_http::Error> + use<>> {
-    req.map(|b| b.map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.to_string()))))
 }
 
 /// The response for a failed plugin request, logged with name and version.

@@ -9,6 +9,7 @@
 
 mod capabilities;
 mod engine;
+mod handoff;
 mod hooks;
 mod host;
 mod invoke;

@@ -10,8 +10,8 @@ use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
+use super::handoff::{self, HeadSender};
 use super::host::HostState;
-use super::invoke::{self, HeadSender};
 use crate::body::{self, Body};
 
 /// Spawns one request in a fresh instance of a 0.2 component; fails before
@@ -28,7 +28,7 @@ pub fn start(
     let incoming = store
         .data_mut()
         .http()
-        .new_incoming_request(scheme, invoke::to_wasi_request(req))?;
+        .new_incoming_request(scheme, handoff::to_wasi_request(req))?;
     let outparam = store
         .data_mut()
         .http()

@@ -22,9 +22,9 @@ use wasmtime_wasi_http::p3::bindings::http::client::HostWithStore;
 use wasmtime_wasi_http::p3::bindings::http::types::ErrorCode;
 use wasmtime_wasi_http::{WasiHttp, WasiHttpView};
 
+use super::handoff::{self, HeadSender};
 use super::hooks::NEXT;
 use super::host::HostState;
-use super::invoke::{self, HeadSender};
 use crate::body::{self, Body};
 
 /// The interface a middleware imports to reach the next link. The linker
@@ -85,7 +85,7 @@ pub fn start(
         let service = pre.instantiate_async(&mut store).await?;
         let (mut request, request_io) = wasmtime_wasi_http::p3::Request::from_http(
             store.data_mut().http().hooks,
-            invoke::to_wasi_request(req),
+            handoff::to_wasi_request(req),
         );
         request.scheme = Some(if tls { Scheme::HTTPS } else { Scheme::HTTP });
         let (verdict, verdict_rx) = oneshot::channel();

@@ -19,7 +19,7 @@ impl EdgeCtx {
 impl Host for EdgeCtx {
     async fn url(&mut self, url: String, soft: bool) -> Result<u32, String> {
         self.may_purge()?;
-        let primary = crate::admin::url_key(&url)?;
+        let primary = crate::cache::url_key(&url).map_err(|e| e.to_string())?;
         Ok(self.cache.purge_url(&primary, soft).await as u32)
     }
 
