@@ -8,8 +8,19 @@ use serde::{Deserialize, Deserializer, de};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ByteSize(pub u64);
 
+/// Why a size is refused; the config error shows the message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadSize {
+    #[error("`{0}` is not a size like 4096, \"64KiB\" or \"1GiB\"")]
+    NotASize(String),
+    #[error("unknown size unit `{0}` (use KiB, MiB, GiB, TiB)")]
+    Unit(String),
+    #[error("`{0}` is too large")]
+    TooLarge(String),
+}
+
 impl ByteSize {
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, BadSize> {
         let text = text.trim();
         let split = text
             .find(|c: char| !c.is_ascii_digit())
@@ -17,22 +28,18 @@ impl ByteSize {
         let (digits, unit) = text.split_at(split);
         let n: u64 = digits
             .parse()
-            .map_err(|_| format!("`{text}` is not a size like 4096, \"64KiB\" or \"1GiB\""))?;
+            .map_err(|_| BadSize::NotASize(text.to_string()))?;
         let mult: u64 = match unit.trim() {
             "" | "B" => 1,
             "KiB" | "K" | "KB" => 1 << 10,
             "MiB" | "M" | "MB" => 1 << 20,
             "GiB" | "G" | "GB" => 1 << 30,
             "TiB" | "T" | "TB" => 1 << 40,
-            other => {
-                return Err(format!(
-                    "unknown size unit `{other}` (use KiB, MiB, GiB, TiB)"
-                ));
-            }
+            other => return Err(BadSize::Unit(other.to_string())),
         };
         n.checked_mul(mult)
             .map(ByteSize)
-            .ok_or_else(|| format!("`{text}` is too large"))
+            .ok_or_else(|| BadSize::TooLarge(text.to_string()))
     }
 }
 

@@ -117,7 +117,7 @@ pub async fn put(
     };
     let upload = match UploadHeaders::read(req.headers(), &path) {
         Ok(u) => u,
-        Err(message) => return response::text(StatusCode::BAD_REQUEST, message),
+        Err(e) => return response::text(StatusCode::BAD_REQUEST, e.to_string()),
     };
     // Checked here against this region's copy to refuse early, before the
     // body is read; decided for good by the state machine on the version
@@ -203,6 +203,11 @@ pub async fn delete(
     }
 }
 
+/// An upload header that is not text; the message is the 400 body.
+#[derive(Debug, thiserror::Error)]
+#[error("the {0} header must be visible ASCII")]
+struct NotText(header::HeaderName);
+
 /// What the uploader said about the asset, validated before the body is read.
 struct UploadHeaders {
     content_type: String,
@@ -211,16 +216,13 @@ struct UploadHeaders {
 }
 
 impl UploadHeaders {
-    fn read(headers: &HeaderMap, path: &AssetPath) -> Result<Self, String> {
-        let text = |name: header::HeaderName| -> Result<Option<String>, String> {
-            headers
-                .get(&name)
-                .map(|v| {
-                    v.to_str()
-                        .map(|s| s.trim().to_string())
-                        .map_err(|_| format!("the {name} header must be visible ASCII"))
-                })
-                .transpose()
+    fn read(headers: &HeaderMap, path: &AssetPath) -> Result<Self, NotText> {
+        let text = |name: header::HeaderName| -> Result<Option<String>, NotText> {
+            match headers.get(&name).map(|v| v.to_str()) {
+                None => Ok(None),
+                Some(Ok(s)) => Ok(Some(s.trim().to_string())),
+                Some(Err(_)) => Err(NotText(name)),
+            }
         };
         let content_type = match text(header::CONTENT_TYPE)? {
             Some(ct) if !ct.is_empty() => ct,
