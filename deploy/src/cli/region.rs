@@ -62,10 +62,14 @@ pub async fn run(args: RegionArgs) -> anyhow::Result<()> {
         }
     };
     let cluster: ClusterStatus = resp.json().await?;
+    let ids = |list: &[u64]| {
+        let list: Vec<String> = list.iter().map(u64::to_string).collect();
+        format!("[{}]", list.join(","))
+    };
     println!(
-        "voters {:?}, learners {:?}, leader {}",
-        cluster.voters,
-        cluster.learners,
+        "voters {}, learners {}, leader {}",
+        ids(&cluster.voters),
+        ids(&cluster.learners),
         cluster.leader.map_or("none".to_string(), |l| l.to_string())
     );
     Ok(())
