@@ -3,6 +3,7 @@
 //! server runs on, so a bad value is reported with its file and field before
 //! any socket is bound.
 
+mod origin_tls;
 mod plugins;
 mod raw;
 mod size;
@@ -11,10 +12,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use http::uri::Authority;
 use service_base::config_file::{self, ConfigError, FieldError};
 
 use crate::listen::{CertSpec, Limits, TlsSettings};
+pub use origin_tls::{OriginAddr, OriginTls};
 pub use plugins::{Grants, MAX_TOTAL_CONCURRENCY, PluginConfig};
 pub use size::ByteSize;
 
@@ -88,7 +89,9 @@ pub struct DiskConfig {
 pub struct PoolConfig {
     pub name: String,
     /// Every origin, region by region in order of preference.
-    pub origins: Vec<Authority>,
+    pub origins: Vec<OriginAddr>,
+    /// How `https://` origins are verified; set when the pool has one.
+    pub tls: Option<OriginTls>,
     /// The regions, in order of preference, as ranges of `origins`; a pool
     /// configured with a plain `origins` list has one region.
     pub regions: Vec<PoolRegion>,
@@ -289,9 +292,21 @@ fn validate(raw: raw::RawConfig, base: &Path) -> Result<Config, FieldError> {
                 "`rise` and `fall` must be at least 1",
             ));
         }
+        let tls = match (origins.iter().any(|o| o.tls), p.tls) {
+            (true, raw_tls) => Some(origin_tls::validate(raw_tls, &field("tls"), &resolve)?),
+            (false, None) => None,
+            (false, Some(_)) => {
+                return Err(FieldError::new(
+                    field("tls"),
+                    "is set but no origin of this pool is https://; write its origins as \
+                     \"https://host:port\" (plain \"host:port\" is HTTP)",
+                ));
+            }
+        };
         pools.push(PoolConfig {
             name: p.name,
             origins,
+            tls,
             regions,
             health_path: p.health_path,
             health_interval: p.health_interval,
@@ -437,7 +452,7 @@ fn validate(raw: raw::RawConfig, base: &Path) -> Result<Config, FieldError> {
 fn pool_regions(
     p: &raw::RawPool,
     field: &dyn Fn(&str) -> String,
-) -> Result<(Vec<Authority>, Vec<PoolRegion>), FieldError> {
+) -> Result<(Vec<OriginAddr>, Vec<PoolRegion>), FieldError> {
     let groups: Vec<(String, &[String], String)> =
         match (p.origins.is_empty(), p.regions.is_empty()) {
             (false, true) => vec![("default".into(), &p.origins, field("origins"))],
@@ -483,7 +498,9 @@ fn pool_regions(
         }
         let start = origins.len();
         for o in list {
-            origins.push(parse_origin(o).map_err(|r| FieldError::new(list_field.clone(), r))?);
+            origins.push(
+                origin_tls::parse_origin(o).map_err(|r| FieldError::new(list_field.clone(), r))?,
+            );
         }
         regions.push(PoolRegion {
             name,
@@ -491,25 +508,6 @@ fn pool_regions(
         });
     }
     Ok((origins, regions))
-}
-
-fn parse_origin(text: &str) -> Result<Authority, String> {
-    let bare = text
-        .strip_prefix("http://")
-        .unwrap_or(text)
-        .trim_end_matches('/');
-    if text.starts_with("https://") {
-        return Err(format!(
-            "`{text}`: TLS to origins is not supported yet; use http://"
-        ));
-    }
-    let auth: Authority = bare
-        .parse()
-        .map_err(|e| format!("`{text}` is not \"host:port\": {e}"))?;
-    if auth.port_u16().is_none() {
-        return Err(format!("`{text}` needs a port, e.g. \"{bare}:80\""));
-    }
-    Ok(auth)
 }
 
 /// The admin API answers purges and plugin uploads in plaintext: off
@@ -550,7 +548,8 @@ mod tests {
         let c = Config::from_toml(Path::new("/etc/edge.toml"), MINIMAL).unwrap();
         assert!(c.listen_http.is_some());
         assert_eq!(c.sites[0].hosts, vec!["*"]);
-        assert_eq!(c.pools[0].origins[0].port_u16(), Some(7070));
+        assert_eq!(c.pools[0].origins[0].authority.port_u16(), Some(7070));
+        assert!(!c.pools[0].origins[0].tls && c.pools[0].tls.is_none());
     }
 
     #[test]
@@ -587,7 +586,7 @@ mod tests {
         assert_eq!(pool.regions[0].name, "near");
         assert_eq!(pool.regions[0].origins, 0..2);
         assert_eq!(pool.regions[1].origins, 2..3);
-        assert_eq!(c.pools[0].origins[2].host(), "127.0.0.3");
+        assert_eq!(c.pools[0].origins[2].authority.host(), "127.0.0.3");
         let single = Config::from_toml(Path::new("edge.toml"), MINIMAL).unwrap();
         assert_eq!(single.pools[0].regions[0].origins, 0..1);
     }

@@ -217,6 +217,8 @@ pub struct RawPool {
     /// included) and not stored.
     #[serde(default = "default_max_fills")]
     pub max_fills: usize,
+    /// How `https://` origins are verified (CA, SNI name, client cert).
+    pub tls: Option<super::origin_tls::RawOriginTls>,
 }
 
 fn default_max_fills() -> usize {

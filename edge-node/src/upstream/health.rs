@@ -1,5 +1,8 @@
 //! Active health checks: `GET <health_path>` on every origin of a pool each
 //! `health_interval`; `rise`/`fall` consecutive results flip its state.
+//! Checks go through the pool's own client, so an `https://` origin is
+//! checked with the TLS settings its requests use, and a certificate the
+//! edge would refuse fails the check (logged with rustls' reason).
 
 use std::sync::Arc;
 
@@ -27,9 +30,14 @@ impl Pool {
     }
 
     async fn check(&self, origin: &super::pool::Origin) {
-        let uri: Uri = format!("http://{}{}", origin.authority, self.config.health_path)
-            .parse()
-            .expect("authority and path were validated");
+        let uri: Uri = format!(
+            "{}://{}{}",
+            origin.scheme(),
+            origin.authority,
+            self.config.health_path
+        )
+        .parse()
+        .expect("authority and path were validated");
         let req = Request::get(uri)
             .header(http::header::USER_AGENT, "waypost-edge-health")
             .body(crate::body::empty())
@@ -38,7 +46,13 @@ impl Pool {
             .await
         {
             Ok(Ok(resp)) => resp.status().is_success(),
-            _ => false,
+            Ok(Err(e)) => {
+                if let Some(f) = super::tls::tls_failure(&e) {
+                    self.log_tls_failure(origin, super::pool::TlsCheck::Health, &f);
+                }
+                false
+            }
+            Err(_) => false,
         };
         self.note(origin, ok);
     }

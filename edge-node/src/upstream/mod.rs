@@ -6,5 +6,6 @@
 
 mod health;
 mod pool;
+mod tls;
 
 pub use pool::{FetchError, Pool};

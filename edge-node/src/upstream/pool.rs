@@ -1,16 +1,17 @@
 //! One origin pool: connection pooling (hyper-util's client), selection,
-//! passive health (connect failures) and retries.
+//! passive health (connect and TLS failures) and retries.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+
+use super::tls::{self, Connector, TlsFailure};
 
 use crate::body::Body;
 use crate::config::PoolConfig;
@@ -37,12 +38,26 @@ pub enum FetchError {
 /// Health of one origin.
 pub struct Origin {
     pub authority: Authority,
+    /// `https://`: reached over TLS.
+    pub tls: bool,
+    /// The TLS failure last logged for requests and for health checks, so
+    /// a check failing the same way every interval logs once, not once a
+    /// second.
+    last_tls_failure: Mutex<[Option<String>; 2]>,
     up: AtomicBool,
     successes: AtomicU32,
     failures: AtomicU32,
 }
 
 impl Origin {
+    pub fn scheme(&self) -> Scheme {
+        if self.tls {
+            Scheme::HTTPS
+        } else {
+            Scheme::HTTP
+        }
+    }
+
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Relaxed)
     }
@@ -68,11 +83,18 @@ impl Origin {
     }
 }
 
+/// Which traffic met a TLS failure, for the log.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum TlsCheck {
+    Request = 0,
+    Health = 1,
+}
+
 pub struct Pool {
     pub config: PoolConfig,
     pub origins: Vec<Origin>,
     next: AtomicUsize,
-    client: Client<HttpConnector, Body>,
+    client: Client<Connector, Body>,
     metrics: Arc<Metrics>,
     /// Permits for cache fills (`max_fills`).
     fills: Arc<tokio::sync::Semaphore>,
@@ -80,10 +102,7 @@ pub struct Pool {
 
 impl Pool {
     pub fn new(config: PoolConfig, metrics: Arc<Metrics>) -> Arc<Self> {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(config.connect_timeout));
-        connector.enforce_http(true);
+        let connector = tls::connector(&config);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(256)
@@ -92,7 +111,9 @@ impl Pool {
             .origins
             .iter()
             .map(|a| Origin {
-                authority: a.clone(),
+                authority: a.authority.clone(),
+                tls: a.tls,
+                last_tls_failure: Mutex::default(),
                 up: AtomicBool::new(true),
                 successes: AtomicU32::new(0),
                 failures: AtomicU32::new(0),
@@ -135,7 +156,7 @@ impl Pool {
         self.fills.clone().try_acquire_owned().ok()
     }
 
-    pub(super) fn client(&self) -> &Client<HttpConnector, Body> {
+    pub(super) fn client(&self) -> &Client<Connector, Body> {
         &self.client
     }
 
@@ -175,7 +196,7 @@ impl Pool {
         let mut last = String::new();
         for (tried, &i) in order.iter().take(attempts).enumerate() {
             let origin = &self.origins[i];
-            let uri = origin_uri(&origin.authority, &parts.uri);
+            let uri = origin_uri(origin, &parts.uri);
             let mut r = Request::from_parts(
                 parts.clone(),
                 body.take().unwrap_or_else(crate::body::empty),
@@ -190,11 +211,24 @@ impl Pool {
                     return Ok(resp);
                 }
                 Ok(Err(e)) => {
+                    let failure = tls::tls_failure(&e);
+                    let outcome = if failure.is_some() {
+                        "tls_error"
+                    } else {
+                        "error"
+                    };
                     self.metrics
-                        .observe_origin(self.name(), started.elapsed(), "error");
+                        .observe_origin(self.name(), started.elapsed(), outcome);
                     last = format!("{}: {}", origin.authority, error_chain(&e));
-                    tracing::warn!(pool = self.name(), origin = %origin.authority, attempt = tried + 1, error = %last, "origin request failed");
-                    if e.is_connect() {
+                    match &failure {
+                        Some(f) => self.log_tls_failure(origin, TlsCheck::Request, f),
+                        None => {
+                            tracing::warn!(pool = self.name(), origin = %origin.authority, attempt = tried + 1, error = %last, "origin request failed")
+                        }
+                    }
+                    // A certificate the edge refuses is as unusable as a
+                    // refused connection, and fails the same way next time.
+                    if e.is_connect() || failure.is_some() {
                         self.note(origin, false);
                     }
                 }
@@ -217,7 +251,33 @@ impl Pool {
         })
     }
 
+    /// Logs a TLS failure with `origin` during `check`, unless the last one
+    /// logged for that kind of check was the same.
+    pub(super) fn log_tls_failure(&self, origin: &Origin, check: TlsCheck, f: &TlsFailure) {
+        let mut last = origin.last_tls_failure.lock().expect("not poisoned");
+        let slot = &mut last[check as usize];
+        if slot.as_deref() == Some(f.reason.as_str()) {
+            return;
+        }
+        *slot = Some(f.reason.clone());
+        let what = match check {
+            TlsCheck::Request => "request".to_string(),
+            TlsCheck::Health => format!("health check GET {}", self.config.health_path),
+        };
+        tracing::warn!(
+            pool = self.name(),
+            origin = %format_args!("https://{}", origin.authority),
+            check = %what,
+            reason = %f.reason,
+            action = f.hint,
+            "TLS to origin failed; origin counted as down"
+        );
+    }
+
     pub(super) fn note(&self, origin: &Origin, ok: bool) {
+        if ok {
+            *origin.last_tls_failure.lock().expect("not poisoned") = Default::default();
+        }
         if let Some(up) = origin.record(ok, self.config.rise, self.config.fall) {
             self.metrics
                 .set_origin_up(self.name(), &origin.authority, up);
@@ -230,10 +290,10 @@ impl Pool {
     }
 }
 
-fn origin_uri(authority: &Authority, uri: &Uri) -> Uri {
+fn origin_uri(origin: &Origin, uri: &Uri) -> Uri {
     let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(Scheme::HTTP);
-    parts.authority = Some(authority.clone());
+    parts.scheme = Some(origin.scheme());
+    parts.authority = Some(origin.authority.clone());
     parts.path_and_query = uri
         .path_and_query()
         .cloned()

@@ -192,11 +192,17 @@ pub struct Leaf {
 
 impl Pki {
     pub fn new() -> Self {
+        Self::named("listen test CA")
+    }
+
+    /// A CA with common name `name` (two CAs of one name look like one CA
+    /// with a bad signature to a verifier).
+    pub fn named(name: &str) -> Self {
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         params
             .distinguished_name
-            .push(rcgen::DnType::CommonName, "listen test CA");
+            .push(rcgen::DnType::CommonName, name);
         let ca_key = rcgen::KeyPair::generate().unwrap();
         let ca_cert = params.self_signed(&ca_key).unwrap();
         Self {
@@ -204,6 +210,11 @@ impl Pki {
             ca_cert,
             ca_key,
         }
+    }
+
+    /// The CA certificate as PEM, for trust stores (`ca_file`).
+    pub fn ca_pem(&self) -> String {
+        self.ca_cert.pem()
     }
 
     /// Issues a certificate for `names` and writes it to `dir/stem.{crt,key}`.
