@@ -50,6 +50,7 @@ struct Ctx {
     plugins: Vec<Arc<PluginSlot>>,
     plugin_config: Arc<HashMap<String, String>>,
     honor_client_cache_control: bool,
+    strip_targeted_cache_control: bool,
 }
 
 type Reply = (Response<Body>, CacheResult);
@@ -142,6 +143,7 @@ impl Proxy {
             plugins: site.plugins.clone(),
             plugin_config: site.plugin_config.clone(),
             honor_client_cache_control: site.honor_client_cache_control,
+            strip_targeted_cache_control: site.strip_targeted_cache_control,
         })
     }
 
@@ -205,7 +207,8 @@ impl Proxy {
         }
         forward::to_origin(&mut parts.headers, &ctx.conn, &ctx.host);
         let credentials = parts.headers.contains_key(header::AUTHORIZATION);
-        match parts.method {
+        let strip_targeted = ctx.strip_targeted_cache_control;
+        let mut reply = match parts.method {
             // A response to a request with credentials is that client's
             // (Varnish's built-in VCL passes them too): never looked up,
             // never stored.
@@ -215,7 +218,13 @@ impl Proxy {
             }
             Method::GET | Method::HEAD => self.serve_cached(parts, ctx).await,
             _ => self.pass(parts, body, ctx, "fwd=method").await,
+        };
+        if strip_targeted {
+            for name in &self.cache.config().targeted_fields {
+                reply.0.headers_mut().remove(name);
+            }
         }
+        reply
     }
 
     /// Pass phase: unsafe and unknown methods go to the origin untouched; a
@@ -278,7 +287,7 @@ impl Proxy {
         let Some(obj) = self.cache.get(&key) else {
             return self.fetch(creq, ctx, key, None, "fwd=uri-miss").await;
         };
-        match obj.freshness(&creq.parts, now) {
+        match obj.freshness(&creq.parts, now, &self.cache.config().targeted_fields) {
             Freshness::Fresh => (
                 respond::from_cache(&obj, &creq.parts, "hit", now),
                 CacheResult::Hit,
@@ -353,7 +362,8 @@ impl Proxy {
                 if let Outcome::Stored(obj) = crate::cache::wait(slot).await {
                     let now = SystemTime::now();
                     if obj.meta.key == self.cache.lookup_key(&creq)
-                        && obj.freshness(&creq.parts, now) != Freshness::Stale
+                        && obj.freshness(&creq.parts, now, &self.cache.config().targeted_fields)
+                            != Freshness::Stale
                     {
                         return (
                             respond::from_cache(&obj, &creq.parts, "hit; detail=coalesced", now),
