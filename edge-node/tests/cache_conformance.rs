@@ -521,3 +521,37 @@ async fn interim_responses_are_neither_stored_nor_merged() {
         "the final response was stored; the 103's no-store did not count"
     );
 }
+
+#[tokio::test]
+async fn only_if_cached_never_reaches_the_origin() {
+    let origin = ScriptedOrigin::start().await;
+    origin.route("/oic", |_, n| {
+        resp(200, &format!("v{n}"), &[("cache-control", "max-age=600")])
+    });
+    origin.route("/oic-stale", |_, n| {
+        resp(200, &format!("v{n}"), &[("cache-control", "max-age=0")])
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let edge = start_edge(&origin, dir.path()).await;
+    let c = client();
+    let oic = [("cache-control", "only-if-cached")];
+    let r = get_with(&c, &url(&edge, "/oic"), &oic).await;
+    assert_eq!(r.status(), 504, "not stored yet");
+    assert_eq!(origin.hits("/oic"), 0);
+    get_with(&c, &url(&edge, "/oic"), &[])
+        .await
+        .text()
+        .await
+        .unwrap();
+    let r = get_with(&c, &url(&edge, "/oic"), &oic).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "v0");
+    get_with(&c, &url(&edge, "/oic-stale"), &[])
+        .await
+        .text()
+        .await
+        .unwrap();
+    let r = get_with(&c, &url(&edge, "/oic-stale"), &oic).await;
+    assert_eq!(r.status(), 504, "stored but stale");
+    assert_eq!((origin.hits("/oic"), origin.hits("/oic-stale")), (1, 1));
+}

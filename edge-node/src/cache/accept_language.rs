@@ -61,7 +61,7 @@ fn normalized(headers: &HeaderMap) -> Option<String> {
             }
         }
     }
-    members.sort_by(|a, b| b.0.cmp(&a.0));
+    members.sort_by_key(|m| std::cmp::Reverse(m.0));
     let out: Vec<String> = members
         .into_iter()
         .map(|(q, r)| match q {

@@ -34,6 +34,7 @@ pub use fill::{Fill, FillWriter};
 pub use key::{Scheme, primary};
 pub use lock::{Coalescer, LeaderGuard, Outcome, Role, wait};
 pub use meta::{CachedObject, Freshness, ObjectMeta};
+pub use request_directives::only_if_cached;
 pub use targeted::DEFAULT_FIELDS as DEFAULT_TARGETED_FIELDS;
 
 use crate::config::CacheConfig;

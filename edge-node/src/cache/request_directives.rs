@@ -62,6 +62,15 @@ pub fn effective(req: &request::Parts) -> Option<request::Parts> {
     Some(out)
 }
 
+/// `Cache-Control: only-if-cached` (§5.2.1.7): the client wants a stored
+/// response or a 504, never origin traffic. Honoured whatever the site's
+/// `honor_client_cache_control`, since it can only reduce origin load.
+pub fn only_if_cached(headers: &http::HeaderMap) -> bool {
+    parse_request_cache_control(headers)
+        .iter()
+        .any(|d| d.name == "only-if-cached")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,6 +93,16 @@ mod tests {
         ] {
             assert!(effective(&req(pairs)).is_none(), "{pairs:?}");
         }
+    }
+
+    #[test]
+    fn only_if_cached_in_any_case_and_list() {
+        assert!(only_if_cached(
+            &req(&[("cache-control", "foo, Only-If-Cached")]).headers
+        ));
+        assert!(!only_if_cached(
+            &req(&[("cache-control", "no-cache")]).headers
+        ));
     }
 
     #[test]

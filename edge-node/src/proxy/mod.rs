@@ -264,6 +264,7 @@ impl Proxy {
     /// protocol, normalized `Accept-Encoding`), so stored policies and
     /// variants match what the origin answered.
     async fn serve_cached(&self, mut parts: request::Parts, ctx: Ctx) -> Reply {
+        let only_if_cached = crate::cache::only_if_cached(&parts.headers);
         if !ctx.honor_client_cache_control {
             parts.headers.remove(header::CACHE_CONTROL);
             parts.headers.remove(header::PRAGMA);
@@ -285,6 +286,9 @@ impl Proxy {
         let now = SystemTime::now();
         let key = self.cache.lookup_key(&creq);
         let Some(obj) = self.cache.get(&key) else {
+            if only_if_cached {
+                return not_cached("fwd=uri-miss");
+            }
             return self.fetch(creq, ctx, key, None, "fwd=uri-miss").await;
         };
         match obj.freshness(&creq.parts, now, &self.cache.config().targeted_fields) {
@@ -304,6 +308,7 @@ impl Proxy {
                     CacheResult::Stale,
                 )
             }
+            Freshness::Stale if only_if_cached => not_cached("fwd=stale"),
             Freshness::Stale => self.fetch(creq, ctx, key, Some(obj), "fwd=stale").await,
         }
     }
@@ -428,6 +433,17 @@ pub(super) fn origin_error(e: &FetchError, detail: &str) -> Response<Body> {
         resp.headers_mut().insert("cache-status", v);
     }
     resp
+}
+
+/// RFC 9111 §5.2.1.7: `only-if-cached` and nothing usable is stored.
+fn not_cached(detail: &str) -> Reply {
+    let mut resp = respond::synthetic(
+        StatusCode::GATEWAY_TIMEOUT,
+        "only-if-cached: no usable stored response",
+    );
+    resp.headers_mut()
+        .insert("cache-status", respond::cache_status(detail));
+    (resp, CacheResult::Synth)
 }
 
 /// Methods the edge refuses before routing: TRACE would echo the request
