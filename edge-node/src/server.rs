@@ -113,7 +113,8 @@ impl Server {
                         s.path_prefix.clone(),
                         pools[s.pool].clone(),
                     )
-                    .honoring_client_cache_control(s.honor_client_cache_control);
+                    .honoring_client_cache_control(s.honor_client_cache_control)
+                    .stripping_targeted_cache_control(s.strip_targeted_cache_control);
                     match &plugins {
                         Some(rt) => {
                             let chain = s

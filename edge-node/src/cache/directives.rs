@@ -10,7 +10,12 @@
 
 use std::time::Duration;
 
-use http::header::{AGE, CACHE_CONTROL, EXPIRES, HeaderMap, HeaderValue, PRAGMA, VARY};
+use http::header::{
+    AGE, CACHE_CONTROL, DATE, EXPIRES, HeaderMap, HeaderName, HeaderValue, LAST_MODIFIED, PRAGMA,
+    VARY,
+};
+
+use super::{dates, targeted};
 
 /// RFC 9111 §1.2.2: delta-seconds that do not fit are taken as 2^31.
 const DELTA_SECONDS_CAP: u64 = 2_147_483_648;
@@ -74,6 +79,43 @@ pub fn parse_cache_control(headers: &HeaderMap) -> Option<Vec<Directive>> {
     Some(out)
 }
 
+/// Request directives, leniently: a malformed directive is skipped (it is
+/// one the cache does not understand, RFC 9111 §5.2.3), the rest count; the
+/// first of a repeated directive wins.
+pub fn parse_request_cache_control(headers: &HeaderMap) -> Vec<Directive> {
+    let mut out: Vec<Directive> = Vec::new();
+    for line in headers.get_all(CACHE_CONTROL) {
+        let Ok(text) = line.to_str() else { continue };
+        for part in split_outside_quotes(text) {
+            let part = part.trim();
+            let (name, value) = match part.split_once('=') {
+                Some((n, v)) => match unquote(v.trim()) {
+                    Some(v) => (n.trim(), Some(v)),
+                    None => continue,
+                },
+                None => (part, None),
+            };
+            if name.is_empty() || !name.bytes().all(is_tchar) {
+                continue;
+            }
+            let name = name.to_ascii_lowercase();
+            let value = if DELTA_DIRECTIVES.contains(&name.as_str()) {
+                match value.as_deref().map(delta_seconds) {
+                    Some(Some(n)) => Some(n.to_string()),
+                    None if name == "max-stale" => None,
+                    _ => continue,
+                }
+            } else {
+                value
+            };
+            if !out.iter().any(|d| d.name == name) {
+                out.push(Directive { name, value });
+            }
+        }
+    }
+    out
+}
+
 fn delta_seconds(v: &str) -> Option<u64> {
     if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -108,7 +150,7 @@ fn unquote(v: &str) -> Option<String> {
     }
 }
 
-fn split_outside_quotes(text: &str) -> Vec<&str> {
+pub(super) fn split_outside_quotes(text: &str) -> Vec<&str> {
     let mut parts = Vec::new();
     let (mut start, mut quoted, mut escaped) = (0, false, false);
     for (i, b) in text.bytes().enumerate() {
@@ -147,7 +189,28 @@ pub struct Normalized {
 }
 
 /// Builds the strict copy of `headers` described in the module doc.
-pub fn normalize(headers: &HeaderMap) -> Normalized {
+/// `targeted` lists the RFC 9213 fields this cache obeys, first first: a
+/// valid one stands in for `Cache-Control` and `Expires` (and `Pragma`,
+/// which only speaks when `Cache-Control` is absent).
+pub fn normalize(headers: &HeaderMap, targeted: &[HeaderName]) -> Normalized {
+    let targeted_cc = targeted::effective_cache_control(headers, targeted);
+    let retargeted;
+    let headers = match targeted_cc {
+        Some(cc) => {
+            let mut h = headers.clone();
+            h.remove(CACHE_CONTROL);
+            h.remove(EXPIRES);
+            h.remove(PRAGMA);
+            if let Ok(v) = HeaderValue::from_str(&cc)
+                && !cc.is_empty()
+            {
+                h.insert(CACHE_CONTROL, v);
+            }
+            retargeted = h;
+            &retargeted
+        }
+        None => headers,
+    };
     let mut h = headers.clone();
     let mut stale = StaleRules::default();
     match parse_cache_control(headers) {
@@ -192,6 +255,8 @@ pub fn normalize(headers: &HeaderMap) -> Normalized {
     }
     normalize_age(&mut h);
     normalize_expires(&mut h);
+    normalize_date(&mut h, DATE);
+    normalize_date(&mut h, LAST_MODIFIED);
     let vary_star = headers.get_all(VARY).iter().any(|v| match v.to_str() {
         Ok(s) => s.split(',').any(|m| m.trim() == "*"),
         Err(_) => true,
@@ -233,10 +298,7 @@ fn normalize_expires(h: &mut HeaderMap) {
         return;
     }
     let parsed = match values.as_slice() {
-        [one] => one
-            .to_str()
-            .ok()
-            .and_then(|s| httpdate::parse_http_date(s.trim()).ok()),
+        [one] => one.to_str().ok().and_then(dates::parse),
         _ => None,
     };
     let text = match parsed {
@@ -250,9 +312,99 @@ fn normalize_expires(h: &mut HeaderMap) {
     );
 }
 
+/// `Date` and `Last-Modified` in any form recipients must accept, as the
+/// IMF-fixdate the crate reads; an unreadable one is dropped (no `Date`:
+/// the response time stands in; no `Last-Modified`: no heuristic).
+fn normalize_date(h: &mut HeaderMap, name: HeaderName) {
+    let Some(v) = h.get(&name) else {
+        return;
+    };
+    let fixed = v.to_str().ok().and_then(dates::to_imf_fixdate);
+    h.remove(&name);
+    if let Some(text) = fixed {
+        h.insert(
+            name,
+            HeaderValue::from_str(&text).expect("http dates are valid header values"),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn normalize_plain(h: &HeaderMap) -> Normalized {
+        normalize(h, &[])
+    }
+
+    fn cdn() -> Vec<HeaderName> {
+        targeted::DEFAULT_FIELDS
+            .iter()
+            .map(|f| HeaderName::from_static(f))
+            .collect()
+    }
+
+    #[test]
+    fn targeted_field_replaces_cache_control_and_expires() {
+        let h = headers(&[
+            ("cache-control", "no-store"),
+            ("expires", "0"),
+            (
+                "cdn-cache-control",
+                "max-age=600, stale-while-revalidate=30",
+            ),
+        ]);
+        let n = normalize(&h, &cdn());
+        assert_eq!(
+            n.for_policy.get(CACHE_CONTROL).unwrap(),
+            "max-age=600, stale-while-revalidate=30"
+        );
+        assert!(n.for_policy.get(EXPIRES).is_none());
+        assert_eq!(n.stale.stale_while_revalidate, Duration::from_secs(30));
+        // Without targeting, the same response is not storable.
+        let n = normalize(&h, &[]);
+        assert_eq!(n.for_policy.get(CACHE_CONTROL).unwrap(), "no-store");
+    }
+
+    #[test]
+    fn invalid_targeted_field_falls_back_to_cache_control() {
+        let h = headers(&[
+            ("cache-control", "max-age=5"),
+            ("expires", "Sun, 06 Nov 1994 08:49:37 GMT"),
+            ("cdn-cache-control", "max-age=\"600"),
+        ]);
+        let n = normalize(&h, &cdn());
+        assert_eq!(n.for_policy.get(CACHE_CONTROL).unwrap(), "max-age=5");
+        assert!(n.for_policy.get(EXPIRES).is_some());
+    }
+
+    #[test]
+    fn targeted_no_cache_forbids_stale() {
+        let h = headers(&[
+            ("cache-control", "max-age=600, stale-if-error=600"),
+            ("cdn-cache-control", "no-cache"),
+        ]);
+        let n = normalize(&h, &cdn());
+        assert!(n.stale.forbids_stale);
+    }
+
+    #[test]
+    fn date_and_last_modified_become_imf_fixdate() {
+        let n = normalize_plain(&headers(&[
+            ("date", "sun nov  6 08:49:37 1994"),
+            ("last-modified", "Saturday, 05-Nov-94 08:49:37 GMT"),
+        ]));
+        assert_eq!(
+            n.for_policy.get(DATE).unwrap(),
+            "Sun, 06 Nov 1994 08:49:37 GMT"
+        );
+        assert_eq!(
+            n.for_policy.get(LAST_MODIFIED).unwrap(),
+            "Sat, 05 Nov 1994 08:49:37 GMT"
+        );
+        let n = normalize_plain(&headers(&[("last-modified", "yesterday")]));
+        assert!(n.for_policy.get(LAST_MODIFIED).is_none());
+    }
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -274,7 +426,7 @@ mod tests {
             "max-age",
             "max-age=10, max-age=20",
         ] {
-            let n = normalize(&headers(&[("cache-control", bad)]));
+            let n = normalize_plain(&headers(&[("cache-control", bad)]));
             assert_eq!(
                 n.for_policy.get(CACHE_CONTROL).unwrap(),
                 "max-age=0, must-revalidate",
@@ -285,7 +437,7 @@ mod tests {
 
     #[test]
     fn quoted_and_huge_values() {
-        let n = normalize(&headers(&[(
+        let n = normalize_plain(&headers(&[(
             "cache-control",
             "max-age=\"60\", s-maxage=99999999999999999999",
         )]));
@@ -298,7 +450,7 @@ mod tests {
 
     #[test]
     fn directive_names_are_case_insensitive_and_lists_merge() {
-        let n = normalize(&headers(&[
+        let n = normalize_plain(&headers(&[
             ("cache-control", "Max-Age=30"),
             (
                 "cache-control",
@@ -316,20 +468,25 @@ mod tests {
 
     #[test]
     fn age_first_member_and_invalid() {
-        let n = normalize(&headers(&[("age", "10, 20")]));
+        let n = normalize_plain(&headers(&[("age", "10, 20")]));
         assert_eq!(n.for_policy.get(AGE).unwrap(), "10");
-        let n = normalize(&headers(&[("age", "-5")]));
+        let n = normalize_plain(&headers(&[("age", "-5")]));
         assert!(n.for_policy.get(AGE).is_none());
     }
 
     #[test]
     fn expires_invalid_and_obsolete_formats() {
-        let n = normalize(&headers(&[("expires", "0")]));
+        let n = normalize_plain(&headers(&[("expires", "0")]));
         assert_eq!(
             n.for_policy.get(EXPIRES).unwrap(),
             "Thu, 01 Jan 1970 00:00:00 GMT"
         );
-        let n = normalize(&headers(&[("expires", "Sunday, 06-Nov-94 08:49:37 GMT")]));
+        let n = normalize_plain(&headers(&[("expires", "Sunday, 06-Nov-94 08:49:37 GMT")]));
+        assert_eq!(
+            n.for_policy.get(EXPIRES).unwrap(),
+            "Sun, 06 Nov 1994 08:49:37 GMT"
+        );
+        let n = normalize_plain(&headers(&[("expires", "sun nov  6 08:49:37 1994")]));
         assert_eq!(
             n.for_policy.get(EXPIRES).unwrap(),
             "Sun, 06 Nov 1994 08:49:37 GMT"
@@ -339,8 +496,8 @@ mod tests {
     #[test]
     fn vary_star_in_any_spelling() {
         for v in ["*", " * ", "Accept-Encoding, *"] {
-            assert!(normalize(&headers(&[("vary", v)])).vary_star, "{v}");
+            assert!(normalize_plain(&headers(&[("vary", v)])).vary_star, "{v}");
         }
-        assert!(!normalize(&headers(&[("vary", "accept-encoding")])).vary_star);
+        assert!(!normalize_plain(&headers(&[("vary", "accept-encoding")])).vary_star);
     }
 }

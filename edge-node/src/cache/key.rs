@@ -46,14 +46,46 @@ pub fn variant(primary: &str, scheme: Scheme, vary: &[HeaderName], headers: &Hea
         if values.peek().is_some() {
             key.push('=');
         }
-        for (i, v) in values.enumerate() {
-            if i > 0 {
-                key.push_str(", ");
+        let mut first = true;
+        for v in values {
+            for member in members(v.as_bytes()) {
+                if !first {
+                    key.push_str(", ");
+                }
+                first = false;
+                push_escaped(&mut key, member);
             }
-            push_escaped(&mut key, v.as_bytes());
         }
     }
     key
+}
+
+/// The members of a field line with the whitespace around them removed and
+/// empty ones skipped (RFC 9111 §4.1: a cache may normalise whitespace in
+/// selecting fields; RFC 9110 §5.6.1: empty list members do not count), so
+/// `a,b`, `a , b` and two lines `a` and `b` select one variant. Commas
+/// inside quoted strings do not split. Only whitespace changes, so two
+/// values that differ otherwise stay apart.
+fn members(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut parts = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, &b) in value.iter().enumerate() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b',' if !quoted => {
+                parts.push(&value[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&value[start..]);
+    parts
+        .into_iter()
+        .map(|p| p.trim_ascii())
+        .filter(|p| !p.is_empty())
 }
 
 /// Appends a field value byte for byte: visible ASCII as is, anything else
@@ -158,6 +190,29 @@ mod tests {
         assert_ne!(
             with(b""),
             variant("h/x", Scheme::Http, &names, &HeaderMap::new())
+        );
+    }
+
+    #[test]
+    fn whitespace_and_line_splits_select_one_variant() {
+        let names = vec![http::header::ACCEPT];
+        let with = |lines: &[&str]| {
+            let mut h = HeaderMap::new();
+            for l in lines {
+                h.append(http::header::ACCEPT, l.parse().unwrap());
+            }
+            variant("h/x", Scheme::Http, &names, &h)
+        };
+        let want = with(&["text/html, image/png"]);
+        assert_eq!(with(&["text/html,image/png"]), want);
+        assert_eq!(with(&[" text/html ,\timage/png "]), want);
+        assert_eq!(with(&["text/html", "image/png"]), want);
+        assert_eq!(with(&["text/html,, image/png,"]), want);
+        assert_ne!(with(&["text/html, image/jpeg"]), want);
+        assert_ne!(
+            with(&["\"a,b\""]),
+            with(&["\"a, b\""]),
+            "quoted commas stay"
         );
     }
 

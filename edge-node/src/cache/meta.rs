@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::header::{CACHE_CONTROL, HeaderMap, HeaderName, PRAGMA};
+use http::header::{HeaderMap, HeaderName};
 use http::{StatusCode, request};
 use http_cache_semantics::{BeforeRequest, CacheOptions, CachePolicy};
 
@@ -88,10 +88,12 @@ impl ObjectMeta {
     /// The policy `http-cache-semantics` would have made at store time, for
     /// the decisions that need one (`req` stands in for the stored request:
     /// the fields that decide reuse are the ones the key already matched).
-    pub fn policy_for(&self, req: &request::Parts) -> CachePolicy {
-        let normalized = super::directives::normalize(&self.headers);
+    pub fn policy_for(&self, req: &request::Parts, targeted: &[HeaderName]) -> CachePolicy {
+        let (normalized, status) = super::status::policy_view(self.status, &self.headers, targeted);
         let res = super::PolicyResponse {
-            status: self.status,
+            // A status that is no longer storable (the configuration
+            // changed since): the crate then finds the object stale.
+            status: status.unwrap_or(self.status),
             headers: &normalized.for_policy,
         };
         CachePolicy::new_options(req, &res, self.response_time, CacheOptions::default())
@@ -170,18 +172,26 @@ impl CachedObject {
     }
 
     /// Decides how `req` may use this object at `now`.
-    pub fn freshness(&self, req: &request::Parts, now: SystemTime) -> Freshness {
+    /// `targeted` is the cache's RFC 9213 field list (the stored headers
+    /// keep the origin's fields, so decisions are rebuilt from them).
+    pub fn freshness(
+        &self,
+        req: &request::Parts,
+        now: SystemTime,
+        targeted: &[HeaderName],
+    ) -> Freshness {
         let fresh_until = self.effective_fresh_until();
-        let plain_request =
-            !req.headers.contains_key(CACHE_CONTROL) && !req.headers.contains_key(PRAGMA);
-        let fresh = if plain_request {
-            now < fresh_until
-        } else {
-            now < fresh_until
-                && matches!(
-                    self.meta.policy_for(req).before_request(req, now),
-                    BeforeRequest::Fresh(_)
-                )
+        let directives = super::request_directives::effective(req);
+        let plain_request = directives.is_none();
+        let fresh = match &directives {
+            None => now < fresh_until,
+            Some(req) => {
+                now < fresh_until
+                    && matches!(
+                        self.meta.policy_for(req, targeted).before_request(req, now),
+                        BeforeRequest::Fresh(_)
+                    )
+            }
         };
         if fresh {
             return Freshness::Fresh;

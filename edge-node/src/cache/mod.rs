@@ -4,6 +4,8 @@
 //! coalesced misses (`lock`), keys and variants (`key`), and purges.
 
 mod accept_encoding;
+mod accept_language;
+mod dates;
 mod directives;
 mod disk;
 mod fill;
@@ -12,7 +14,10 @@ mod key;
 mod lock;
 mod meta;
 mod purge_url;
+mod request_directives;
+mod status;
 mod store;
+mod targeted;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,11 +29,15 @@ use http_cache_semantics::{AfterResponse, CacheOptions, CachePolicy};
 use moka::sync::Cache as Moka;
 
 pub use accept_encoding::normalize as normalize_accept_encoding;
+pub use accept_language::normalize as normalize_accept_language;
+pub use dates::parse as parse_http_date;
 pub use fill::{Fill, FillWriter};
 pub use key::{Scheme, primary};
 pub use lock::{Coalescer, LeaderGuard, Outcome, Role, wait};
 pub use meta::{CachedObject, Freshness, ObjectMeta};
 pub use purge_url::url_key;
+pub use request_directives::only_if_cached;
+pub use targeted::DEFAULT_FIELDS as DEFAULT_TARGETED_FIELDS;
 
 use crate::config::CacheConfig;
 use store::Tiers;
@@ -180,10 +189,12 @@ impl Cache {
         res: &response::Parts,
         now: SystemTime,
     ) -> Option<ObjectMeta> {
-        let normalized = directives::normalize(&res.headers);
+        let (normalized, policy_status) =
+            status::policy_view(res.status, &res.headers, &self.config().targeted_fields);
         // A response to a request with credentials is that client's
         // (the proxy passes such requests; this keeps it true for any
         // caller).
+        let policy_status = policy_status?;
         if normalized.vary_star
             || res.status == StatusCode::PARTIAL_CONTENT
             || res.headers.contains_key(header::SET_COOKIE)
@@ -194,7 +205,7 @@ impl Cache {
         let vary = key::vary_names(&res.headers)?;
         let policy_req = policy_request(&req.parts, &vary);
         let policy_res = PolicyResponse {
-            status: res.status,
+            status: policy_status,
             headers: &normalized.for_policy,
         };
         let policy =
@@ -240,15 +251,18 @@ impl Cache {
             self.remove_if_current(obj);
             return;
         };
-        if self
-            .tiers
-            .memory
-            .get(&obj.meta.key)
-            .is_some_and(|o| Arc::ptr_eq(&o, obj))
-        {
-            self.tiers.memory.insert(obj.meta.key.clone(), obj.clone());
-        }
-        self.persist(obj, len).await;
+        // A 304 that arrived while the body was still filling replaced the
+        // object with a refreshed one sharing this body: that one is what
+        // lookups see, so it is the one reweighed and written to disk (the
+        // refresh could not persist an incomplete body).
+        let current = match self.tiers.memory.get(&obj.meta.key) {
+            Some(o) if Arc::ptr_eq(&o, obj) || Arc::ptr_eq(&o.body, &obj.body) => {
+                self.tiers.memory.insert(o.meta.key.clone(), o.clone());
+                o
+            }
+            _ => obj.clone(),
+        };
+        self.persist(&current, len).await;
     }
 
     async fn persist(&self, obj: &Arc<CachedObject>, len: u64) {
@@ -312,7 +326,8 @@ impl Cache {
         let mut update = res.headers.clone();
         strip_hop_by_hop(&mut update);
         let policy_req = policy_request(&req.parts, &old.meta.vary);
-        let verdict = old.meta.policy_for(&policy_req).after_response(
+        let targeted = &self.config().targeted_fields;
+        let verdict = old.meta.policy_for(&policy_req, targeted).after_response(
             &policy_req,
             &PolicyResponse {
                 status: res.status,
@@ -333,9 +348,9 @@ impl Cache {
                 headers.append(name.clone(), v.clone());
             }
         }
-        let normalized = directives::normalize(&headers);
+        let (normalized, policy_status) = status::policy_view(old.meta.status, &headers, targeted);
         let policy_res = PolicyResponse {
-            status: old.meta.status,
+            status: policy_status.unwrap_or(old.meta.status),
             headers: &normalized.for_policy,
         };
         let policy =

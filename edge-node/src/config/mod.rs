@@ -74,6 +74,9 @@ pub struct CacheConfig {
     /// How long past its freshness an object with a validator is kept for
     /// revalidation with a conditional request.
     pub keep: Duration,
+    /// RFC 9213 targeted cache-control fields this cache obeys, in
+    /// precedence order (lower-case names).
+    pub targeted_fields: Vec<http::HeaderName>,
 }
 
 #[derive(Debug, Clone)]
@@ -148,6 +151,9 @@ pub struct SiteConfig {
     pub plugin_config: std::collections::HashMap<String, String>,
     /// Whether request cache directives may force origin traffic.
     pub honor_client_cache_control: bool,
+    /// Remove the targeted cache-control fields from responses to clients
+    /// (they are meant for this cache; Fastly and Cloudflare strip theirs).
+    pub strip_targeted_cache_control: bool,
 }
 
 impl Config {
@@ -257,6 +263,7 @@ fn validate(raw: raw::RawConfig, base: &Path) -> Result<Config, FieldError> {
         disk,
         grace: c.grace,
         keep: c.keep,
+        targeted_fields: targeted_fields(c.targeted_fields)?,
     };
 
     let mut pools: Vec<PoolConfig> = Vec::with_capacity(raw.pools.len());
@@ -381,6 +388,7 @@ fn validate(raw: raw::RawConfig, base: &Path) -> Result<Config, FieldError> {
             plugins,
             plugin_config: s.plugin_config,
             honor_client_cache_control: s.honor_client_cache_control,
+            strip_targeted_cache_control: s.strip_targeted_cache_control,
         });
     }
 
@@ -529,6 +537,25 @@ pub fn check_admin_exposure(listen: SocketAddr, token: Option<&str>) -> Result<(
         return Err(FieldError::new("admin.token", reason));
     }
     Ok(())
+}
+
+/// `cache.targeted_fields`: header names, each once.
+fn targeted_fields(raw: Vec<String>) -> Result<Vec<http::HeaderName>, FieldError> {
+    let mut out: Vec<http::HeaderName> = Vec::with_capacity(raw.len());
+    for (i, name) in raw.iter().enumerate() {
+        let field = format!("cache.targeted_fields[{i}]");
+        let parsed = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            FieldError::new(field.clone(), format!("`{name}` is not a header name"))
+        })?;
+        if parsed == http::header::CACHE_CONTROL || out.contains(&parsed) {
+            return Err(FieldError::new(
+                field,
+                format!("`{name}` is Cache-Control or listed twice"),
+            ));
+        }
+        out.push(parsed);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

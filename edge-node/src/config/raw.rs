@@ -160,6 +160,8 @@ pub struct RawCache {
     pub grace: Duration,
     #[serde(with = "humantime_serde")]
     pub keep: Duration,
+    /// RFC 9213 targeted fields, first wins; `[]` turns targeting off.
+    pub targeted_fields: Vec<String>,
 }
 
 impl Default for RawCache {
@@ -171,6 +173,10 @@ impl Default for RawCache {
             disk: None,
             grace: Duration::from_secs(600),
             keep: Duration::from_secs(3600),
+            targeted_fields: crate::cache::DEFAULT_TARGETED_FIELDS
+                .iter()
+                .map(|f| f.to_string())
+                .collect(),
         }
     }
 }
@@ -263,6 +269,10 @@ pub struct RawSite {
     /// could otherwise turn every hit into origin traffic.
     #[serde(default)]
     pub honor_client_cache_control: bool,
+    /// Drop `CDN-Cache-Control` and the other targeted fields from
+    /// responses to clients.
+    #[serde(default)]
+    pub strip_targeted_cache_control: bool,
 }
 
 fn any_host() -> Vec<String> {

@@ -156,7 +156,11 @@ impl Fetcher {
                 let between_bytes = ctx.pool.between_bytes_timeout();
                 let pool = ctx.pool.name().to_string();
                 tokio::spawn(async move {
-                    let _permit = permit;
+                    // Held for the download only: `max_fills` bounds what is
+                    // being fetched, and a fill still writing its metadata to
+                    // disk would otherwise turn the next requests (say, the
+                    // revalidation right after) into fills-busy passes.
+                    let permit = permit;
                     let mut frames = BodyStream::new(rbody);
                     let mut ok = true;
                     loop {
@@ -184,6 +188,7 @@ impl Fetcher {
                             }
                         }
                     }
+                    drop(permit);
                     cache.finish_store(&stored, writer, ok).await;
                 });
                 (

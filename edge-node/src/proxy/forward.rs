@@ -124,6 +124,7 @@ pub fn to_origin(h: &mut HeaderMap, conn: &ConnInfo, host: &str) {
     }
     h.append(header::VIA, HeaderValue::from_static("1.1 waypost"));
     cache::normalize_accept_encoding(h);
+    cache::normalize_accept_language(h);
 }
 
 /// The origin request for a cache miss or revalidation of `client`: always

@@ -49,6 +49,7 @@ struct Ctx {
     plugins: Vec<Arc<PluginSlot>>,
     plugin_config: Arc<HashMap<String, String>>,
     honor_client_cache_control: bool,
+    strip_targeted_cache_control: bool,
 }
 
 type Reply = (Response<Body>, CacheResult);
@@ -141,6 +142,7 @@ impl Proxy {
             plugins: site.plugins.clone(),
             plugin_config: site.plugin_config.clone(),
             honor_client_cache_control: site.honor_client_cache_control,
+            strip_targeted_cache_control: site.strip_targeted_cache_control,
         })
     }
 
@@ -204,7 +206,8 @@ impl Proxy {
         }
         forward::to_origin(&mut parts.headers, &ctx.conn, &ctx.host);
         let credentials = parts.headers.contains_key(header::AUTHORIZATION);
-        match parts.method {
+        let strip_targeted = ctx.strip_targeted_cache_control;
+        let mut reply = match parts.method {
             // A response to a request with credentials is that client's
             // (Varnish's built-in VCL passes them too): never looked up,
             // never stored.
@@ -214,7 +217,13 @@ impl Proxy {
             }
             Method::GET | Method::HEAD => self.serve_cached(parts, ctx).await,
             _ => self.pass(parts, body, ctx, "fwd=method").await,
+        };
+        if strip_targeted {
+            for name in &self.cache.config().targeted_fields {
+                reply.0.headers_mut().remove(name);
+            }
         }
+        reply
     }
 
     /// Pass phase: unsafe and unknown methods go to the origin untouched; a
@@ -254,6 +263,7 @@ impl Proxy {
     /// protocol, normalized `Accept-Encoding`), so stored policies and
     /// variants match what the origin answered.
     async fn serve_cached(&self, mut parts: request::Parts, ctx: Ctx) -> Reply {
+        let only_if_cached = crate::cache::only_if_cached(&parts.headers);
         if !ctx.honor_client_cache_control {
             parts.headers.remove(header::CACHE_CONTROL);
             parts.headers.remove(header::PRAGMA);
@@ -275,9 +285,12 @@ impl Proxy {
         let now = SystemTime::now();
         let key = self.cache.lookup_key(&creq);
         let Some(obj) = self.cache.get(&key) else {
+            if only_if_cached {
+                return not_cached("fwd=uri-miss");
+            }
             return self.fetch(creq, ctx, key, None, "fwd=uri-miss").await;
         };
-        match obj.freshness(&creq.parts, now) {
+        match obj.freshness(&creq.parts, now, &self.cache.config().targeted_fields) {
             Freshness::Fresh => (
                 respond::from_cache(&obj, &creq.parts, "hit", now),
                 CacheResult::Hit,
@@ -294,6 +307,7 @@ impl Proxy {
                     CacheResult::Stale,
                 )
             }
+            Freshness::Stale if only_if_cached => not_cached("fwd=stale"),
             Freshness::Stale => self.fetch(creq, ctx, key, Some(obj), "fwd=stale").await,
         }
     }
@@ -352,7 +366,8 @@ impl Proxy {
                 if let Outcome::Stored(obj) = crate::cache::wait(slot).await {
                     let now = SystemTime::now();
                     if obj.meta.key == self.cache.lookup_key(&creq)
-                        && obj.freshness(&creq.parts, now) != Freshness::Stale
+                        && obj.freshness(&creq.parts, now, &self.cache.config().targeted_fields)
+                            != Freshness::Stale
                     {
                         return (
                             respond::from_cache(&obj, &creq.parts, "hit; detail=coalesced", now),
@@ -417,6 +432,17 @@ pub(super) fn origin_error(e: &FetchError, detail: &str) -> Response<Body> {
         resp.headers_mut().insert("cache-status", v);
     }
     resp
+}
+
+/// RFC 9111 §5.2.1.7: `only-if-cached` and nothing usable is stored.
+fn not_cached(detail: &str) -> Reply {
+    let mut resp = respond::synthetic(
+        StatusCode::GATEWAY_TIMEOUT,
+        "only-if-cached: no usable stored response",
+    );
+    resp.headers_mut()
+        .insert("cache-status", respond::cache_status(detail));
+    (resp, CacheResult::Synth)
 }
 
 /// Methods the edge refuses before routing: TRACE would echo the request

@@ -128,10 +128,10 @@ fn not_modified(req: &request::Parts, headers: &HeaderMap) -> bool {
     let (Some(ims), Some(lm)) = (
         req.headers
             .get(header::IF_MODIFIED_SINCE)
-            .and_then(|v| httpdate::parse_http_date(v.to_str().ok()?).ok()),
+            .and_then(|v| crate::cache::parse_http_date(v.to_str().ok()?)),
         headers
             .get(header::LAST_MODIFIED)
-            .and_then(|v| httpdate::parse_http_date(v.to_str().ok()?).ok()),
+            .and_then(|v| crate::cache::parse_http_date(v.to_str().ok()?)),
     ) else {
         return false;
     };

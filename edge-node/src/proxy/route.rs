@@ -19,6 +19,8 @@ pub struct Site {
     /// bypass (`honor_client_cache_control`; off by default, as in Varnish
     /// and Fastly, so no client can turn hits into origin traffic).
     pub honor_client_cache_control: bool,
+    /// Whether the RFC 9213 targeted fields are removed from responses.
+    pub strip_targeted_cache_control: bool,
 }
 
 impl Site {
@@ -30,7 +32,13 @@ impl Site {
             plugins: Vec::new(),
             plugin_config: Arc::default(),
             honor_client_cache_control: false,
+            strip_targeted_cache_control: false,
         }
+    }
+
+    pub fn stripping_targeted_cache_control(mut self, strip: bool) -> Self {
+        self.strip_targeted_cache_control = strip;
+        self
     }
 
     pub fn honoring_client_cache_control(mut self, honor: bool) -> Self {
