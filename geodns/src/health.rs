@@ -86,15 +86,24 @@ impl Health {
 /// the returned set stops them (on reload and shutdown).
 pub fn spawn_checks(config: &Config, health: Arc<Health>, metrics: Arc<Metrics>) -> JoinSet<()> {
     let mut tasks = JoinSet::new();
-    let client = reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .timeout(config.health.timeout)
         .connect_timeout(config.health.timeout)
         // A redirect is not a healthy answer: a 302 to a login or parking
         // page that answers 200 says nothing about the endpoint.
         .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
+        .no_proxy();
+    if let Some(ca) = &config.health.ca {
+        // The operator's CAs replace the built-in roots: an endpoint with a
+        // public certificate it did not list is not the one it meant.
+        builder = builder.tls_built_in_root_certs(false);
+        for cert in ca.iter() {
+            builder = builder.add_root_certificate(cert.clone());
+        }
+    }
+    let client = builder
         .build()
-        .expect("a client without TLS roots or proxies always builds");
+        .expect("rustls with parsed roots and no proxies always builds");
     for (r, region) in config.regions.iter().enumerate() {
         for (e, endpoint) in region.endpoints.iter().enumerate() {
             let Some(url) = endpoint.health.clone() else {
@@ -134,9 +143,11 @@ impl Checker {
         let mut ticker = tokio::time::interval(self.settings.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (mut successes, mut failures) = (0u32, 0u32);
+        let mut last_error = String::new();
         loop {
             ticker.tick().await;
-            let ok = self.probe().await;
+            let result = self.probe().await;
+            let ok = result.is_ok();
             let flag = &self.health.regions[self.region][self.endpoint];
             let up = flag.load(Ordering::Relaxed);
             if ok {
@@ -145,6 +156,9 @@ impl Checker {
             } else {
                 failures += 1;
                 successes = 0;
+            }
+            if let Err(error) = result {
+                last_error = error;
             }
             let change = if !up && successes >= self.settings.rise {
                 Some(true)
@@ -162,18 +176,35 @@ impl Checker {
                 if now_up {
                     tracing::info!(region = %self.region_name, endpoint = %self.address, region_up, "endpoint up");
                 } else {
-                    tracing::warn!(region = %self.region_name, endpoint = %self.address, region_up, url = %self.url, "endpoint down");
+                    tracing::warn!(region = %self.region_name, endpoint = %self.address, region_up, url = %self.url, error = %last_error, "endpoint down");
                 }
             }
         }
     }
 
-    async fn probe(&self) -> bool {
+    /// One check; the error says why it failed (a TLS failure carries
+    /// rustls' reason, e.g. "invalid peer certificate: UnknownIssuer").
+    async fn probe(&self) -> Result<(), String> {
         let request = self.client.get(self.url.clone()).send();
         match tokio::time::timeout(self.settings.timeout + Duration::from_millis(50), request).await
         {
-            Ok(Ok(response)) => response.status().is_success(),
-            _ => false,
+            Ok(Ok(response)) if response.status().is_success() => Ok(()),
+            Ok(Ok(response)) => Err(format!("answered {}", response.status())),
+            Ok(Err(e)) => Err(error_chain(&e)),
+            Err(_) => Err(format!("no answer within {:?}", self.settings.timeout)),
         }
     }
+}
+
+/// `e` and its sources, so the rustls reason under reqwest's "error
+/// sending request" reaches the log.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
 }

@@ -44,6 +44,9 @@ pub struct Origin {
     /// a check failing the same way every interval logs once, not once a
     /// second.
     last_tls_failure: Mutex<[Option<String>; 2]>,
+    /// Whether `last_tls_failure` holds anything, so successful requests
+    /// (the hot path) clear it without taking the lock.
+    tls_failure_logged: AtomicBool,
     up: AtomicBool,
     successes: AtomicU32,
     failures: AtomicU32,
@@ -114,6 +117,7 @@ impl Pool {
                 authority: a.authority.clone(),
                 tls: a.tls,
                 last_tls_failure: Mutex::default(),
+                tls_failure_logged: AtomicBool::new(false),
                 up: AtomicBool::new(true),
                 successes: AtomicU32::new(0),
                 failures: AtomicU32::new(0),
@@ -260,6 +264,7 @@ impl Pool {
             return;
         }
         *slot = Some(f.reason.clone());
+        origin.tls_failure_logged.store(true, Ordering::Relaxed);
         let what = match check {
             TlsCheck::Request => "request".to_string(),
             TlsCheck::Health => format!("health check GET {}", self.config.health_path),
@@ -275,7 +280,8 @@ impl Pool {
     }
 
     pub(super) fn note(&self, origin: &Origin, ok: bool) {
-        if ok {
+        // Once it works again, the next TLS failure is news.
+        if ok && origin.tls_failure_logged.swap(false, Ordering::Relaxed) {
             *origin.last_tls_failure.lock().expect("not poisoned") = Default::default();
         }
         if let Some(up) = origin.record(ok, self.config.rise, self.config.fall) {

@@ -53,6 +53,9 @@ pub struct HealthConfig {
     pub timeout: Duration,
     pub rise: u32,
     pub fall: u32,
+    /// `health.ca_file`, read at load: the only roots `https://` health
+    /// URLs are checked against when set (built-in roots otherwise).
+    pub ca: Option<std::sync::Arc<Vec<reqwest::Certificate>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -170,6 +173,12 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, FieldError> {
         timeout: raw.health.timeout,
         rise: raw.health.rise.max(1),
         fall: raw.health.fall.max(1),
+        ca: raw
+            .health
+            .ca_file
+            .as_ref()
+            .map(|f| read_ca(&base.join(f)).map(std::sync::Arc::new))
+            .transpose()?,
     };
     if health.interval.is_zero() || health.timeout.is_zero() {
         return Err(FieldError::new(
@@ -216,6 +225,23 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, FieldError> {
         query_log_sample: raw.query_log_sample,
         source: Some(path.to_path_buf()),
     })
+}
+
+/// Reads a PEM CA bundle for `health.ca_file`; an unreadable file, bad
+/// PEM or a file without certificates is refused naming field and file.
+fn read_ca(path: &Path) -> Result<Vec<reqwest::Certificate>, FieldError> {
+    let field = "health.ca_file";
+    let pem = std::fs::read(path)
+        .map_err(|e| FieldError::new(field, format!("cannot read {}: {e}", path.display())))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| FieldError::new(field, format!("{}: bad PEM: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(FieldError::new(
+            field,
+            format!("{} holds no PEM CERTIFICATE block", path.display()),
+        ));
+    }
+    Ok(certs)
 }
 
 fn parse_addr(text: &str, field: &str) -> Result<SocketAddr, FieldError> {

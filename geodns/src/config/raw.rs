@@ -97,6 +97,10 @@ pub struct RawHealth {
     pub rise: u32,
     #[serde(default = "default_threshold")]
     pub fall: u32,
+    /// PEM bundle of the CAs that `https://` health URLs' certificates must
+    /// chain to, instead of the built-in (webpki) roots: for endpoints
+    /// with certificates from a private CA.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for RawHealth {
@@ -106,6 +110,7 @@ impl Default for RawHealth {
             timeout: default_timeout(),
             rise: default_threshold(),
             fall: default_threshold(),
+            ca_file: None,
         }
     }
 }
@@ -144,7 +149,7 @@ pub struct RawEndpoint {
     pub address: String,
     #[serde(default = "default_weight")]
     pub weight: u32,
-    /// `http://…` URL whose 2xx answer (redirects are not followed) means the endpoint is up; without it
+    /// `http://…` or `https://…` URL whose 2xx answer (redirects are not followed) means the endpoint is up; without it
     /// the endpoint is always considered healthy.
     pub health: Option<String>,
 }
