@@ -507,7 +507,8 @@ fn pool_regions(
         let start = origins.len();
         for o in list {
             origins.push(
-                origin_tls::parse_origin(o).map_err(|r| FieldError::new(list_field.clone(), r))?,
+                origin_tls::parse_origin(o)
+                    .map_err(|r| FieldError::new(list_field.clone(), r.to_string()))?,
             );
         }
         regions.push(PoolRegion {

@@ -188,32 +188,49 @@ impl std::fmt::Display for OriginAddr {
     }
 }
 
-/// Parses one entry of a pool's `origins`; the reason names the entry.
-pub fn parse_origin(text: &str) -> Result<OriginAddr, String> {
+/// Why an entry of a pool's `origins` is refused; the message names it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadOrigin {
+    #[error("`{text}`: scheme `{scheme}` is not supported; use http:// or https://")]
+    Scheme { text: String, scheme: String },
+    #[error("`{text}` is not \"host:port\": {reason}")]
+    NotHostPort { text: String, reason: String },
+    #[error("`{0}`: user info is not allowed in an origin")]
+    UserInfo(String),
+    #[error("`{text}` needs a port, e.g. \"{bare}:80\"")]
+    NoPort { text: String, bare: String },
+}
+
+/// Parses one entry of a pool's `origins`.
+pub fn parse_origin(text: &str) -> Result<OriginAddr, BadOrigin> {
     let (tls, bare) = match text.split_once("://") {
         None => (false, text),
         Some(("http", rest)) => (false, rest),
         Some(("https", rest)) => (true, rest),
         Some((scheme, _)) => {
-            return Err(format!(
-                "`{text}`: scheme `{scheme}` is not supported; use http:// or https://"
-            ));
+            return Err(BadOrigin::Scheme {
+                text: text.to_string(),
+                scheme: scheme.to_string(),
+            });
         }
     };
     let bare = bare.trim_end_matches('/');
-    let mut authority: http::uri::Authority = bare
-        .parse()
-        .map_err(|e| format!("`{text}` is not \"host:port\": {e}"))?;
+    let not_host_port = |e: http::uri::InvalidUri| BadOrigin::NotHostPort {
+        text: text.to_string(),
+        reason: e.to_string(),
+    };
+    let mut authority: http::uri::Authority = bare.parse().map_err(not_host_port)?;
     if authority.as_str().contains('@') {
-        return Err(format!("`{text}`: user info is not allowed in an origin"));
+        return Err(BadOrigin::UserInfo(text.to_string()));
     }
     if authority.port_u16().is_none() {
         if !tls {
-            return Err(format!("`{text}` needs a port, e.g. \"{bare}:80\""));
+            return Err(BadOrigin::NoPort {
+                text: text.to_string(),
+                bare: bare.to_string(),
+            });
         }
-        authority = format!("{bare}:443")
-            .parse()
-            .map_err(|e| format!("`{text}` is not \"host[:port]\": {e}"))?;
+        authority = format!("{bare}:443").parse().map_err(not_host_port)?;
     }
     Ok(OriginAddr { tls, authority })
 }
