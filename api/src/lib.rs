@@ -15,7 +15,9 @@ pub mod headers;
 pub mod kv;
 pub mod names;
 #[cfg(feature = "serde")]
+pub mod queues;
+#[cfg(feature = "serde")]
 pub mod writes;
 
 pub use asset_path::{AssetPath, InvalidAssetPath};
-pub use names::{InvalidName, KvKey, Namespace, PluginName};
+pub use names::{InvalidName, KvKey, Namespace, PluginName, QueueName};

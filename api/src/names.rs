@@ -10,8 +10,10 @@ use std::fmt;
 pub const MAX_KV_VALUE: usize = 1024 * 1024;
 /// Longest KV namespace and key, in bytes.
 pub const MAX_KV_NAME: usize = 1024;
+/// Longest plugin or queue name (a DNS label).
+pub const MAX_LABEL: usize = 64;
 /// Longest plugin name.
-pub const MAX_PLUGIN_NAME: usize = 64;
+pub const MAX_PLUGIN_NAME: usize = MAX_LABEL;
 
 /// Why a KV namespace or key, or a plugin name, is refused; the message is
 /// the 400 body or the config error.
@@ -23,12 +25,16 @@ pub enum InvalidName {
     KvTooLong(&'static str),
     #[error("the {0} must not contain control characters")]
     KvControl(&'static str),
-    #[error("a plugin name is 1 to {MAX_PLUGIN_NAME} characters, got {0}")]
-    PluginLength(usize),
-    #[error("plugin name {name:?} contains {found:?}; use only a-z, 0-9 and -")]
-    PluginChar { name: String, found: char },
-    #[error("plugin name {0:?} must not start or end with -")]
-    PluginDash(String),
+    #[error("a {what} is 1 to {MAX_LABEL} characters, got {len}")]
+    LabelLength { what: &'static str, len: usize },
+    #[error("{what} {name:?} contains {found:?}; use only a-z, 0-9 and -")]
+    LabelChar {
+        what: &'static str,
+        name: String,
+        found: char,
+    },
+    #[error("{what} {name:?} must not start or end with -")]
+    LabelDash { what: &'static str, name: String },
 }
 
 /// A KV namespace or key (`what` says which): 1 to [`MAX_KV_NAME`] bytes,
@@ -47,24 +53,31 @@ fn check_kv_name(what: &'static str, name: &str) -> Result<(), InvalidName> {
     Ok(())
 }
 
-/// A plugin name is a DNS label: 1 to 64 of `a-z`, `0-9` and `-`, not
-/// starting or ending with `-`, so it can appear in hostnames, paths and
-/// metric labels unescaped.
-fn check_plugin_name(name: &str) -> Result<(), InvalidName> {
-    if name.is_empty() || name.len() > MAX_PLUGIN_NAME {
-        return Err(InvalidName::PluginLength(name.len()));
+/// Plugin and queue names are DNS labels: 1 to 64 of `a-z`, `0-9` and
+/// `-`, not starting or ending with `-`, so they can appear in hostnames,
+/// paths and metric labels unescaped.
+fn check_label(what: &'static str, name: &str) -> Result<(), InvalidName> {
+    if name.is_empty() || name.len() > MAX_LABEL {
+        return Err(InvalidName::LabelLength {
+            what,
+            len: name.len(),
+        });
     }
     if let Some(found) = name
         .chars()
         .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
     {
-        return Err(InvalidName::PluginChar {
+        return Err(InvalidName::LabelChar {
+            what,
             name: name.to_string(),
             found,
         });
     }
     if name.starts_with('-') || name.ends_with('-') {
-        return Err(InvalidName::PluginDash(name.to_string()));
+        return Err(InvalidName::LabelDash {
+            what,
+            name: name.to_string(),
+        });
     }
     Ok(())
 }
@@ -112,6 +125,13 @@ macro_rules! name_type {
             }
         }
 
+        impl std::str::FromStr for $name {
+            type Err = InvalidName;
+            fn from_str(name: &str) -> Result<Self, InvalidName> {
+                Self::parse(name)
+            }
+        }
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(&self.0)
@@ -133,7 +153,12 @@ name_type!(
 name_type!(
     /// A plugin name: a DNS label of `a-z`, `0-9` and `-`.
     PluginName,
-    check_plugin_name
+    |n: &str| check_label("plugin name", n)
+);
+name_type!(
+    /// A queue name: a DNS label of `a-z`, `0-9` and `-`.
+    QueueName,
+    |n: &str| check_label("queue name", n)
 );
 
 #[cfg(test)]

@@ -34,6 +34,8 @@ enum Command {
     Purge(cli::purge::PurgeArgs),
     /// Read and write the replicated key-value store.
     Kv(cli::kv::KvArgs),
+    /// Durable queues: declare, send, pull, ack, stats, dead letters.
+    Queue(cli::queue::QueueArgs),
     /// Show the origin cluster (leader, voters, health, lag), published
     /// plugins and edges' hit ratios.
     Status(cli::status::StatusArgs),
@@ -60,6 +62,7 @@ async fn main() -> ExitCode {
         Command::Plugin(args) => cli::plugin::run(args).await,
         Command::Purge(args) => cli::purge::run(args).await,
         Command::Kv(args) => cli::kv::run(args).await,
+        Command::Queue(args) => cli::queue::run(args).await,
         Command::Status(args) => cli::status::run(args).await,
         Command::Region(args) => cli::region::run(args).await,
         Command::Failover(args) => cli::failover::run(args).await,

@@ -7,6 +7,7 @@ pub mod failover;
 pub mod kv;
 pub mod plugin;
 pub mod purge;
+pub mod queue;
 pub mod region;
 pub mod status;
 

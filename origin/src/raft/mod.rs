@@ -21,6 +21,7 @@ pub mod intake;
 pub mod log_store;
 pub mod membership;
 pub mod network;
+pub mod queues;
 mod read_index;
 pub mod state;
 pub mod state_machine;
@@ -273,7 +274,7 @@ impl Replica {
             };
             match leader {
                 Some((id, node)) => match self.forward(&node.addr, &command, remaining).await {
-                    Forwarded::Done(outcome) => return Ok(outcome),
+                    Forwarded::Done(outcome) => return Ok(*outcome),
                     Forwarded::Unknown => return Err(WriteError::Unknown { leader: node.addr }),
                     Forwarded::NotApplied => {
                         self.wait_leader_other_than(Some(id), deadline).await?
@@ -357,7 +358,7 @@ impl Replica {
         };
         match response.status() {
             reqwest::StatusCode::OK => match response.json::<Outcome>().await {
-                Ok(outcome) => Forwarded::Done(outcome),
+                Ok(outcome) => Forwarded::Done(Box::new(outcome)),
                 Err(_) => Forwarded::Unknown,
             },
             reqwest::StatusCode::MISDIRECTED_REQUEST => Forwarded::NotApplied,
@@ -437,7 +438,7 @@ impl std::fmt::Debug for Replica {
 }
 
 enum Forwarded {
-    Done(Outcome),
+    Done(Box<Outcome>),
     /// The leader did not take the write (not reachable, or no longer
     /// leader): safe to retry elsewhere.
     NotApplied,

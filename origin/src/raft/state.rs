@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::blob_refs::BlobRefs;
 use super::conditions::{self, Conditions};
+use super::queues::{self, QueueCommand, QueueReply, Queues};
 use super::validate::{InvalidCommand, Refusal};
 use crate::http_cond::Validators;
 use crate::store::AssetMeta;
@@ -73,6 +74,9 @@ pub enum Command {
         node_id: u64,
         incarnation: u64,
     },
+    /// A change to one queue ([`super::queues`]); it produces no event:
+    /// queue traffic would push edges' cache events out of the feed.
+    Queue(QueueCommand),
 }
 
 /// The current version of one plugin: a content-addressed wasm blob.
@@ -96,6 +100,9 @@ pub struct Outcome {
     /// precondition did not hold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<Refusal>,
+    /// For queue commands: what they did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueueReply>,
 }
 
 impl Outcome {
@@ -171,6 +178,9 @@ pub struct State {
     /// Defaulted so older snapshots load.
     #[serde(default)]
     pub incarnations: BTreeMap<u64, u64>,
+    /// Defaulted so snapshots from before queues load.
+    #[serde(default)]
+    pub queues: Queues,
     /// Derived from `assets` and `plugins` when a state is loaded.
     #[serde(skip)]
     blob_refs: BlobRefs,
@@ -187,6 +197,8 @@ struct StoredState {
     plugins: BTreeMap<String, PluginVersion>,
     #[serde(default)]
     incarnations: BTreeMap<u64, u64>,
+    #[serde(default)]
+    queues: Queues,
 }
 
 impl From<StoredState> for State {
@@ -201,6 +213,7 @@ impl From<StoredState> for State {
             last_seq: s.last_seq,
             plugins: s.plugins,
             incarnations: s.incarnations,
+            queues: s.queues,
             blob_refs,
         }
     }
@@ -324,6 +337,13 @@ impl State {
                 node_id,
                 incarnation,
             } => self.register(node_id, incarnation),
+            Command::Queue(command) => match queues::apply(&mut self.queues, command) {
+                Ok(reply) => Outcome {
+                    queue: Some(reply),
+                    ..Outcome::default()
+                },
+                Err(refusal) => Outcome::refused(refusal),
+            },
             Command::DeletePlugin { name } => {
                 let Some(old) = self.plugins.remove(&name) else {
                     return Outcome::default();
@@ -384,7 +404,7 @@ impl State {
             existed,
             seq: Some(self.push(kind)),
             asset: Some(meta),
-            refused: None,
+            ..Outcome::default()
         }
     }
 

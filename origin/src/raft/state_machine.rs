@@ -25,7 +25,7 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::state::{Outcome, State};
+use super::state::{Command, Outcome, State};
 use super::{NodeId, TypeConfig};
 use openraft::BasicNode;
 
@@ -74,6 +74,8 @@ pub struct StateMachine {
     applied: Arc<RwLock<Applied>>,
     /// The newest event sequence number, for change-feed long polls.
     seq: Arc<watch::Sender<u64>>,
+    /// Counts applied queue commands, for long-polling leases.
+    queue_changes: Arc<watch::Sender<u64>>,
     files: SnapshotFiles,
 }
 
@@ -154,6 +156,7 @@ impl StateMachine {
         Ok(Self {
             applied: Arc::new(RwLock::new(applied)),
             seq: Arc::new(seq),
+            queue_changes: Arc::new(watch::channel(0).0),
             files,
         })
     }
@@ -172,6 +175,11 @@ impl StateMachine {
     /// Watches the newest event sequence number.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.seq.subscribe()
+    }
+
+    /// Watches queue activity: changed whenever a queue command applies.
+    pub fn subscribe_queues(&self) -> watch::Receiver<u64> {
+        self.queue_changes.subscribe()
     }
 
     fn publish_seq(&self) {
@@ -259,13 +267,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: Send,
     {
         let mut outcomes = Vec::new();
+        let mut queue_commands = 0;
         {
             let mut applied = self.applied.write().expect("state lock");
             for entry in entries {
                 applied.last_applied = Some(entry.log_id);
                 outcomes.push(match entry.payload {
                     EntryPayload::Blank => Outcome::default(),
-                    EntryPayload::Normal(command) => applied.state.apply(command),
+                    EntryPayload::Normal(command) => {
+                        queue_commands += u64::from(matches!(command, Command::Queue(_)));
+                        applied.state.apply(command)
+                    }
                     EntryPayload::Membership(m) => {
                         applied.membership = StoredMembership::new(Some(entry.log_id), m);
                         Outcome::default()
@@ -274,6 +286,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
         }
         self.publish_seq();
+        if queue_commands > 0 {
+            self.queue_changes.send_modify(|n| *n += queue_commands);
+        }
         Ok(outcomes)
     }
 

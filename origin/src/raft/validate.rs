@@ -42,6 +42,12 @@ pub enum Refusal {
     /// (412 for the client).
     #[error("the precondition does not hold for the current version")]
     PreconditionFailed,
+    /// What the command names does not exist (404 for the client).
+    #[error("{reason}")]
+    NotFound { reason: String },
+    /// The command would pass a configured limit (429 for the client).
+    #[error("{reason}")]
+    Exhausted { reason: String },
 }
 
 /// Why a command is invalid.
@@ -73,6 +79,8 @@ pub enum InvalidCommand {
     Purge,
     #[error("node ids and incarnations are not zero")]
     Incarnation,
+    #[error(transparent)]
+    Queue(#[from] waypost_api::queues::InvalidQueueInput),
     #[error(
         "blob {sha256} is {known} bytes (as other entries record it), not {claimed}; \
          a content address has one size"
@@ -130,6 +138,7 @@ impl Command {
                 check_sha256(sha256)
             }
             Command::DeletePlugin { name } => Ok(PluginName::parse(name).map(drop)?),
+            Command::Queue(command) => Ok(command.check()?),
             Command::RegisterIncarnation {
                 node_id,
                 incarnation,

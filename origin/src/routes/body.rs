@@ -35,10 +35,21 @@ pub async fn json<T: DeserializeOwned>(
     limit: usize,
 ) -> Result<T, Response<ResBody>> {
     let bytes = read(req, limit).await?;
-    serde_json::from_slice(&bytes).map_err(|e| {
+    parse_json(&bytes)
+}
+
+/// Parses a JSON body; the 400 names the field that failed.
+#[allow(clippy::result_large_err)]
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Response<ResBody>> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let at = match e.path().to_string() {
+            path if path == "." => String::new(),
+            path => format!(" at `{path}`"),
+        };
         response::text(
             StatusCode::BAD_REQUEST,
-            format!("the JSON body is not valid: {e}"),
+            format!("the JSON body is not valid{at}: {}", e.inner()),
         )
     })
 }

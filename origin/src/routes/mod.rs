@@ -13,6 +13,7 @@ mod kv;
 mod ops;
 mod plugins;
 mod query;
+mod queues;
 mod sse;
 
 use std::sync::Arc;
@@ -79,9 +80,16 @@ pub fn write_failed(error: &WriteError) -> Response<ResBody> {
                  the version current when the write was applied; nothing was written",
             );
         }
+        WriteError::Refused(Refusal::NotFound { reason }) => {
+            return response::text(StatusCode::NOT_FOUND, reason.clone());
+        }
         _ => {}
     }
-    let mut response = response::text(StatusCode::SERVICE_UNAVAILABLE, error.to_string());
+    let status = match error {
+        WriteError::Refused(Refusal::Exhausted { .. }) => StatusCode::TOO_MANY_REQUESTS,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    let mut response = response::text(status, error.to_string());
     response.headers_mut().insert(
         http::header::RETRY_AFTER,
         http::HeaderValue::from_static("1"),
@@ -98,6 +106,7 @@ pub enum Route {
     Events,
     Purge,
     Cluster,
+    Queues,
     Internal,
     Healthz,
     Metrics,
@@ -114,10 +123,12 @@ impl Route {
             "/purge" => Route::Purge,
             "/cluster" => Route::Cluster,
             "/plugins" => Route::Plugins,
+            "/queues" => Route::Queues,
             p if p.starts_with("/assets/") => Route::Assets,
             p if p.starts_with("/kv/") => Route::Kv,
             p if p.starts_with("/plugins/") => Route::Plugins,
             p if p.starts_with("/cluster/") => Route::Cluster,
+            p if p.starts_with("/queues/") => Route::Queues,
             p if p.starts_with("/internal/") => Route::Internal,
             _ => Route::Unknown,
         }
@@ -131,6 +142,7 @@ impl Route {
             Route::Events => "events",
             Route::Purge => "purge",
             Route::Cluster => "cluster",
+            Route::Queues => "queues",
             Route::Internal => "internal",
             Route::Healthz => "healthz",
             Route::Metrics => "metrics",
@@ -172,7 +184,12 @@ pub async fn dispatch(
     if is_read(&method)
         && matches!(
             route,
-            Route::Kv | Route::Plugins | Route::Events | Route::Cluster | Route::Metrics
+            Route::Kv
+                | Route::Plugins
+                | Route::Events
+                | Route::Cluster
+                | Route::Queues
+                | Route::Metrics
         )
         && let Err(denied) = auth::require_read(req.headers(), &state.config)
     {
@@ -198,12 +215,14 @@ pub async fn dispatch(
         Route::Purge if method == Method::POST => ops::purge(state, req).await,
         Route::Purge => response::method_not_allowed("POST"),
         Route::Cluster => cluster::dispatch(state, req).await,
+        Route::Queues => queues::dispatch(state, req).await,
         Route::Internal => internal::dispatch(state, req).await,
         Route::Unknown => response::text(
             StatusCode::NOT_FOUND,
             format!(
                 "no route for {}; the origin serves /assets/<name>, /kv/<namespace>/<key>, \
-                 /plugins/<name>, /events, /purge, /cluster, /healthz and /metrics",
+                 /plugins/<name>, /queues/<name>, /events, /purge, /cluster, /healthz and \
+                 /metrics",
                 req.uri().path()
             ),
         ),

@@ -1,0 +1,686 @@
+//! Durable queues in the replicated state: messages, leases, retries and
+//! dead letters, changed only by committed [`QueueCommand`]s.
+//!
+//! Leases are replicated, not leader memory: leasing is one Raft entry per
+//! batch, and in exchange a failover changes nothing a consumer sees: its
+//! receipts stay valid on the new leader, and a message it holds is not
+//! handed to another consumer before its lease ends. Time comes from the
+//! proposer in the command (`now_ms`) and never runs backwards within a
+//! queue, so every replica makes the same decisions.
+//!
+//! Each queue keeps an index of what may be leased next (`schedule`: due
+//! time and id), holding per ordering key only the oldest message, so a
+//! lease is O(batch · log n) however many messages wait behind a key.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use waypost_api::QueueName;
+use waypost_api::queues::{
+    Delivery, InvalidQueueInput, MAX_BACKOFF_S, MAX_BATCH, MAX_VISIBILITY_S, NewMessage, QueueSpec,
+    QueueStats, Receipt, Retry, Sent, Settled, StoredMessage,
+};
+
+use super::validate::Refusal;
+
+/// Most bytes of message bodies one lease returns (at least one message).
+pub const LEASE_BYTES: usize = 4 * 1024 * 1024;
+/// Bytes counted for a message besides its body, dedup id and key.
+const MESSAGE_OVERHEAD: u64 = 96;
+
+/// A change to one queue, as stored in the Raft log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueCommand {
+    pub queue: QueueName,
+    /// The proposer's clock (milliseconds since the Unix epoch).
+    pub now_ms: u64,
+    pub action: QueueAction,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum QueueAction {
+    /// Creates the queue, or changes its spec (messages are kept).
+    Declare {
+        spec: QueueSpec,
+    },
+    Delete,
+    Send {
+        messages: Vec<NewMessage>,
+    },
+    Lease {
+        max: usize,
+        /// Instead of the queue's visibility timeout.
+        visibility_ms: Option<u64>,
+    },
+    Ack {
+        receipts: Vec<Receipt>,
+    },
+    Nack {
+        retries: Vec<Retry>,
+    },
+    Pause {
+        paused: bool,
+    },
+    /// Dead letters back into the queue as new messages; all without ids.
+    Replay {
+        ids: Option<Vec<u64>>,
+    },
+    PurgeDead,
+}
+
+/// What a queue command did, for the writer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum QueueReply {
+    Done { existed: bool },
+    Sent { messages: Vec<Sent> },
+    Leased { messages: Vec<Delivery> },
+    Settled { settled: Settled },
+    Moved { count: u64 },
+}
+
+impl QueueCommand {
+    /// The checks that need no state (see [`super::validate`]).
+    pub fn check(&self) -> Result<(), InvalidQueueInput> {
+        match &self.action {
+            QueueAction::Declare { spec } => spec.check(),
+            QueueAction::Send { messages } => waypost_api::queues::SendRequest {
+                messages: messages.clone(),
+            }
+            .check(),
+            QueueAction::Lease { max, visibility_ms } => {
+                if !(1..=MAX_BATCH).contains(max) {
+                    return Err(InvalidQueueInput::Batch {
+                        field: "max",
+                        len: *max,
+                    });
+                }
+                match visibility_ms {
+                    Some(v) if !(1_000..=MAX_VISIBILITY_S * 1000).contains(v) => {
+                        Err(InvalidQueueInput::OutOfRange {
+                            field: "visibility_timeout_s".into(),
+                            value: v / 1000,
+                            min: 1,
+                            max: MAX_VISIBILITY_S,
+                        })
+                    }
+                    _ => Ok(()),
+                }
+            }
+            QueueAction::Ack { receipts } => waypost_api::queues::AckRequest {
+                receipts: receipts.clone(),
+            }
+            .check(),
+            QueueAction::Nack { retries } => waypost_api::queues::NackRequest {
+                retries: retries.clone(),
+            }
+            .check(),
+            QueueAction::Replay { ids: Some(ids) } if ids.len() > MAX_BATCH => {
+                Err(InvalidQueueInput::Batch {
+                    field: "ids",
+                    len: ids.len(),
+                })
+            }
+            QueueAction::Delete
+            | QueueAction::Pause { .. }
+            | QueueAction::Replay { .. }
+            | QueueAction::PurgeDead => Ok(()),
+        }
+    }
+}
+
+/// One message as the state holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Message {
+    body: String,
+    enqueued_ms: u64,
+    /// When it is next deliverable: its delay or backoff, or its lease's
+    /// end while leased; for a dead letter, when it died.
+    at_ms: u64,
+    /// Deliveries so far.
+    attempts: u32,
+    leased: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ordering_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dedup_id: Option<String>,
+}
+
+impl Message {
+    fn bytes(&self) -> u64 {
+        let tags = self.ordering_key.as_ref().map_or(0, String::len)
+            + self.dedup_id.as_ref().map_or(0, String::len);
+        (self.body.len() + tags) as u64 + MESSAGE_OVERHEAD
+    }
+
+    fn stored(&self, id: u64) -> StoredMessage {
+        StoredMessage {
+            id,
+            body: self.body.clone(),
+            attempts: self.attempts,
+            enqueued_at_ms: self.enqueued_ms,
+            at_ms: self.at_ms,
+            ordering_key: self.ordering_key.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Totals {
+    sent: u64,
+    acked: u64,
+    redeliveries: u64,
+}
+
+/// A queue's replicated data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct QueueData {
+    spec: QueueSpec,
+    paused: bool,
+    next_id: u64,
+    clock_ms: u64,
+    messages: BTreeMap<u64, Message>,
+    dead: BTreeMap<u64, Message>,
+    /// Dedup id → (the message it named, when it is forgotten).
+    dedup: BTreeMap<String, (u64, u64)>,
+    totals: Totals,
+}
+
+/// What is derived from [`QueueData`], rebuilt when a snapshot loads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Index {
+    /// (due time, id) of every message that may be leased once due.
+    schedule: BTreeSet<(u64, u64)>,
+    /// Ordering key → ids of its messages; only the first is scheduled.
+    keys: BTreeMap<String, BTreeSet<u64>>,
+    /// (expiry, dedup id), to forget dedup ids in order.
+    dedup_expiry: BTreeSet<(u64, String)>,
+    /// Bytes of messages and dead letters held.
+    bytes: u64,
+}
+
+/// One queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "QueueData")]
+pub struct Queue {
+    #[serde(flatten)]
+    data: QueueData,
+    #[serde(skip)]
+    index: Index,
+}
+
+impl From<QueueData> for Queue {
+    fn from(data: QueueData) -> Self {
+        let mut index = Index::default();
+        for (id, m) in &data.messages {
+            index.bytes += m.bytes();
+            match &m.ordering_key {
+                Some(k) => {
+                    index.keys.entry(k.clone()).or_default().insert(*id);
+                }
+                None => {
+                    index.schedule.insert((m.at_ms, *id));
+                }
+            }
+        }
+        for ids in index.keys.values() {
+            let first = *ids.first().expect("key sets are never empty");
+            index.schedule.insert((data.messages[&first].at_ms, first));
+        }
+        index.bytes += data.dead.values().map(Message::bytes).sum::<u64>();
+        for (dedup_id, (_, expires)) in &data.dedup {
+            index.dedup_expiry.insert((*expires, dedup_id.clone()));
+        }
+        Self { data, index }
+    }
+}
+
+/// Every queue, by name.
+pub type Queues = BTreeMap<QueueName, Queue>;
+
+/// Applies `command` to `queues`.
+pub fn apply(queues: &mut Queues, command: QueueCommand) -> Result<QueueReply, Refusal> {
+    let QueueCommand {
+        queue: name,
+        now_ms,
+        action,
+    } = command;
+    if let QueueAction::Declare { spec } = action {
+        return Ok(declare(queues, name, spec, now_ms));
+    }
+    if action == QueueAction::Delete {
+        return Ok(QueueReply::Done {
+            existed: queues.remove(&name).is_some(),
+        });
+    }
+    let Some(queue) = queues.get_mut(&name) else {
+        return Err(Refusal::NotFound {
+            reason: format!("no queue {name:?}; declare it first (PUT /queues/{name})"),
+        });
+    };
+    let now = queue.tick(now_ms);
+    queue.expire(now);
+    match action {
+        QueueAction::Send { messages } => queue.send(messages, now),
+        QueueAction::Lease { max, visibility_ms } => Ok(queue.lease(max, visibility_ms, now)),
+        QueueAction::Ack { receipts } => Ok(queue.ack(&receipts)),
+        QueueAction::Nack { retries } => Ok(queue.nack(&retries, now)),
+        QueueAction::Pause { paused } => {
+            queue.data.paused = paused;
+            Ok(QueueReply::Done { existed: true })
+        }
+        QueueAction::Replay { ids } => queue.replay(ids, now),
+        QueueAction::PurgeDead => {
+            let dead = std::mem::take(&mut queue.data.dead);
+            queue.index.bytes -= dead.values().map(Message::bytes).sum::<u64>();
+            Ok(QueueReply::Moved {
+                count: dead.len() as u64,
+            })
+        }
+        QueueAction::Declare { .. } | QueueAction::Delete => unreachable!("handled above"),
+    }
+}
+
+fn declare(queues: &mut Queues, name: QueueName, spec: QueueSpec, now_ms: u64) -> QueueReply {
+    if let Some(queue) = queues.get_mut(&name) {
+        queue.data.spec = spec;
+        return QueueReply::Done { existed: true };
+    }
+    let data = QueueData {
+        spec,
+        paused: false,
+        next_id: 1,
+        clock_ms: now_ms,
+        messages: BTreeMap::new(),
+        dead: BTreeMap::new(),
+        dedup: BTreeMap::new(),
+        totals: Totals::default(),
+    };
+    queues.insert(name, data.into());
+    QueueReply::Done { existed: false }
+}
+
+/// Milliseconds from seconds, saturating.
+fn ms(seconds: u64) -> u64 {
+    seconds.saturating_mul(1000)
+}
+
+impl Queue {
+    /// Advances the queue's clock to `now_ms` (never back) and returns it.
+    fn tick(&mut self, now_ms: u64) -> u64 {
+        self.data.clock_ms = self.data.clock_ms.max(now_ms);
+        self.data.clock_ms
+    }
+
+    /// Drops messages and dead letters older than the retention (counted
+    /// from the first enqueue, as SQS does), and dedup ids past their
+    /// window. Ids grow with enqueue time, so the oldest are first.
+    fn expire(&mut self, now: u64) {
+        let retention = ms(self.data.spec.retention_s);
+        let kept = |m: &Message| m.enqueued_ms.saturating_add(retention) > now;
+        while let Some((&id, m)) = self.data.messages.first_key_value() {
+            if kept(m) {
+                break;
+            }
+            self.remove(id);
+        }
+        while let Some((&id, m)) = self.data.dead.first_key_value() {
+            if kept(m) {
+                break;
+            }
+            let m = self.data.dead.remove(&id).expect("just seen");
+            self.index.bytes -= m.bytes();
+        }
+        while let Some((expires, _)) = self.index.dedup_expiry.first() {
+            if *expires > now {
+                break;
+            }
+            let (_, dedup_id) = self.index.dedup_expiry.pop_first().expect("just seen");
+            self.data.dedup.remove(&dedup_id);
+        }
+    }
+
+    fn send(&mut self, messages: Vec<NewMessage>, now: u64) -> Result<QueueReply, Refusal> {
+        let spec = &self.data.spec;
+        let fresh: Vec<bool> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let dedup = m.dedup_id.as_ref();
+                let earlier = messages[..i]
+                    .iter()
+                    .any(|o| dedup.is_some() && o.dedup_id.as_ref() == dedup);
+                !earlier && dedup.is_none_or(|d| !self.data.dedup.contains_key(d))
+            })
+            .collect();
+        let count = fresh.iter().filter(|f| **f).count() as u64;
+        let bytes: u64 = messages
+            .iter()
+            .zip(&fresh)
+            .filter(|(_, f)| **f)
+            .map(|(m, _)| {
+                (m.body.len()
+                    + m.dedup_id.as_ref().map_or(0, String::len)
+                    + m.ordering_key.as_ref().map_or(0, String::len)) as u64
+                    + MESSAGE_OVERHEAD
+            })
+            .sum();
+        let held = self.data.messages.len() as u64;
+        if held + count > spec.max_messages || self.index.bytes + bytes > spec.max_bytes {
+            return Err(Refusal::Exhausted {
+                reason: format!(
+                    "the queue holds {held} messages and {} bytes; this send of {count} \
+                     messages and {bytes} bytes would pass its max_messages = {} or max_bytes \
+                     = {}. Consumers must catch up (or raise the limits with PUT /queues/<name>); \
+                     nothing was enqueued",
+                    self.index.bytes, spec.max_messages, spec.max_bytes
+                ),
+            });
+        }
+        let window = ms(spec.dedup_window_s);
+        let mut sent = Vec::with_capacity(messages.len());
+        for m in messages {
+            if let Some(&(id, _)) = m.dedup_id.as_ref().and_then(|d| self.data.dedup.get(d)) {
+                sent.push(Sent {
+                    id,
+                    duplicate: true,
+                });
+                continue;
+            }
+            let id = self.data.next_id;
+            self.data.next_id += 1;
+            if let Some(d) = &m.dedup_id
+                && window > 0
+            {
+                let expires = now.saturating_add(window);
+                self.data.dedup.insert(d.clone(), (id, expires));
+                self.index.dedup_expiry.insert((expires, d.clone()));
+            }
+            self.insert(
+                id,
+                Message {
+                    body: m.body,
+                    enqueued_ms: now,
+                    at_ms: now.saturating_add(ms(m.delay_s)),
+                    attempts: 0,
+                    leased: false,
+                    ordering_key: m.ordering_key,
+                    dedup_id: m.dedup_id,
+                },
+            );
+            self.data.totals.sent += 1;
+            sent.push(Sent {
+                id,
+                duplicate: false,
+            });
+        }
+        Ok(QueueReply::Sent { messages: sent })
+    }
+
+    fn lease(&mut self, max: usize, visibility_ms: Option<u64>, now: u64) -> QueueReply {
+        let mut out = Vec::new();
+        if self.data.paused {
+            return QueueReply::Leased { messages: out };
+        }
+        let visibility = visibility_ms.unwrap_or(ms(self.data.spec.visibility_timeout_s));
+        let mut bytes = 0;
+        while out.len() < max && (out.is_empty() || bytes < LEASE_BYTES) {
+            let Some(&(due, id)) = self.index.schedule.first() else {
+                break;
+            };
+            if due > now {
+                break;
+            }
+            if self.data.messages[&id].attempts >= self.data.spec.max_attempts {
+                self.kill(id, now);
+                continue;
+            }
+            self.index.schedule.remove(&(due, id));
+            let m = self
+                .data
+                .messages
+                .get_mut(&id)
+                .expect("scheduled ids are held");
+            if m.attempts > 0 {
+                self.data.totals.redeliveries += 1;
+            }
+            m.attempts += 1;
+            m.leased = true;
+            m.at_ms = now.saturating_add(visibility);
+            self.index.schedule.insert((m.at_ms, id));
+            bytes += m.body.len();
+            out.push(Delivery {
+                receipt: Receipt {
+                    id,
+                    attempt: m.attempts,
+                },
+                body: m.body.clone(),
+                enqueued_at_ms: m.enqueued_ms,
+                lease_until_ms: m.at_ms,
+                ordering_key: m.ordering_key.clone(),
+            });
+        }
+        QueueReply::Leased { messages: out }
+    }
+
+    /// Whether `receipt` names the current delivery of a leased message.
+    fn current(&self, receipt: &Receipt) -> bool {
+        self.data
+            .messages
+            .get(&receipt.id)
+            .is_some_and(|m| m.leased && m.attempts == receipt.attempt)
+    }
+
+    fn ack(&mut self, receipts: &[Receipt]) -> QueueReply {
+        let mut settled = Settled::default();
+        for r in receipts {
+            if self.current(r) {
+                self.remove(r.id);
+                self.data.totals.acked += 1;
+                settled.settled.push(r.id);
+            } else {
+                settled.stale.push(r.id);
+            }
+        }
+        QueueReply::Settled { settled }
+    }
+
+    fn nack(&mut self, retries: &[Retry], now: u64) -> QueueReply {
+        let mut settled = Settled::default();
+        for r in retries {
+            let id = r.receipt.id;
+            if !self.current(&r.receipt) {
+                settled.stale.push(id);
+                continue;
+            }
+            let attempts = self.data.messages[&id].attempts;
+            if attempts >= self.data.spec.max_attempts {
+                self.kill(id, now);
+                settled.dead_lettered.push(id);
+                continue;
+            }
+            let delay = r.delay_s.map_or_else(|| backoff_ms(attempts), ms);
+            self.reschedule(id, now.saturating_add(delay));
+            self.data.messages.get_mut(&id).expect("current").leased = false;
+            settled.settled.push(id);
+        }
+        QueueReply::Settled { settled }
+    }
+
+    fn replay(&mut self, ids: Option<Vec<u64>>, now: u64) -> Result<QueueReply, Refusal> {
+        let ids: Vec<u64> = ids.unwrap_or_else(|| self.data.dead.keys().copied().collect());
+        let ids: Vec<u64> = ids
+            .into_iter()
+            .filter(|id| self.data.dead.contains_key(id))
+            .collect();
+        let held = self.data.messages.len() as u64;
+        if held + ids.len() as u64 > self.data.spec.max_messages {
+            return Err(Refusal::Exhausted {
+                reason: format!(
+                    "replaying {} dead letters would pass the queue's max_messages = {}; \
+                     replay fewer (ids) once consumers catch up",
+                    ids.len(),
+                    self.data.spec.max_messages
+                ),
+            });
+        }
+        for old in &ids {
+            let mut m = self.data.dead.remove(old).expect("filtered");
+            self.index.bytes -= m.bytes();
+            let id = self.data.next_id;
+            self.data.next_id += 1;
+            m.attempts = 0;
+            m.leased = false;
+            m.at_ms = now;
+            m.enqueued_ms = now;
+            self.insert(id, m);
+        }
+        Ok(QueueReply::Moved {
+            count: ids.len() as u64,
+        })
+    }
+
+    fn insert(&mut self, id: u64, m: Message) {
+        self.index.bytes += m.bytes();
+        let first = match &m.ordering_key {
+            Some(k) => {
+                let ids = self.index.keys.entry(k.clone()).or_default();
+                ids.insert(id);
+                ids.len() == 1
+            }
+            None => true,
+        };
+        if first {
+            self.index.schedule.insert((m.at_ms, id));
+        }
+        self.data.messages.insert(id, m);
+    }
+
+    /// Removes message `id`, scheduling the next one of its ordering key.
+    fn remove(&mut self, id: u64) -> Option<Message> {
+        let m = self.data.messages.remove(&id)?;
+        self.index.bytes -= m.bytes();
+        self.index.schedule.remove(&(m.at_ms, id));
+        if let Some(k) = &m.ordering_key
+            && let Some(ids) = self.index.keys.get_mut(k)
+        {
+            let was_first = ids.first() == Some(&id);
+            ids.remove(&id);
+            match ids.first() {
+                None => {
+                    self.index.keys.remove(k);
+                }
+                Some(&next) if was_first => {
+                    self.index
+                        .schedule
+                        .insert((self.data.messages[&next].at_ms, next));
+                }
+                Some(_) => {}
+            }
+        }
+        Some(m)
+    }
+
+    fn reschedule(&mut self, id: u64, at_ms: u64) {
+        let m = self.data.messages.get_mut(&id).expect("held");
+        if self.index.schedule.remove(&(m.at_ms, id)) {
+            self.index.schedule.insert((at_ms, id));
+        }
+        m.at_ms = at_ms;
+    }
+
+    /// Moves message `id` to the dead letters (or drops it without them).
+    fn kill(&mut self, id: u64, now: u64) {
+        let Some(mut m) = self.remove(id) else { return };
+        if !self.data.spec.dead_letter {
+            return;
+        }
+        if self.data.dead.len() as u64 >= self.data.spec.max_messages
+            && let Some((_, oldest)) = self.data.dead.pop_first()
+        {
+            self.index.bytes -= oldest.bytes();
+        }
+        m.leased = false;
+        m.at_ms = now;
+        self.index.bytes += m.bytes();
+        self.data.dead.insert(id, m);
+    }
+
+    /// The queue's figures at `now_ms` (no earlier than its clock).
+    pub fn stats(&self, name: &QueueName, now_ms: u64) -> QueueStats {
+        let now = self.data.clock_ms.max(now_ms);
+        let (mut in_flight, mut delayed) = (0, 0);
+        for m in self.data.messages.values() {
+            match (m.leased, m.at_ms > now) {
+                (true, true) => in_flight += 1,
+                (false, true) => delayed += 1,
+                _ => {}
+            }
+        }
+        let depth = self.data.messages.len() as u64;
+        let oldest = self.data.messages.values().next();
+        QueueStats {
+            name: name.clone(),
+            spec: self.data.spec.clone(),
+            paused: self.data.paused,
+            depth,
+            ready: depth - in_flight - delayed,
+            delayed,
+            in_flight,
+            oldest_age_s: oldest.map_or(0, |m| now.saturating_sub(m.enqueued_ms) / 1000),
+            dead_letters: self.data.dead.len() as u64,
+            sent: self.data.totals.sent,
+            acked: self.data.totals.acked,
+            redeliveries: self.data.totals.redeliveries,
+        }
+    }
+
+    /// Whether a lease at `now_ms` would find a message (or a dead one to
+    /// move): what a long-polling lease waits for.
+    pub fn ready_at(&self) -> Option<u64> {
+        if self.data.paused {
+            return None;
+        }
+        self.index.schedule.first().map(|(due, _)| *due)
+    }
+
+    /// Messages (or dead letters) after id `after`, oldest first: at most
+    /// `limit` and `max_bytes` of bodies (at least one); whether more follow.
+    pub fn page(
+        &self,
+        dead: bool,
+        after: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> (Vec<StoredMessage>, bool) {
+        let source = if dead {
+            &self.data.dead
+        } else {
+            &self.data.messages
+        };
+        let mut page = Vec::new();
+        let mut bytes = 0;
+        for (id, m) in source.range(after.saturating_add(1)..) {
+            let full = page.len() == limit || bytes + m.body.len() > max_bytes;
+            if full && !page.is_empty() {
+                return (page, true);
+            }
+            bytes += m.body.len();
+            page.push(m.stored(*id));
+        }
+        (page, false)
+    }
+}
+
+/// The delay before delivery `attempts + 1` when a retry names none:
+/// 1 s, 2 s, 4 s, … up to [`MAX_BACKOFF_S`].
+fn backoff_ms(attempts: u32) -> u64 {
+    let exponent = attempts.saturating_sub(1).min(20);
+    ms((1u64 << exponent).min(MAX_BACKOFF_S))
+}
+
+#[cfg(test)]
+#[path = "queue_tests.rs"]
+mod tests;
