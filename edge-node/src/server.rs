@@ -88,6 +88,11 @@ impl Server {
         if let Some(rt) = &plugins {
             rt.spawn_watcher(config.plugin_runtime.reload_interval, stop.clone());
         }
+        if let Some(consumers) =
+            crate::plugin::Consumers::start(&config, &pools, cache.clone(), metrics.clone())?
+        {
+            consumers.spawn(stop.clone());
+        }
         if let Some(feed) = &config.feed {
             let installs = match feed.plugins {
                 true => config.plugins.iter().map(|p| p.name.clone()).collect(),

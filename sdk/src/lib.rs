@@ -14,7 +14,9 @@
 //!   chain and on to the edge's cache and origin, and [`backend`], to call a
 //!   named origin pool;
 //! - typed access to the edge's own capabilities, one module each:
-//!   [`geo`], [`kv`], [`purge`], [`config`], [`log`];
+//!   [`geo`], [`kv`], [`queue`], [`purge`], [`config`], [`log`];
+//! - [`queue::Consumer`] and [`export_consumer!`], for a background
+//!   consumer of a queue instead of a request handler;
 //! - [`headers`]: what the edge tells a plugin about the request.
 //!
 //! ## A complete plugin
@@ -143,6 +145,7 @@ pub mod kv;
 pub mod log;
 pub mod next;
 pub mod purge;
+pub mod queue;
 
 /// Random bytes from the host (wasi:random).
 pub mod random {
@@ -159,13 +162,19 @@ pub mod random {
     }
 }
 
-/// The bindings generated from `wit/edge.wit` (world `imports`), kept
-/// private: the capability modules wrap them.
+/// The bindings generated from `wit/edge.wit` (world `queue-consumer`:
+/// every import, plus the consumer export a consumer's
+/// [`export_consumer!`] turns on). Public only for that macro; use the
+/// capability modules.
+#[doc(hidden)]
 #[allow(unsafe_code, clippy::all, missing_docs, dead_code)]
-mod bindings {
+pub mod bindings {
     wit_bindgen::generate!({
-        world: "imports",
+        world: "queue-consumer",
         path: "wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_queue_consumer",
+        default_bindings_module: "waypost_sdk::bindings",
     });
 }
 

@@ -3,6 +3,7 @@
 //! server runs on, so a bad value is reported with its file and field before
 //! any socket is bound.
 
+mod consumers;
 mod origin_tls;
 mod plugins;
 mod raw;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use service_base::config_file::{self, ConfigError, FieldError};
 
 use crate::listen::{CertSpec, Limits, TlsSettings};
+pub use consumers::{ConsumerConfig, MAX_CONSUMER_CONCURRENCY};
 pub use origin_tls::{OriginAddr, OriginTls};
 pub use plugins::{Grants, MAX_TOTAL_CONCURRENCY, PluginConfig};
 pub use size::ByteSize;
@@ -35,6 +37,7 @@ pub struct Config {
     pub plugins: Vec<PluginConfig>,
     pub plugin_runtime: PluginRuntimeConfig,
     pub feed: Option<FeedConfig>,
+    pub consumers: Vec<ConsumerConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -418,6 +421,7 @@ fn validate(raw: raw::RawConfig, base: &Path) -> Result<Config, FieldError> {
         kv_cache_ttl: rt.kv_cache_ttl.unwrap_or(Duration::from_secs(1)),
         reload_interval: rt.reload_interval.unwrap_or(Duration::from_secs(1)),
     };
+    let consumers = consumers::validate(raw.consumers, &resolve, &pools, kv_pool.is_some())?;
     if let Some(db) = &plugin_runtime.geoip_db
         && !db.is_file()
     {
@@ -452,6 +456,7 @@ fn validate(raw: raw::RawConfig, base: &Path) -> Result<Config, FieldError> {
         plugins,
         plugin_runtime,
         feed,
+        consumers,
     })
 }
 

@@ -46,6 +46,8 @@ pub struct Grants {
     pub backends: BTreeSet<String>,
     /// Whether it may purge this edge's cache (`waypost:edge/purge`).
     pub purge: bool,
+    /// Queues it may send to (`waypost:edge/queue`).
+    pub queues: BTreeSet<String>,
 }
 
 impl Grants {
@@ -65,6 +67,16 @@ impl Grants {
             format!(
                 "plugin `{plugin}` is not granted backend `{backend}`; only `next` and \
                  the pools in `backends` of its [[plugins]] entry are reachable"
+            )
+        })
+    }
+
+    /// Why `plugin` may not send to queue `queue`, if it may not.
+    pub fn refuse_queue(&self, plugin: &str, queue: &str) -> Option<String> {
+        (!self.queues.contains(queue)).then(|| {
+            format!(
+                "plugin `{plugin}` is not granted queue `{queue}`; add it to `queues` of \
+                 its [[plugins]] (or [[consumers]]) entry"
             )
         })
     }
@@ -115,23 +127,16 @@ pub(super) fn validate(
                 ),
             ));
         }
-        if let Some(b) = p
-            .backends
-            .iter()
-            .find(|b| !pools.iter().any(|q| q.name == **b))
-        {
-            return Err(FieldError::new(
-                field("backends"),
-                format!("no pool named `{b}`"),
-            ));
-        }
-        if let Some(e) = p
-            .kv_namespaces
-            .iter()
-            .find_map(|ns| waypost_api::Namespace::parse(ns).err())
-        {
-            return Err(FieldError::new(field("kv_namespaces"), e.to_string()));
-        }
+        let grants = grants(
+            &field,
+            GrantLists {
+                kv_namespaces: p.kv_namespaces,
+                queues: p.queues,
+                backends: p.backends,
+                purge: p.purge,
+            },
+            pools,
+        )?;
         out.push(PluginConfig {
             name: p.name,
             file: resolve(p.file),
@@ -140,14 +145,56 @@ pub(super) fn validate(
             max_concurrency: p.max_concurrency,
             max_queue: p.max_queue,
             max_response_bytes: p.max_response_bytes.0,
-            grants: Arc::new(Grants {
-                kv_namespaces: p.kv_namespaces.into_iter().collect(),
-                backends: p.backends.into_iter().collect(),
-                purge: p.purge,
-            }),
+            grants,
         });
     }
     Ok(out)
+}
+
+/// The grant fields of a `[[plugins]]` or `[[consumers]]` entry.
+pub(super) struct GrantLists {
+    pub kv_namespaces: Vec<String>,
+    pub queues: Vec<String>,
+    pub backends: Vec<String>,
+    pub purge: bool,
+}
+
+/// Checks grant lists (`field` names the entry's fields in errors).
+pub(super) fn grants(
+    field: &impl Fn(&str) -> String,
+    lists: GrantLists,
+    pools: &[PoolConfig],
+) -> Result<Arc<Grants>, FieldError> {
+    if let Some(b) = lists
+        .backends
+        .iter()
+        .find(|b| !pools.iter().any(|q| q.name == **b))
+    {
+        return Err(FieldError::new(
+            field("backends"),
+            format!("no pool named `{b}`"),
+        ));
+    }
+    if let Some(e) = lists
+        .kv_namespaces
+        .iter()
+        .find_map(|ns| waypost_api::Namespace::parse(ns).err())
+    {
+        return Err(FieldError::new(field("kv_namespaces"), e.to_string()));
+    }
+    if let Some(e) = lists
+        .queues
+        .iter()
+        .find_map(|q| waypost_api::QueueName::parse(q).err())
+    {
+        return Err(FieldError::new(field("queues"), e.to_string()));
+    }
+    Ok(Arc::new(Grants {
+        kv_namespaces: lists.kv_namespaces.into_iter().collect(),
+        backends: lists.backends.into_iter().collect(),
+        purge: lists.purge,
+        queues: lists.queues.into_iter().collect(),
+    }))
 }
 
 #[cfg(test)]

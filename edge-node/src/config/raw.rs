@@ -30,6 +30,50 @@ pub struct RawConfig {
     #[serde(default)]
     pub plugin_runtime: RawPluginRuntime,
     pub feed: Option<RawFeed>,
+    #[serde(default)]
+    pub consumers: Vec<RawConsumer>,
+}
+
+/// `[[consumers]]`: a wasm component consuming one queue in the
+/// background.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConsumer {
+    pub name: String,
+    /// The `waypost:edge/queue-consumer` component (`.wasm`).
+    pub file: PathBuf,
+    pub queue: String,
+    /// Most messages handed to one call.
+    #[serde(default = "default_consumer_batch")]
+    pub batch: usize,
+    /// Batches handled at once.
+    #[serde(default = "default_consumer_concurrency")]
+    pub concurrency: usize,
+    /// Deadline of one call (longer than a request's: this is slow work).
+    #[serde(with = "humantime_serde", default = "secs::<60>")]
+    pub timeout: Duration,
+    #[serde(default = "default_consumer_memory")]
+    pub memory: ByteSize,
+    #[serde(default)]
+    pub kv_namespaces: Vec<String>,
+    #[serde(default)]
+    pub queues: Vec<String>,
+    #[serde(default)]
+    pub backends: Vec<String>,
+    #[serde(default)]
+    pub purge: bool,
+}
+
+fn default_consumer_batch() -> usize {
+    10
+}
+
+fn default_consumer_concurrency() -> usize {
+    1
+}
+
+fn default_consumer_memory() -> ByteSize {
+    ByteSize(256 << 20)
 }
 
 /// `[feed]`: follow an origin's change feed.
@@ -308,6 +352,9 @@ pub struct RawPlugin {
     /// Whether the plugin may purge the cache.
     #[serde(default)]
     pub purge: bool,
+    /// Queues the plugin may send to; none unless listed.
+    #[serde(default)]
+    pub queues: Vec<String>,
 }
 
 fn default_plugin_memory() -> ByteSize {

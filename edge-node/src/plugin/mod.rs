@@ -8,6 +8,7 @@
 //! state), `capabilities` (`waypost:edge`).
 
 mod capabilities;
+mod consumer;
 mod engine;
 mod handoff;
 mod hooks;
@@ -29,6 +30,7 @@ use wasmtime::Engine;
 use wasmtime::component::Linker;
 
 use self::capabilities::{EdgeCtx, GeoDb, KvClient, Location};
+pub use self::consumer::Consumers;
 use self::hooks::Hooks;
 use self::host::HostState;
 use self::link::{Link, LinkFuture};

@@ -50,31 +50,46 @@ impl KvClient {
         }
     }
 
+    /// Sends one request to the origin's API (KV, queues) with the token;
+    /// the status and body, or why the origin was not reached.
+    pub(crate) async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+        limit: usize,
+    ) -> Result<(StatusCode, Bytes), String> {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = &self.token {
+            req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        if !body.is_empty() {
+            req = req.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        let req = req
+            .header(http::header::HOST, "origin-api")
+            .body(crate::body::full(body))
+            .map_err(|e| e.to_string())?;
+        let resp = self.pool.send(req, true).await.map_err(|e| e.to_string())?;
+        let status = resp.status();
+        let body = http_body_util::Limited::new(resp.into_body(), limit)
+            .collect()
+            .await
+            .map_err(|e| format!("reading the origin's response: {e}"))?
+            .to_bytes();
+        Ok((status, body))
+    }
+
     async fn call(
         &self,
         method: Method,
         path: String,
         body: Bytes,
     ) -> Result<(StatusCode, Bytes), Error> {
-        let mut req = Request::builder().method(method).uri(&path);
-        if let Some(t) = &self.token {
-            req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
-        }
-        let req = req
-            .header(http::header::HOST, "kv")
-            .body(crate::body::full(body))
-            .map_err(|e| Error::Invalid(e.to_string()))?;
-        let resp = self
-            .pool
-            .send(req, true)
+        let (status, body) = self
+            .request(method, &path, body, MAX_VALUE + 4096)
             .await
-            .map_err(|e| Error::Unavailable(e.to_string()))?;
-        let status = resp.status();
-        let body = http_body_util::Limited::new(resp.into_body(), MAX_VALUE + 4096)
-            .collect()
-            .await
-            .map_err(|e| Error::Unavailable(format!("reading KV response: {e}")))?
-            .to_bytes();
+            .map_err(Error::Unavailable)?;
         if status.is_server_error() {
             return Err(Error::Unavailable(format!(
                 "origin KV answered {status}: {}",

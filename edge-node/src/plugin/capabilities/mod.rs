@@ -8,6 +8,7 @@ mod geo;
 mod kv;
 mod log;
 mod purge;
+mod queue;
 
 use std::sync::Arc;
 

@@ -1,0 +1,182 @@
+//! Queue consumers on a real origin: the example `tally` component
+//! (`plugins/tally`) consumes a queue in the background, writes KV and
+//! sends to another queue through its grants; a message it retries or
+//! traps on is delivered again only with its own batch and ends in the
+//! dead letters after `max_attempts`.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::{client, edge_toml, plugin_wasm, start_edge_with};
+
+const TOKEN: &str = "queue-token";
+
+struct Origin {
+    server: origin::RunningServer,
+    http: reqwest::Client,
+}
+
+impl Origin {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.server.local_addr())
+    }
+
+    async fn declare(&self, name: &str, spec: Value) {
+        let r = self
+            .http
+            .put(self.url(&format!("/queues/{name}")))
+            .bearer_auth(TOKEN)
+            .json(&spec)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "declaring {name}");
+    }
+
+    async fn send(&self, queue: &str, bodies: &[&str]) {
+        let messages: Vec<Value> = bodies.iter().map(|b| json!({ "body": b })).collect();
+        let r = self
+            .http
+            .post(self.url(&format!("/queues/{queue}/messages")))
+            .bearer_auth(TOKEN)
+            .json(&json!({ "messages": messages }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+
+    async fn stats(&self, queue: &str) -> Value {
+        self.http
+            .get(self.url(&format!("/queues/{queue}")))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn kv(&self, key: &str) -> Option<String> {
+        let r = self
+            .http
+            .get(self.url(&format!("/kv/tally/{key}")))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        (r.status() == 200).then_some(r.text().await.unwrap())
+    }
+
+    /// Waits until `done` holds for `queue`'s stats, or panics with them.
+    async fn wait_for(&self, queue: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let stats = self.stats(queue).await;
+            if done(&stats) {
+                return stats;
+            }
+            assert!(Instant::now() < deadline, "{what}: {stats}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wasm_consumer_works_its_queue_and_retires_poison_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = origin::Config::for_data_dir(dir.path().join("origin"), TOKEN);
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let origin = Origin {
+        server: origin::Server::start(config).await.unwrap(),
+        http: client(),
+    };
+    origin
+        .declare(
+            "words",
+            json!({"max_attempts": 3, "visibility_timeout_s": 60}),
+        )
+        .await;
+    origin.declare("tally-done", json!({})).await;
+
+    let wasm = plugin_wasm("tally");
+    let toml = format!(
+        "{}[plugin_runtime]\nkv_pool = \"main\"\nkv_token = \"{TOKEN}\"\n\
+         compile_cache_dir = \"{cache}\"\n\
+         [[consumers]]\nname = \"tally\"\nfile = \"{file}\"\nqueue = \"words\"\n\
+         batch = 5\nconcurrency = 2\ntimeout = \"5s\"\n\
+         kv_namespaces = [\"tally\"]\nqueues = [\"tally-done\"]\n",
+        edge_toml(&[origin.server.local_addr()], dir.path(), ""),
+        cache = dir.path().join("wasm-cache").display(),
+        file = wasm.display(),
+    );
+    let edge = start_edge_with(&toml, dir.path()).await;
+
+    origin
+        .send("words", &["apple banana", "banana cherry", "banana"])
+        .await;
+    let stats = origin
+        .wait_for("words", "three messages acked", |s| s["acked"] == 3)
+        .await;
+    assert_eq!(
+        (stats["depth"].as_u64(), stats["dead_letters"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(origin.kv("banana").await.as_deref(), Some("3"));
+    assert_eq!(origin.kv("apple").await.as_deref(), Some("1"));
+    // The consumer's own sends, through its `queues` grant.
+    let done = origin.stats("tally-done").await;
+    assert_eq!(done["depth"], 3, "{done}");
+
+    // A message that traps the instance is retried with the queue's
+    // backoff and dies after three attempts; one the consumer retries
+    // itself likewise. Messages acked before stay acked.
+    origin.send("words", &["trap now"]).await;
+    let stats = origin
+        .wait_for("words", "the trapping message dead-lettered", |s| {
+            s["dead_letters"] == 1
+        })
+        .await;
+    assert_eq!(stats["acked"], 3);
+    origin.send("words", &["retry please"]).await;
+    let stats = origin
+        .wait_for("words", "the retried message dead-lettered", |s| {
+            s["dead_letters"] == 2
+        })
+        .await;
+    assert_eq!(
+        (stats["acked"].as_u64(), stats["depth"].as_u64()),
+        (Some(3), Some(0))
+    );
+    assert_eq!(
+        stats["redeliveries"], 4,
+        "two messages, two redeliveries each: {stats}"
+    );
+    assert_eq!(
+        origin.kv("now").await,
+        None,
+        "the trapping batch wrote nothing"
+    );
+
+    let metrics = client()
+        .get(format!("http://{}/metrics", edge.admin_addr()))
+        .bearer_auth("test-admin-token-0123456789")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for outcome in ["ok", "trap"] {
+        let series = format!("plugin=\"tally\",outcome=\"{outcome}\"");
+        assert!(
+            metrics.contains(&series),
+            "no {series} in the edge's metrics"
+        );
+    }
+    edge.shutdown().await;
+    origin.server.shutdown().await;
+}
