@@ -63,6 +63,22 @@ pub struct Metrics {
     pub connections_open: Family<ListenerLabels, Gauge>,
     pub connections_rejected: Family<ListenerLabels, Counter>,
     pub connection_limits: Family<LimitLabels, Counter>,
+    pub queue_messages: Family<QueueStateLabels, Gauge>,
+    pub queue_oldest_age: Family<QueueLabels, Gauge>,
+}
+
+/// A queue, by name (declared by operators, so the set is theirs).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct QueueLabels {
+    pub queue: String,
+}
+
+/// A queue and a state of its messages.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct QueueStateLabels {
+    pub queue: String,
+    /// `ready`, `in_flight`, `delayed` or `dead` (the dead letters).
+    pub state: &'static str,
 }
 
 /// Which listener (`public` or `peer`).
@@ -197,6 +213,18 @@ impl Metrics {
             "Connections closed by a limit (header_timeout, header_too_large, idle_timeout)",
             connection_limits.clone(),
         );
+        let queue_messages = Family::<QueueStateLabels, Gauge>::default();
+        registry.register(
+            "queue_messages",
+            "Messages held per queue and state (ready, in_flight, delayed, dead)",
+            queue_messages.clone(),
+        );
+        let queue_oldest_age = Family::<QueueLabels, Gauge>::default();
+        registry.register(
+            "queue_oldest_message_age_seconds",
+            "Age of the oldest message held per queue",
+            queue_oldest_age.clone(),
+        );
         Self {
             registry,
             requests,
@@ -213,6 +241,8 @@ impl Metrics {
             connections_open,
             connections_rejected,
             connection_limits,
+            queue_messages,
+            queue_oldest_age,
         }
     }
 

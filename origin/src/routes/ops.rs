@@ -10,7 +10,7 @@ use waypost_api::writes::{Accepted, PurgeRequest};
 
 use super::auth::require_token;
 use super::{AppState, body, write_failed};
-use crate::metrics::PeerLabels;
+use crate::metrics::{PeerLabels, QueueLabels, QueueStateLabels};
 use crate::raft::Command;
 use crate::response::{self, ResBody};
 
@@ -73,6 +73,7 @@ pub fn metrics(state: &Arc<AppState>, method: &Method) -> Response<ResBody> {
                 .set(lag as i64);
         }
     }
+    set_queue_gauges(state);
     let mut response = Response::new(response::full(state.metrics.render()));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -80,6 +81,42 @@ pub fn metrics(state: &Arc<AppState>, method: &Method) -> Response<ResBody> {
     );
     strip_body_for_head(method, &mut response);
     response
+}
+
+/// This region's view of every queue; queues deleted since the last
+/// scrape disappear from the output.
+fn set_queue_gauges(state: &AppState) {
+    let m = &state.metrics;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let stats: Vec<_> = state.replica.state.read(|s| {
+        s.queues
+            .iter()
+            .map(|(name, q)| q.stats(name, now))
+            .collect()
+    });
+    m.queue_messages.clear();
+    m.queue_oldest_age.clear();
+    for q in stats {
+        let queue = q.name.to_string();
+        for (state, count) in [
+            ("ready", q.ready),
+            ("in_flight", q.in_flight),
+            ("delayed", q.delayed),
+            ("dead", q.dead_letters),
+        ] {
+            m.queue_messages
+                .get_or_create(&QueueStateLabels {
+                    queue: queue.clone(),
+                    state,
+                })
+                .set(count as i64);
+        }
+        m.queue_oldest_age
+            .get_or_create(&QueueLabels { queue })
+            .set(q.oldest_age_s as i64);
+    }
 }
 
 /// `POST /purge`: records a purge in the change feed, which edges follow.
