@@ -79,7 +79,26 @@ impl AssetPath {
     pub fn rule_path(&self) -> String {
         format!("/{}", self.0)
     }
+
+    /// The origin URL path of the asset, `/assets/<name>` with each segment
+    /// percent-encoded, so any valid name survives the trip through a URL.
+    pub fn url_path(&self) -> String {
+        let segments: Vec<String> = self
+            .0
+            .split('/')
+            .map(|s| percent_encoding::utf8_percent_encode(s, SEGMENT).to_string())
+            .collect();
+        format!("/assets/{}", segments.join("/"))
+    }
 }
+
+/// Bytes escaped in a URL path segment (asset names, KV namespaces and
+/// keys): all but RFC 3986 unreserved characters.
+pub(crate) const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 fn check_segment(segment: &str) -> Result<(), InvalidAssetPath> {
     if segment.is_empty() {

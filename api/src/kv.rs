@@ -1,20 +1,14 @@
 //! The KV API (`/kv/{namespace}[/{key}]`) as the origin serves it and the
 //! edge's plugins and the CLI call it.
 
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::utf8_percent_encode;
 use serde::{Deserialize, Serialize};
 
+use crate::asset_path::SEGMENT;
 use crate::names::{KvKey, Namespace};
 
 /// Most entries one listing returns.
 pub const MAX_LIST: usize = 1000;
-
-/// Characters left unencoded in a path segment: RFC 3986 unreserved.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
 
 /// `GET /kv/{namespace}?prefix=P&after=K`: keys in order, with values.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -157,7 +157,14 @@ async fn send_lease_ack_and_retry_through_the_api() {
     assert_eq!(all["messages"].as_array().unwrap().len(), 1);
     let listing = get(&o, "/queues").await;
     assert_eq!(listing["queues"][0]["name"], "jobs");
-    let metrics = o.get("/metrics").send().await.unwrap().text().await.unwrap();
+    let metrics = o
+        .get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for series in [
         "origin_queue_messages{queue=\"jobs\",state=\"in_flight\"} 1",
         "origin_queue_messages{queue=\"jobs\",state=\"dead\"} 0",
@@ -173,8 +180,18 @@ async fn send_lease_ack_and_retry_through_the_api() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
-    let metrics = o.get("/metrics").send().await.unwrap().text().await.unwrap();
-    assert!(!metrics.contains("queue=\"jobs\""), "a deleted queue's series stay");
+    let metrics = o
+        .get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !metrics.contains("queue=\"jobs\""),
+        "a deleted queue's series stay"
+    );
 }
 
 #[tokio::test]

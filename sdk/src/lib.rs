@@ -14,7 +14,7 @@
 //!   chain and on to the edge's cache and origin, and [`backend`], to call a
 //!   named origin pool;
 //! - typed access to the edge's own capabilities, one module each:
-//!   [`geo`], [`kv`], [`queue`], [`purge`], [`config`], [`log`];
+//!   [`geo`], [`kv`], [`assets`], [`queue`], [`purge`], [`config`], [`log`];
 //! - [`queue::Consumer`] and [`export_consumer!`], for a background
 //!   consumer of a queue instead of a request handler;
 //! - [`headers`]: what the edge tells a plugin about the request.
@@ -137,6 +137,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// I/O), for what the SDK does not wrap.
 pub use wstd;
 
+pub mod assets;
 pub mod backend;
 pub mod config;
 pub mod geo;

@@ -143,10 +143,18 @@ pub fn send_batch(queue: &str, messages: Vec<Message>) -> Result<Vec<u64>, Error
 }
 
 /// Exports a [`Consumer`] implementation as this component's
-/// `waypost:edge/consumer`.
+/// `waypost:edge/consumer`. Off wasm (a consumer's host unit tests) it
+/// only checks the implementation, since the export names are wasm's.
 #[macro_export]
 macro_rules! export_consumer {
     ($consumer:ident) => {
+        #[cfg(target_arch = "wasm32")]
         $crate::bindings::__export_queue_consumer!($consumer);
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: fn(
+            ::std::string::String,
+            ::std::vec::Vec<$crate::queue::Delivery>,
+        ) -> ::std::vec::Vec<$crate::queue::Outcome> =
+            <$consumer as $crate::queue::Consumer>::handle;
     };
 }

@@ -94,6 +94,7 @@ pub(super) fn validate(
             &field,
             GrantLists {
                 kv_namespaces: c.kv_namespaces,
+                assets: c.assets,
                 queues: c.queues,
                 backends: c.backends,
                 purge: c.purge,

@@ -48,6 +48,8 @@ pub struct Grants {
     pub purge: bool,
     /// Queues it may send to (`waypost:edge/queue`).
     pub queues: BTreeSet<String>,
+    /// Asset path prefixes it may read and write (`waypost:edge/assets`).
+    pub assets: Vec<String>,
 }
 
 impl Grants {
@@ -77,6 +79,20 @@ impl Grants {
             format!(
                 "plugin `{plugin}` is not granted queue `{queue}`; add it to `queues` of \
                  its [[plugins]] (or [[consumers]]) entry"
+            )
+        })
+    }
+
+    /// Why `plugin` may not read or write asset `path`, if it may not.
+    pub fn refuse_asset(&self, plugin: &str, path: &str) -> Option<String> {
+        (!self
+            .assets
+            .iter()
+            .any(|prefix| path.starts_with(prefix.as_str())))
+        .then(|| {
+            format!(
+                "plugin `{plugin}` is not granted asset path `{path}`; add a prefix of it to \
+                 `assets` of its [[plugins]] (or [[consumers]]) entry"
             )
         })
     }
@@ -131,6 +147,7 @@ pub(super) fn validate(
             &field,
             GrantLists {
                 kv_namespaces: p.kv_namespaces,
+                assets: p.assets,
                 queues: p.queues,
                 backends: p.backends,
                 purge: p.purge,
@@ -154,6 +171,7 @@ pub(super) fn validate(
 /// The grant fields of a `[[plugins]]` or `[[consumers]]` entry.
 pub(super) struct GrantLists {
     pub kv_namespaces: Vec<String>,
+    pub assets: Vec<String>,
     pub queues: Vec<String>,
     pub backends: Vec<String>,
     pub purge: bool,
@@ -189,7 +207,21 @@ pub(super) fn grants(
     {
         return Err(FieldError::new(field("queues"), e.to_string()));
     }
+    if let Some(prefix) = lists
+        .assets
+        .iter()
+        .find(|p| p.is_empty() || p.starts_with('/') || p.chars().any(char::is_control))
+    {
+        return Err(FieldError::new(
+            field("assets"),
+            format!(
+                "{prefix:?} is not an asset path prefix: no leading `/` (`photos/` grants \
+                 /assets/photos/...), not empty, no control characters"
+            ),
+        ));
+    }
     Ok(Arc::new(Grants {
+        assets: lists.assets,
         kv_namespaces: lists.kv_namespaces.into_iter().collect(),
         backends: lists.backends.into_iter().collect(),
         purge: lists.purge,

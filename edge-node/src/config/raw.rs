@@ -57,6 +57,8 @@ pub struct RawConsumer {
     #[serde(default)]
     pub kv_namespaces: Vec<String>,
     #[serde(default)]
+    pub assets: Vec<String>,
+    #[serde(default)]
     pub queues: Vec<String>,
     #[serde(default)]
     pub backends: Vec<String>,
@@ -355,6 +357,10 @@ pub struct RawPlugin {
     /// Queues the plugin may send to; none unless listed.
     #[serde(default)]
     pub queues: Vec<String>,
+    /// Asset path prefixes the plugin may read and write; none unless
+    /// listed.
+    #[serde(default)]
+    pub assets: Vec<String>,
 }
 
 fn default_plugin_memory() -> ByteSize {

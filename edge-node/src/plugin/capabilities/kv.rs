@@ -59,12 +59,26 @@ impl KvClient {
         body: Bytes,
         limit: usize,
     ) -> Result<(StatusCode, Bytes), String> {
+        self.request_typed(method, path, body, "application/json", limit)
+            .await
+            .map(|(status, _, body)| (status, body))
+    }
+
+    /// [`Self::request`] with the body's `Content-Type`; the answer's too.
+    pub(crate) async fn request_typed(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+        content_type: &str,
+        limit: usize,
+    ) -> Result<(StatusCode, Option<String>, Bytes), String> {
         let mut req = Request::builder().method(method).uri(path);
         if let Some(t) = &self.token {
             req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
         }
         if !body.is_empty() {
-            req = req.header(http::header::CONTENT_TYPE, "application/json");
+            req = req.header(http::header::CONTENT_TYPE, content_type);
         }
         let req = req
             .header(http::header::HOST, "origin-api")
@@ -72,12 +86,17 @@ impl KvClient {
             .map_err(|e| e.to_string())?;
         let resp = self.pool.send(req, true).await.map_err(|e| e.to_string())?;
         let status = resp.status();
+        let answer_type = resp
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let body = http_body_util::Limited::new(resp.into_body(), limit)
             .collect()
             .await
             .map_err(|e| format!("reading the origin's response: {e}"))?
             .to_bytes();
-        Ok((status, body))
+        Ok((status, answer_type, body))
     }
 
     async fn call(

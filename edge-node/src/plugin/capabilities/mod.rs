@@ -3,6 +3,7 @@
 //! capability; each implements the generated `Host` trait on the per-request
 //! [`EdgeCtx`].
 
+mod assets;
 mod config;
 mod geo;
 mod kv;

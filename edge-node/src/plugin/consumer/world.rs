@@ -10,6 +10,7 @@ wasmtime::component::bindgen!({
     with: {
         "waypost:edge/geo": crate::plugin::capabilities::waypost::edge::geo,
         "waypost:edge/kv": crate::plugin::capabilities::waypost::edge::kv,
+        "waypost:edge/assets": crate::plugin::capabilities::waypost::edge::assets,
         "waypost:edge/queue": crate::plugin::capabilities::waypost::edge::queue,
         "waypost:edge/purge": crate::plugin::capabilities::waypost::edge::purge,
         "waypost:edge/config": crate::plugin::capabilities::waypost::edge::config,
