@@ -100,6 +100,7 @@ fn commands_operate_a_running_platform() {
     .unwrap();
 
     kv_round_trip();
+    queue_round_trip();
     public_edge_serves_no_private_data();
     purges_reach_other_regions();
     status_shows_the_cluster();
@@ -122,6 +123,85 @@ fn commands_operate_a_running_platform() {
         || up.child.try_wait().unwrap(),
     );
     assert!(status.success(), "{status}");
+}
+
+/// `waypost queue`: declare, send (one and a batch from stdin), pull and
+/// ack, stats, dead letters and replay, pause, and a clear refusal.
+fn queue_round_trip() {
+    assert_eq!(
+        ok(&["queue", "create", "jobs", "--max-attempts", "1"]),
+        "created queue jobs\n"
+    );
+    assert!(ok(&["queue", "send", "jobs", "first"]).starts_with("sent 1"));
+    let mut child = Command::new(bin_dir().join("waypost"))
+        .args(["queue", "send", "jobs", "-"])
+        .env("WAYPOST_ORIGIN", "http://127.0.72.1:7070")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"second\nthird\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "sent 2\nsent 3\n");
+    let pulled = ok(&["queue", "pull", "jobs", "--max", "2", "--ack"]);
+    assert!(
+        pulled.contains("\"body\":\"first\"") && pulled.contains("acked 2"),
+        "{pulled}"
+    );
+    let stats: serde_json::Value = serde_json::from_str(&ok(&["queue", "stats", "jobs"])).unwrap();
+    assert_eq!(
+        (stats["depth"].as_u64(), stats["acked"].as_u64()),
+        (Some(1), Some(2))
+    );
+    // Pulled and never acked with max_attempts = 1: its lease ends and
+    // it is retired to the dead letters, where a replay brings it back.
+    let leased = ok(&["queue", "pull", "jobs"]);
+    let delivery: serde_json::Value = serde_json::from_str(leased.trim()).unwrap();
+    let receipt = format!(
+        "{}:{}",
+        delivery["receipt"]["id"], delivery["receipt"]["attempt"]
+    );
+    let nack_body = serde_json::json!({"retries": [{"receipt": delivery["receipt"]}]});
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let r = reqwest::Client::new()
+            .post(format!("{ORIGIN}/queues/jobs/nack"))
+            .bearer_auth(TOKEN)
+            .json(&nack_body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    });
+    assert!(ok(&["queue", "dlq", "jobs"]).contains("\"body\":\"third\""));
+    let stale = ok(&["queue", "ack", "jobs", &receipt]);
+    assert!(stale.contains("stale"), "{stale}");
+    assert_eq!(
+        ok(&["queue", "replay", "jobs"]),
+        "replayed 1 dead letter(s) into jobs\n"
+    );
+    assert!(ok(&["queue", "list"]).contains("jobs\t1\t1\t0\t0\t0"));
+    ok(&["queue", "pause", "jobs"]);
+    assert_eq!(
+        ok(&["queue", "pull", "jobs"]),
+        "",
+        "paused: nothing delivered"
+    );
+    ok(&["queue", "resume", "jobs"]);
+    let err = fails(&["queue", "send", "nope", "x"]);
+    assert!(err.contains("404") && err.contains("nope"), "{err}");
+    let err = fails(&["queue", "create", "Bad_Name"]);
+    assert!(err.contains("queue name"), "{err}");
 }
 
 fn kv_round_trip() {

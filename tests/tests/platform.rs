@@ -160,6 +160,10 @@ fn quick_start_command_shows_three_regions_working() {
         "/assets/index.html uploaded via region 1, served by region 3's edge (127.0.55.7:8080) -> 200 OK",
         "GET /hello -> plugin `hello` answered: Hello from Waypost!",
         "security-headers plugin added Strict-Transport-Security: max-age=",
+        // The photo case: answered at once, the thumbnail made by a queue
+        // consumer and served by another region's edge.
+        "PUT /photos/demo -> 202 Accepted",
+        "GET /assets/photos/thumbnails/demo.png at region 3's edge -> 256x171 thumbnail",
         "Waypost is up (3 region(s)",
         "region 2  edge http://127.0.54.7:8080  admin http://127.0.54.7:9080  origin http://127.0.54.7:7070",
         "curl -i http://127.0.53.7:8080/assets/hello.txt",

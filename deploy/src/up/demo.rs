@@ -2,7 +2,9 @@
 //! through region 1's origin, a miss then a hit at region 1's edge, the
 //! same upload served by the last region's edge (metadata replicated by
 //! Raft, the blob copied to a majority of regions before the upload was
-//! acknowledged), and the example plugins answering.
+//! acknowledged), the example plugins answering, and the photo case: an
+//! upload answered at once, its thumbnail made by a queue consumer in the
+//! background and served by another region's edge.
 
 use std::time::{Duration, Instant};
 
@@ -11,6 +13,12 @@ use reqwest::Client;
 
 use super::DEV_TOKEN;
 use super::layout::Layout;
+use super::plugins::{DEV_UPLOAD_TOKEN, PHOTO_QUEUE};
+
+/// The photo the demo uploads (480 × 320 PNG).
+const SAMPLE_PHOTO: &[u8] = include_bytes!("sample-photo.png");
+/// How long the demo waits for the thumbnail.
+const THUMBNAIL_LIMIT: Duration = Duration::from_secs(30);
 
 const SAMPLES: &[(&str, &str, &str, &str)] = &[
     (
@@ -48,8 +56,83 @@ pub async fn show(client: &Client, layout: &Layout, plugins: bool) -> anyhow::Re
     }
     if plugins {
         show_plugins(client, layout).await?;
+        show_photos(client, layout).await?;
     }
     Ok(())
+}
+
+/// Declares the photo queue (idempotent) so uploads can be queued; the
+/// consumers retry until it exists.
+pub async fn declare_photo_queue(client: &Client, layout: &Layout) -> anyhow::Result<()> {
+    let origin = layout.origin(1);
+    let resp = client
+        .put(format!("http://{origin}/queues/{PHOTO_QUEUE}"))
+        .bearer_auth(DEV_TOKEN)
+        .json(&serde_json::json!({"max_attempts": 5}))
+        .send()
+        .await
+        .context("declaring the photo queue at region 1's origin")?;
+    anyhow::ensure!(
+        resp.status().is_success(),
+        "declaring the photo queue: region 1's origin answered {}",
+        resp.status()
+    );
+    Ok(())
+}
+
+/// A photo uploaded through region 1's edge, its thumbnail served by the
+/// last region's edge once a consumer made it.
+async fn show_photos(client: &Client, layout: &Layout) -> anyhow::Result<()> {
+    let edge = layout.edge_http(1);
+    let started = Instant::now();
+    let resp = client
+        .put(format!("http://{edge}/photos/demo"))
+        .bearer_auth(DEV_UPLOAD_TOKEN)
+        .body(SAMPLE_PHOTO)
+        .send()
+        .await
+        .context("uploading the sample photo through region 1's edge")?;
+    let status = resp.status();
+    let accepted: serde_json::Value = resp.json().await.unwrap_or_default();
+    anyhow::ensure!(
+        status == reqwest::StatusCode::ACCEPTED,
+        "uploading the sample photo: the edge answered {status}: {accepted}"
+    );
+    println!(
+        "  PUT /photos/demo -> {status} in {:?}; queued job {}",
+        started.elapsed(),
+        accepted["job"]
+    );
+    let path = accepted["versions"]["thumbnail"]
+        .as_str()
+        .context("the upload's answer names no thumbnail URL")?;
+    let last = layout.edge_http(layout.len());
+    let url = format!("http://{last}{path}");
+    loop {
+        let resp = client.get(&url).send().await?;
+        if resp.status().is_success() {
+            let bytes = resp.bytes().await?;
+            let size = png_size(&bytes).map_or_else(|| "?".into(), |(w, h)| format!("{w}x{h}"));
+            println!(
+                "  GET {path} at region {}'s edge -> {size} thumbnail, made by the thumbnailer consumer {:?} after the upload",
+                layout.len(),
+                started.elapsed()
+            );
+            return Ok(());
+        }
+        anyhow::ensure!(
+            started.elapsed() < THUMBNAIL_LIMIT,
+            "no thumbnail after {THUMBNAIL_LIMIT:?}; `waypost queue stats {PHOTO_QUEUE}` shows the job"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Width and height from a PNG's header.
+fn png_size(png: &[u8]) -> Option<(u32, u32)> {
+    let be = |at: usize| Some(u32::from_be_bytes(png.get(at..at + 4)?.try_into().ok()?));
+    png.starts_with(b"\x89PNG").then_some(())?;
+    Some((be(16)?, be(20)?))
 }
 
 /// Uploads the samples through region 1's origin.

@@ -101,6 +101,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     eprintln!("[2/4] starting {n} edge(s) and geodns ...");
     let built = plugins::ensure();
+    if built.is_some() {
+        // Before the edges, whose thumbnailer consumers lease from it.
+        demo::declare_photo_queue(&client, &layout).await?;
+    }
     let mut edges = Vec::new();
     for (r, _) in layout.regions() {
         let sites = match &built {
@@ -188,6 +192,11 @@ fn print_summary(
     }
     if plugins {
         println!("  curl -i http://{first}/hello   # a wasm plugin answering");
+        println!(
+            "  curl -T photo.png -H 'Authorization: Bearer {}' http://{first}/photos/mine   # then /assets/photos/thumbnails/mine.png",
+            plugins::DEV_UPLOAD_TOKEN
+        );
+        println!("  waypost queue stats photos{flag}");
     }
     println!("  waypost status{flag}");
     println!("  waypost purge{flag} --key demo   # every region, through the change feed");

@@ -11,8 +11,17 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-/// The plugins the quick start shows.
-const SHOWN: [&str; 2] = ["hello", "security-headers"];
+use super::DEV_TOKEN;
+
+/// The queue the photo uploads feed.
+pub const PHOTO_QUEUE: &str = "photos";
+
+/// The plugins the quick start shows (the last one a queue consumer).
+const SHOWN: [&str; 4] = ["hello", "security-headers", "photo-upload", "thumbnailer"];
+
+/// The token `PUT /photos/<name>` takes at the local platform's edges.
+/// Local use only.
+pub const DEV_UPLOAD_TOKEN: &str = "waypost-dev-upload-token";
 
 /// Where the example plugins are built, once they are.
 fn built_dir() -> Option<PathBuf> {
@@ -59,7 +68,8 @@ pub fn ensure() -> Option<PathBuf> {
 /// Copies the built plugins into `region_dir/plugins` and returns the
 /// sites that put them in front of the origin: `/hello` answered by a
 /// plugin, `/assets/static/` through the security-headers middleware and
-/// then the cache. The copies are refreshed at every start; an edge
+/// then the cache, `/photos/` taking uploads that the `thumbnailer`
+/// consumer (in every region) turns into a thumbnail and a sepia version. The copies are refreshed at every start; an edge
 /// following the feed then installs any version published since. The
 /// compile cache is shared by the regions' edges, so only the first one
 /// compiles.
@@ -85,11 +95,29 @@ plugins = ["security-headers"]
 [[plugins]]
 name = "hello"
 file = "{dir}/hello.wasm"
+[[sites]]
+hosts = ["*"]
+path_prefix = "/photos/"
+pool = "origin"
+plugins = ["photo-upload"]
+plugin_config = {{ upload_token = "{DEV_UPLOAD_TOKEN}" }}
 [[plugins]]
 name = "security-headers"
 file = "{dir}/security-headers.wasm"
+[[plugins]]
+name = "photo-upload"
+file = "{dir}/photo-upload.wasm"
+assets = ["photos/"]
+queues = ["{PHOTO_QUEUE}"]
+[[consumers]]
+name = "thumbnailer"
+file = "{dir}/thumbnailer.wasm"
+queue = "{PHOTO_QUEUE}"
+assets = ["photos/"]
 [plugin_runtime]
 compile_cache_dir = "{cache}"
+kv_pool = "origin"
+kv_token = "{DEV_TOKEN}"
 "#,
         dir = dir.display(),
         cache = compile_cache.display(),

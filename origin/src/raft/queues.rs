@@ -257,7 +257,7 @@ pub fn apply(queues: &mut Queues, command: QueueCommand) -> Result<QueueReply, R
     }
     let Some(queue) = queues.get_mut(&name) else {
         return Err(Refusal::NotFound {
-            reason: format!("no queue {name:?}; declare it first (PUT /queues/{name})"),
+            reason: format!("no queue `{name}`; declare it first (PUT /queues/{name})"),
         });
     };
     let now = queue.tick(now_ms);

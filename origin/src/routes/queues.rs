@@ -151,7 +151,7 @@ fn stats(state: &AppState, name: &QueueName) -> Response<ResBody> {
 fn not_found(name: &QueueName) -> Response<ResBody> {
     response::text(
         StatusCode::NOT_FOUND,
-        format!("no queue {name:?}; declare it with PUT /queues/{name}"),
+        format!("no queue `{name}`; declare it with PUT /queues/{name}"),
     )
 }
 
