@@ -107,7 +107,7 @@ async fn a_wasm_consumer_works_its_queue_and_retires_poison_messages() {
         "{}[plugin_runtime]\nkv_pool = \"main\"\nkv_token = \"{TOKEN}\"\n\
          compile_cache_dir = \"{cache}\"\n\
          [[consumers]]\nname = \"tally\"\nfile = \"{file}\"\nqueue = \"words\"\n\
-         batch = 5\nconcurrency = 2\ntimeout = \"5s\"\n\
+         batch = 5\nconcurrency = 2\ntimeout = \"1s\"\n\
          kv_namespaces = [\"tally\"]\nqueues = [\"tally-done\"]\n",
         edge_toml(&[origin.server.local_addr()], dir.path(), ""),
         cache = dir.path().join("wasm-cache").display(),
@@ -160,6 +160,21 @@ async fn a_wasm_consumer_works_its_queue_and_retires_poison_messages() {
         None,
         "the trapping batch wrote nothing"
     );
+    // One that runs past the consumer's 1 s deadline, likewise; the
+    // worker goes on with the next batch.
+    origin.send("words", &["spin forever"]).await;
+    let stats = origin
+        .wait_for("words", "the spinning message dead-lettered", |s| {
+            s["dead_letters"] == 3
+        })
+        .await;
+    assert_eq!(stats["redeliveries"], 6, "{stats}");
+    origin.send("words", &["after"]).await;
+    origin
+        .wait_for("words", "a message after the timeouts acked", |s| {
+            s["acked"] == 4
+        })
+        .await;
 
     let metrics = client()
         .get(format!("http://{}/metrics", edge.admin_addr()))
@@ -170,7 +185,7 @@ async fn a_wasm_consumer_works_its_queue_and_retires_poison_messages() {
         .text()
         .await
         .unwrap();
-    for outcome in ["ok", "trap"] {
+    for outcome in ["ok", "trap", "timeout"] {
         let series = format!("plugin=\"tally\",outcome=\"{outcome}\"");
         assert!(
             metrics.contains(&series),

@@ -3,8 +3,9 @@
 //! a `done <id>` note on queue `tally-done` when granted.
 //!
 //! For the consumer tests, a body starting with `retry` is retried (after
-//! one second), and one starting with `trap` panics, which traps the
-//! instance: the whole batch is delivered again.
+//! one second), one starting with `trap` panics, which traps the instance,
+//! and one starting with `spin` loops until the edge's deadline stops it:
+//! either way the whole batch is delivered again.
 
 use waypost_sdk::kv::Store;
 use waypost_sdk::queue::{self, Consumer, Delivery, Message, Outcome};
@@ -19,6 +20,11 @@ impl Consumer for Tally {
             .map(|d| {
                 if d.body.starts_with("trap") {
                     panic!("message {} asked to trap", d.id);
+                }
+                if d.body.starts_with("spin") {
+                    loop {
+                        std::hint::spin_loop();
+                    }
                 }
                 if d.body.starts_with("retry") {
                     return Outcome::Retry(Some(1));
