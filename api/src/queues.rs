@@ -241,6 +241,11 @@ pub struct LeaseRequest {
     pub wait_s: u64,
     /// This lease's visibility timeout, instead of the queue's.
     pub visibility_timeout_s: Option<u64>,
+    /// Chosen by the consumer (1 to 128 bytes, unique per lease). A lease
+    /// retried with its id after its answer was lost (a timeout, a
+    /// failover) returns the messages the first one leased, still held,
+    /// instead of leaving them hidden until the visibility timeout ends.
+    pub request_id: Option<String>,
 }
 
 impl Default for LeaseRequest {
@@ -249,6 +254,7 @@ impl Default for LeaseRequest {
             max: 1,
             wait_s: 0,
             visibility_timeout_s: None,
+            request_id: None,
         }
     }
 }
@@ -259,6 +265,9 @@ impl LeaseRequest {
         range("wait_s", self.wait_s, 0, MAX_WAIT_S)?;
         if let Some(v) = self.visibility_timeout_s {
             range("visibility_timeout_s", v, 1, MAX_VISIBILITY_S)?;
+        }
+        if let Some(id) = &self.request_id {
+            tag("request_id".into(), id)?;
         }
         Ok(())
     }

@@ -240,6 +240,7 @@ pub async fn run(args: QueueArgs) -> anyhow::Result<()> {
                 max,
                 wait_s: wait.as_secs(),
                 visibility_timeout_s: None,
+                request_id: None,
             };
             let req = http.post(url(&name, "lease")).json(&lease);
             let resp = success(send(req, "the origin").await?, "queue pull").await?;

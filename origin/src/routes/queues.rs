@@ -251,6 +251,7 @@ async fn lease(state: &AppState, name: QueueName, req: Request<Incoming>) -> Res
             let action = QueueAction::Lease {
                 max: request.max,
                 visibility_ms: request.visibility_timeout_s.map(|s| s * 1000),
+                request_id: request.request_id.clone(),
             };
             match propose(state, name.clone(), action).await {
                 Ok(QueueReply::Leased { messages }) if !messages.is_empty() => {

@@ -1,16 +1,5 @@
-//! Durable queues in the replicated state: messages, leases, retries and
-//! dead letters, changed only by committed [`QueueCommand`]s.
-//!
-//! Leases are replicated, not leader memory: leasing is one Raft entry per
-//! batch, and in exchange a failover changes nothing a consumer sees: its
-//! receipts stay valid on the new leader, and a message it holds is not
-//! handed to another consumer before its lease ends. Time comes from the
-//! proposer in the command (`now_ms`) and never runs backwards within a
-//! queue, so every replica makes the same decisions.
-//!
-//! Each queue keeps an index of what may be leased next (`schedule`: due
-//! time and id), holding per ordering key only the oldest message, so a
-//! lease is O(batch · log n) however many messages wait behind a key.
+//! One queue: its replicated data, the index derived from it, and what
+//! each command does to them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -18,118 +7,17 @@ use serde::{Deserialize, Serialize};
 
 use waypost_api::QueueName;
 use waypost_api::queues::{
-    Delivery, InvalidQueueInput, MAX_BACKOFF_S, MAX_BATCH, MAX_VISIBILITY_S, NewMessage, QueueSpec,
-    QueueStats, Receipt, Retry, Sent, Settled, StoredMessage,
+    Delivery, MAX_BACKOFF_S, NewMessage, QueueSpec, QueueStats, Receipt, Retry, Sent, Settled,
+    StoredMessage,
 };
 
-use super::validate::Refusal;
+use super::{LEASE_BYTES, QueueReply, ms};
+use crate::raft::validate::Refusal;
 
-/// Most bytes of message bodies one lease returns (at least one message).
-pub const LEASE_BYTES: usize = 4 * 1024 * 1024;
 /// Bytes counted for a message besides its body, dedup id and key.
 const MESSAGE_OVERHEAD: u64 = 96;
-
-/// A change to one queue, as stored in the Raft log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QueueCommand {
-    pub queue: QueueName,
-    /// The proposer's clock (milliseconds since the Unix epoch).
-    pub now_ms: u64,
-    pub action: QueueAction,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum QueueAction {
-    /// Creates the queue, or changes its spec (messages are kept).
-    Declare {
-        spec: QueueSpec,
-    },
-    Delete,
-    Send {
-        messages: Vec<NewMessage>,
-    },
-    Lease {
-        max: usize,
-        /// Instead of the queue's visibility timeout.
-        visibility_ms: Option<u64>,
-    },
-    Ack {
-        receipts: Vec<Receipt>,
-    },
-    Nack {
-        retries: Vec<Retry>,
-    },
-    Pause {
-        paused: bool,
-    },
-    /// Dead letters back into the queue as new messages; all without ids.
-    Replay {
-        ids: Option<Vec<u64>>,
-    },
-    PurgeDead,
-}
-
-/// What a queue command did, for the writer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum QueueReply {
-    Done { existed: bool },
-    Sent { messages: Vec<Sent> },
-    Leased { messages: Vec<Delivery> },
-    Settled { settled: Settled },
-    Moved { count: u64 },
-}
-
-impl QueueCommand {
-    /// The checks that need no state (see [`super::validate`]).
-    pub fn check(&self) -> Result<(), InvalidQueueInput> {
-        match &self.action {
-            QueueAction::Declare { spec } => spec.check(),
-            QueueAction::Send { messages } => waypost_api::queues::SendRequest {
-                messages: messages.clone(),
-            }
-            .check(),
-            QueueAction::Lease { max, visibility_ms } => {
-                if !(1..=MAX_BATCH).contains(max) {
-                    return Err(InvalidQueueInput::Batch {
-                        field: "max",
-                        len: *max,
-                    });
-                }
-                match visibility_ms {
-                    Some(v) if !(1_000..=MAX_VISIBILITY_S * 1000).contains(v) => {
-                        Err(InvalidQueueInput::OutOfRange {
-                            field: "visibility_timeout_s".into(),
-                            value: v / 1000,
-                            min: 1,
-                            max: MAX_VISIBILITY_S,
-                        })
-                    }
-                    _ => Ok(()),
-                }
-            }
-            QueueAction::Ack { receipts } => waypost_api::queues::AckRequest {
-                receipts: receipts.clone(),
-            }
-            .check(),
-            QueueAction::Nack { retries } => waypost_api::queues::NackRequest {
-                retries: retries.clone(),
-            }
-            .check(),
-            QueueAction::Replay { ids: Some(ids) } if ids.len() > MAX_BATCH => {
-                Err(InvalidQueueInput::Batch {
-                    field: "ids",
-                    len: ids.len(),
-                })
-            }
-            QueueAction::Delete
-            | QueueAction::Pause { .. }
-            | QueueAction::Replay { .. }
-            | QueueAction::PurgeDead => Ok(()),
-        }
-    }
-}
+/// Most lease request ids a queue remembers (the oldest go first).
+const MAX_REMEMBERED_LEASES: usize = 10_000;
 
 /// One message as the state holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,6 +74,12 @@ struct QueueData {
     /// Dedup id → (the message it named, when it is forgotten).
     dedup: BTreeMap<String, (u64, u64)>,
     totals: Totals,
+    /// Lease request id → (when it is forgotten, the receipts it leased):
+    /// a lease retried with its id after a lost answer gets the same
+    /// messages again instead of hiding them from everyone until their
+    /// lease ends.
+    #[serde(default)]
+    leases: BTreeMap<String, (u64, Vec<Receipt>)>,
 }
 
 /// What is derived from [`QueueData`], rebuilt when a snapshot loads.
@@ -197,6 +91,8 @@ struct Index {
     keys: BTreeMap<String, BTreeSet<u64>>,
     /// (expiry, dedup id), to forget dedup ids in order.
     dedup_expiry: BTreeSet<(u64, String)>,
+    /// (expiry, lease request id), likewise.
+    lease_expiry: BTreeSet<(u64, String)>,
     /// Bytes of messages and dead letters held.
     bytes: u64,
 }
@@ -233,83 +129,46 @@ impl From<QueueData> for Queue {
         for (dedup_id, (_, expires)) in &data.dedup {
             index.dedup_expiry.insert((*expires, dedup_id.clone()));
         }
+        for (request_id, (expires, _)) in &data.leases {
+            index.lease_expiry.insert((*expires, request_id.clone()));
+        }
         Self { data, index }
     }
 }
 
-/// Every queue, by name.
-pub type Queues = BTreeMap<QueueName, Queue>;
-
-/// Applies `command` to `queues`.
-pub fn apply(queues: &mut Queues, command: QueueCommand) -> Result<QueueReply, Refusal> {
-    let QueueCommand {
-        queue: name,
-        now_ms,
-        action,
-    } = command;
-    if let QueueAction::Declare { spec } = action {
-        return Ok(declare(queues, name, spec, now_ms));
-    }
-    if action == QueueAction::Delete {
-        return Ok(QueueReply::Done {
-            existed: queues.remove(&name).is_some(),
-        });
-    }
-    let Some(queue) = queues.get_mut(&name) else {
-        return Err(Refusal::NotFound {
-            reason: format!("no queue `{name}`; declare it first (PUT /queues/{name})"),
-        });
-    };
-    let now = queue.tick(now_ms);
-    queue.expire(now);
-    match action {
-        QueueAction::Send { messages } => queue.send(messages, now),
-        QueueAction::Lease { max, visibility_ms } => Ok(queue.lease(max, visibility_ms, now)),
-        QueueAction::Ack { receipts } => Ok(queue.ack(&receipts)),
-        QueueAction::Nack { retries } => Ok(queue.nack(&retries, now)),
-        QueueAction::Pause { paused } => {
-            queue.data.paused = paused;
-            Ok(QueueReply::Done { existed: true })
-        }
-        QueueAction::Replay { ids } => queue.replay(ids, now),
-        QueueAction::PurgeDead => {
-            let dead = std::mem::take(&mut queue.data.dead);
-            queue.index.bytes -= dead.values().map(Message::bytes).sum::<u64>();
-            Ok(QueueReply::Moved {
-                count: dead.len() as u64,
-            })
-        }
-        QueueAction::Declare { .. } | QueueAction::Delete => unreachable!("handled above"),
-    }
-}
-
-fn declare(queues: &mut Queues, name: QueueName, spec: QueueSpec, now_ms: u64) -> QueueReply {
-    if let Some(queue) = queues.get_mut(&name) {
-        queue.data.spec = spec;
-        return QueueReply::Done { existed: true };
-    }
-    let data = QueueData {
-        spec,
-        paused: false,
-        next_id: 1,
-        clock_ms: now_ms,
-        messages: BTreeMap::new(),
-        dead: BTreeMap::new(),
-        dedup: BTreeMap::new(),
-        totals: Totals::default(),
-    };
-    queues.insert(name, data.into());
-    QueueReply::Done { existed: false }
-}
-
-/// Milliseconds from seconds, saturating.
-fn ms(seconds: u64) -> u64 {
-    seconds.saturating_mul(1000)
-}
-
 impl Queue {
+    pub(super) fn new(spec: QueueSpec, now_ms: u64) -> Self {
+        QueueData {
+            spec,
+            paused: false,
+            next_id: 1,
+            clock_ms: now_ms,
+            messages: BTreeMap::new(),
+            dead: BTreeMap::new(),
+            dedup: BTreeMap::new(),
+            totals: Totals::default(),
+            leases: BTreeMap::new(),
+        }
+        .into()
+    }
+
+    pub(super) fn set_spec(&mut self, spec: QueueSpec) {
+        self.data.spec = spec;
+    }
+
+    pub(super) fn pause(&mut self, paused: bool) {
+        self.data.paused = paused;
+    }
+
+    /// Drops every dead letter; how many there were.
+    pub(super) fn purge_dead(&mut self) -> u64 {
+        let dead = std::mem::take(&mut self.data.dead);
+        self.index.bytes -= dead.values().map(Message::bytes).sum::<u64>();
+        dead.len() as u64
+    }
+
     /// Advances the queue's clock to `now_ms` (never back) and returns it.
-    fn tick(&mut self, now_ms: u64) -> u64 {
+    pub(super) fn tick(&mut self, now_ms: u64) -> u64 {
         self.data.clock_ms = self.data.clock_ms.max(now_ms);
         self.data.clock_ms
     }
@@ -317,7 +176,7 @@ impl Queue {
     /// Drops messages and dead letters older than the retention (counted
     /// from the first enqueue, as SQS does), and dedup ids past their
     /// window. Ids grow with enqueue time, so the oldest are first.
-    fn expire(&mut self, now: u64) {
+    pub(super) fn expire(&mut self, now: u64) {
         let retention = ms(self.data.spec.retention_s);
         let kept = |m: &Message| m.enqueued_ms.saturating_add(retention) > now;
         while let Some((&id, m)) = self.data.messages.first_key_value() {
@@ -340,9 +199,20 @@ impl Queue {
             let (_, dedup_id) = self.index.dedup_expiry.pop_first().expect("just seen");
             self.data.dedup.remove(&dedup_id);
         }
+        while let Some((expires, _)) = self.index.lease_expiry.first() {
+            if *expires > now && self.data.leases.len() <= MAX_REMEMBERED_LEASES {
+                break;
+            }
+            let (_, request_id) = self.index.lease_expiry.pop_first().expect("just seen");
+            self.data.leases.remove(&request_id);
+        }
     }
 
-    fn send(&mut self, messages: Vec<NewMessage>, now: u64) -> Result<QueueReply, Refusal> {
+    pub(super) fn send(
+        &mut self,
+        messages: Vec<NewMessage>,
+        now: u64,
+    ) -> Result<QueueReply, Refusal> {
         let spec = &self.data.spec;
         let fresh: Vec<bool> = messages
             .iter()
@@ -419,7 +289,21 @@ impl Queue {
         Ok(QueueReply::Sent { messages: sent })
     }
 
-    fn lease(&mut self, max: usize, visibility_ms: Option<u64>, now: u64) -> QueueReply {
+    pub(super) fn lease(
+        &mut self,
+        max: usize,
+        visibility_ms: Option<u64>,
+        request_id: Option<String>,
+        now: u64,
+    ) -> QueueReply {
+        if let Some((_, receipts)) = request_id.as_ref().and_then(|r| self.data.leases.get(r)) {
+            let again = receipts
+                .iter()
+                .filter(|r| self.current(r))
+                .map(|r| self.delivery(r.id))
+                .collect();
+            return QueueReply::Leased { messages: again };
+        }
         let mut out = Vec::new();
         if self.data.paused {
             return QueueReply::Leased { messages: out };
@@ -451,18 +335,34 @@ impl Queue {
             m.at_ms = now.saturating_add(visibility);
             self.index.schedule.insert((m.at_ms, id));
             bytes += m.body.len();
-            out.push(Delivery {
-                receipt: Receipt {
-                    id,
-                    attempt: m.attempts,
-                },
-                body: m.body.clone(),
-                enqueued_at_ms: m.enqueued_ms,
-                lease_until_ms: m.at_ms,
-                ordering_key: m.ordering_key.clone(),
-            });
+            out.push(self.delivery(id));
+        }
+        if let Some(request_id) = request_id
+            && !out.is_empty()
+        {
+            let until = now.saturating_add(visibility);
+            let receipts = out.iter().map(|d| d.receipt).collect();
+            self.data
+                .leases
+                .insert(request_id.clone(), (until, receipts));
+            self.index.lease_expiry.insert((until, request_id));
         }
         QueueReply::Leased { messages: out }
+    }
+
+    /// The current delivery of message `id` (held).
+    fn delivery(&self, id: u64) -> Delivery {
+        let m = &self.data.messages[&id];
+        Delivery {
+            receipt: Receipt {
+                id,
+                attempt: m.attempts,
+            },
+            body: m.body.clone(),
+            enqueued_at_ms: m.enqueued_ms,
+            lease_until_ms: m.at_ms,
+            ordering_key: m.ordering_key.clone(),
+        }
     }
 
     /// Whether `receipt` names the current delivery of a leased message.
@@ -473,7 +373,7 @@ impl Queue {
             .is_some_and(|m| m.leased && m.attempts == receipt.attempt)
     }
 
-    fn ack(&mut self, receipts: &[Receipt]) -> QueueReply {
+    pub(super) fn ack(&mut self, receipts: &[Receipt]) -> QueueReply {
         let mut settled = Settled::default();
         for r in receipts {
             if self.current(r) {
@@ -487,7 +387,7 @@ impl Queue {
         QueueReply::Settled { settled }
     }
 
-    fn nack(&mut self, retries: &[Retry], now: u64) -> QueueReply {
+    pub(super) fn nack(&mut self, retries: &[Retry], now: u64) -> QueueReply {
         let mut settled = Settled::default();
         for r in retries {
             let id = r.receipt.id;
@@ -509,7 +409,11 @@ impl Queue {
         QueueReply::Settled { settled }
     }
 
-    fn replay(&mut self, ids: Option<Vec<u64>>, now: u64) -> Result<QueueReply, Refusal> {
+    pub(super) fn replay(
+        &mut self,
+        ids: Option<Vec<u64>>,
+        now: u64,
+    ) -> Result<QueueReply, Refusal> {
         let ids: Vec<u64> = ids.unwrap_or_else(|| self.data.dead.keys().copied().collect());
         let ids: Vec<u64> = ids
             .into_iter()
@@ -680,7 +584,3 @@ fn backoff_ms(attempts: u32) -> u64 {
     let exponent = attempts.saturating_sub(1).min(20);
     ms((1u64 << exponent).min(MAX_BACKOFF_S))
 }
-
-#[cfg(test)]
-#[path = "queue_tests.rs"]
-mod tests;

@@ -1,4 +1,5 @@
 use super::*;
+use waypost_api::queues::QueueStats;
 
 fn name() -> QueueName {
     QueueName::parse("jobs").unwrap()
@@ -33,6 +34,7 @@ fn lease(queues: &mut Queues, now_ms: u64, max: usize) -> Vec<Delivery> {
     let action = QueueAction::Lease {
         max,
         visibility_ms: None,
+        request_id: None,
     };
     match run(queues, now_ms, action).unwrap() {
         QueueReply::Leased { messages } => messages,
@@ -297,6 +299,7 @@ fn an_unknown_queue_and_bad_input_are_refused() {
     let too_many = QueueAction::Lease {
         max: MAX_BATCH + 1,
         visibility_ms: None,
+        request_id: None,
     };
     assert!(matches!(
         run(&mut q, 0, too_many),
@@ -332,4 +335,37 @@ fn a_lease_is_bounded_in_bytes() {
     send(&mut q, 0, big);
     let got = lease(&mut q, 0, 100);
     assert_eq!(got.len(), LEASE_BYTES / (1024 * 1024));
+}
+
+#[test]
+fn a_lease_retried_with_its_request_id_gets_the_same_messages() {
+    let mut q = declared(QueueSpec::default());
+    send(&mut q, 0, texts(3));
+    let leased = |q: &mut Queues, now_ms, id: &str| match run(
+        q,
+        now_ms,
+        QueueAction::Lease {
+            max: 2,
+            visibility_ms: None,
+            request_id: Some(id.into()),
+        },
+    )
+    .unwrap()
+    {
+        QueueReply::Leased { messages } => messages,
+        other => panic!("{other:?}"),
+    };
+    let first = leased(&mut q, 0, "req-1");
+    assert_eq!(bodies(&first), ["m0", "m1"]);
+    // The answer was lost; the retry sees the same deliveries.
+    let again = leased(&mut q, 10, "req-1");
+    assert_eq!(again, first);
+    // Once one is acked, only the other comes back.
+    ack(&mut q, 20, vec![first[0].receipt]);
+    assert_eq!(bodies(&leased(&mut q, 30, "req-1")), ["m1"]);
+    // A new id leases the rest.
+    assert_eq!(bodies(&leased(&mut q, 40, "req-2")), ["m2"]);
+    // The id is forgotten once its lease ended.
+    let later = leased(&mut q, 30_000, "req-1");
+    assert_eq!(later[0].receipt.attempt, 2, "a fresh lease: {later:?}");
 }
