@@ -195,3 +195,75 @@ async fn a_wasm_consumer_works_its_queue_and_retires_poison_messages() {
     edge.shutdown().await;
     origin.server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_ticks_once_per_interval_across_edges() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = origin::Config::for_data_dir(dir.path().join("origin"), TOKEN);
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let origin = Origin {
+        server: origin::Server::start(config).await.unwrap(),
+        http: client(),
+    };
+    origin.declare("ticks", json!({})).await;
+    let wasm = plugin_wasm("tally");
+    let edge_config = |n: usize| {
+        let edge_dir = dir.path().join(format!("edge{n}"));
+        std::fs::create_dir_all(&edge_dir).unwrap();
+        let toml = format!(
+            "{}[plugin_runtime]\nkv_pool = \"main\"\nkv_token = \"{TOKEN}\"\n\
+             compile_cache_dir = \"{cache}\"\n\
+             [[consumers]]\nname = \"tally\"\nfile = \"{file}\"\nqueue = \"ticks\"\n\
+             schedule = \"1s\"\nkv_namespaces = [\"tally\"]\n",
+            edge_toml(&[origin.server.local_addr()], &edge_dir, ""),
+            cache = dir.path().join("wasm-cache").display(),
+            file = wasm.display(),
+        );
+        (toml, edge_dir)
+    };
+    let (one, one_dir) = edge_config(1);
+    let (two, two_dir) = edge_config(2);
+    let edges = [
+        start_edge_with(&one, &one_dir).await,
+        start_edge_with(&two, &two_dir).await,
+    ];
+    // Ticks are counted by the consumer as one "word" each: its JSON.
+    let ticks = || async {
+        let listing: Value = origin
+            .http
+            .get(origin.url("/kv/tally?prefix=%7B%22at_ms%22"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        listing["entries"].as_array().cloned().unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ticks().await.len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "fewer than 3 ticks handled: {:?} {}",
+            ticks().await,
+            origin.stats("ticks").await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for edge in edges {
+        edge.shutdown().await;
+    }
+    let handled = ticks().await;
+    for entry in &handled {
+        assert_eq!(entry["value"], "1", "a tick handled twice: {entry}");
+    }
+    let stats = origin.stats("ticks").await;
+    let sent = stats["sent"].as_u64().unwrap();
+    assert_eq!(
+        sent,
+        handled.len() as u64 + stats["depth"].as_u64().unwrap(),
+        "two edges, one tick per second between them: {stats}"
+    );
+    origin.server.shutdown().await;
+}

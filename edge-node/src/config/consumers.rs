@@ -31,6 +31,8 @@ pub struct ConsumerConfig {
     /// that runs to its deadline is settled before its messages reappear.
     pub timeout: Duration,
     pub memory: u64,
+    /// Ticks sent to `queue` at every multiple of this (wall clock).
+    pub schedule: Option<Duration>,
     pub grants: Arc<Grants>,
 }
 
@@ -90,6 +92,14 @@ pub(super) fn validate(
         if c.memory.0 < (1 << 20) {
             return Err(FieldError::new(field("memory"), "must be at least 1MiB"));
         }
+        if c.schedule
+            .is_some_and(|s| s < Duration::from_secs(1) || s.subsec_nanos() != 0)
+        {
+            return Err(FieldError::new(
+                field("schedule"),
+                "must be whole seconds, at least 1s (e.g. \"5m\")",
+            ));
+        }
         let grants = grants(
             &field,
             GrantLists {
@@ -109,6 +119,7 @@ pub(super) fn validate(
             concurrency: c.concurrency,
             timeout: c.timeout,
             memory: c.memory.0,
+            schedule: c.schedule,
             grants,
         });
     }
@@ -152,6 +163,11 @@ mod tests {
                 "consumers[0].queues",
             ),
             ("queue = \"jobs\"", "", "kv_pool"),
+            (
+                "queue = \"jobs\"\nschedule = \"500ms\"",
+                RUNTIME,
+                "consumers[0].schedule",
+            ),
         ];
         for (consumer, runtime, field) in cases {
             let err = with(consumer, runtime).unwrap_err();

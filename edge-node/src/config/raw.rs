@@ -54,6 +54,10 @@ pub struct RawConsumer {
     pub timeout: Duration,
     #[serde(default = "default_consumer_memory")]
     pub memory: ByteSize,
+    /// Also send the consumer's own queue a tick at every multiple of
+    /// this interval (cron); one per interval across every edge.
+    #[serde(with = "humantime_serde", default)]
+    pub schedule: Option<Duration>,
     #[serde(default)]
     pub kv_namespaces: Vec<String>,
     #[serde(default)]

@@ -14,6 +14,7 @@
 //! an edge with only `[[consumers]]`.
 
 mod origin_api;
+mod schedule;
 mod world;
 
 use std::collections::HashMap;
@@ -111,6 +112,14 @@ impl Consumers {
             tracing::info!(consumer = %consumer.config.name, version = %consumer.version, queue = %consumer.config.queue, concurrency = consumer.config.concurrency, "queue consumer started");
             for _ in 0..consumer.config.concurrency {
                 tokio::spawn(this.clone().work(consumer.clone(), stop.clone()));
+            }
+            if let Some(every) = consumer.config.schedule {
+                let api = QueueApi {
+                    client: this.api.clone(),
+                    queue: consumer.config.queue.clone(),
+                };
+                let name = consumer.config.name.clone();
+                tokio::spawn(schedule::run(api, name, every, stop.clone()));
             }
         }
     }

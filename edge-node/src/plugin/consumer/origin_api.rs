@@ -9,7 +9,8 @@ use http::{Method, StatusCode};
 use serde::Serialize;
 use waypost_api::QueueName;
 use waypost_api::queues::{
-    AckRequest, LeaseRequest, Leased, MAX_WAIT_S, NackRequest, Receipt, Retry, queue_path,
+    AckRequest, LeaseRequest, Leased, MAX_WAIT_S, NackRequest, NewMessage, Receipt, Retry,
+    SendRequest, queue_path,
 };
 
 use crate::plugin::capabilities::KvClient;
@@ -90,6 +91,13 @@ impl QueueApi {
             }
         }
         Err(last)
+    }
+
+    pub async fn send(&self, messages: Vec<NewMessage>) -> Result<(), String> {
+        self.post("messages", &SendRequest { messages })
+            .await
+            .map(drop)
+            .map_err(Failure::into_message)
     }
 
     pub async fn ack(&self, receipts: Vec<Receipt>) -> Result<(), String> {
