@@ -60,6 +60,7 @@ fn config_toml(listen: SocketAddr, layout: &Layout) -> String {
         r#"
 [listen]
 dns = ["{listen}"]
+metrics = "{metrics}"
 [health]
 interval = "250ms"
 [geoip]
@@ -74,8 +75,17 @@ geo = [{{ name = "cdn", regions = [{names}] }}]
         overrides = overrides.join(", "),
         names = names.join(", "),
         ns = listen.ip(),
+        metrics = metrics_addr(listen),
     )
 }
+
+/// Where geodns serves `/metrics` in a local platform.
+pub fn metrics_addr(dns: SocketAddr) -> SocketAddr {
+    SocketAddr::new(dns.ip(), METRICS_PORT)
+}
+
+/// Port of geodns's `/metrics` (CoreDNS's convention).
+const METRICS_PORT: u16 = 9153;
 
 /// The /24 network a region's address is in.
 fn subnet(ip: Ipv4Addr) -> Ipv4Addr {

@@ -164,8 +164,9 @@ fn print_summary(
         );
     }
     println!(
-        "  geodns    udp+tcp {} (zone waypost.test)   token {DEV_TOKEN}",
-        dns.udp_addrs()[0]
+        "  geodns    udp+tcp {} (zone waypost.test)  metrics http://{}/metrics   token {DEV_TOKEN}",
+        dns.udp_addrs()[0],
+        dns::metrics_addr(dns.udp_addrs()[0])
     );
     let origin = format!("http://{}", layout.origin(1));
     let flag = if origin == DEFAULT_ORIGIN {
