@@ -7,6 +7,8 @@
 
 pub mod asset_path;
 #[cfg(feature = "serde")]
+pub mod backup;
+#[cfg(feature = "serde")]
 pub mod cluster;
 #[cfg(feature = "serde")]
 pub mod feed;

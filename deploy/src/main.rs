@@ -36,6 +36,8 @@ enum Command {
     Kv(cli::kv::KvArgs),
     /// Durable queues: declare, send, pull, ack, stats, dead letters.
     Queue(cli::queue::QueueArgs),
+    /// Back up the origin's state and blobs to a directory, verify, restore.
+    Backup(cli::backup::BackupArgs),
     /// Show the origin cluster (leader, voters, health, lag), published
     /// plugins and edges' hit ratios.
     Status(cli::status::StatusArgs),
@@ -63,6 +65,7 @@ async fn main() -> ExitCode {
         Command::Purge(args) => cli::purge::run(args).await,
         Command::Kv(args) => cli::kv::run(args).await,
         Command::Queue(args) => cli::queue::run(args).await,
+        Command::Backup(args) => cli::backup::run(args).await,
         Command::Status(args) => cli::status::run(args).await,
         Command::Region(args) => cli::region::run(args).await,
         Command::Failover(args) => cli::failover::run(args).await,

@@ -3,6 +3,7 @@
 //! Shared here: where to find them, the token, and errors that say what
 //! failed and what to try.
 
+pub mod backup;
 pub mod failover;
 pub mod kv;
 pub mod plugin;

@@ -4,6 +4,7 @@
 
 mod assets;
 mod auth;
+mod backup;
 mod blob_body;
 mod body;
 mod cluster;
@@ -107,6 +108,7 @@ pub enum Route {
     Purge,
     Cluster,
     Queues,
+    Backup,
     Internal,
     Healthz,
     Metrics,
@@ -129,6 +131,7 @@ impl Route {
             p if p.starts_with("/plugins/") => Route::Plugins,
             p if p.starts_with("/cluster/") => Route::Cluster,
             p if p.starts_with("/queues/") => Route::Queues,
+            p if p.starts_with("/backup/") => Route::Backup,
             p if p.starts_with("/internal/") => Route::Internal,
             _ => Route::Unknown,
         }
@@ -143,6 +146,7 @@ impl Route {
             Route::Purge => "purge",
             Route::Cluster => "cluster",
             Route::Queues => "queues",
+            Route::Backup => "backup",
             Route::Internal => "internal",
             Route::Healthz => "healthz",
             Route::Metrics => "metrics",
@@ -216,6 +220,7 @@ pub async fn dispatch(
         Route::Purge => response::method_not_allowed("POST"),
         Route::Cluster => cluster::dispatch(state, req).await,
         Route::Queues => queues::dispatch(state, req).await,
+        Route::Backup => backup::dispatch(state, req).await,
         Route::Internal => internal::dispatch(state, req).await,
         Route::Unknown => response::text(
             StatusCode::NOT_FOUND,

@@ -550,6 +550,17 @@ impl Queue {
         self.index.schedule.first().map(|(due, _)| *due)
     }
 
+    /// The spec, and every body held (messages, then dead letters), oldest
+    /// first: what a backup keeps of the queue.
+    pub fn contents(&self) -> (QueueSpec, Vec<String>, Vec<String>) {
+        let bodies = |m: &BTreeMap<u64, Message>| m.values().map(|m| m.body.clone()).collect();
+        (
+            self.data.spec.clone(),
+            bodies(&self.data.messages),
+            bodies(&self.data.dead),
+        )
+    }
+
     /// Messages (or dead letters) after id `after`, oldest first: at most
     /// `limit` and `max_bytes` of bodies (at least one); whether more follow.
     pub fn page(
