@@ -7,6 +7,7 @@
 //! [`Server::start`]; `main.rs` is a thin CLI around the same call.
 
 pub mod config;
+pub mod credentials;
 pub mod http_cond;
 mod json_size;
 pub mod listen;

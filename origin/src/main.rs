@@ -35,6 +35,10 @@ struct Args {
         hide_env_values = true
     )]
     read_token: Option<String>,
+    /// File of further tokens, `scope token` per line (overrides the
+    /// file's `tokens_file`); re-read on change and on SIGHUP.
+    #[arg(long, value_name = "FILE", env = "ORIGIN_TOKENS_FILE")]
+    tokens_file: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -79,6 +83,9 @@ fn build_config(args: Args) -> anyhow::Result<Config> {
     }
     if let Some(read_token) = args.read_token {
         config.read_token = Some(read_token);
+    }
+    if let Some(tokens_file) = args.tokens_file {
+        config.tokens_file = Some(tokens_file);
     }
     config
         .validate()

@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::credentials::Credentials;
 use crate::listen::{self, Listener, Stop};
 use crate::metrics::{Metrics, RequestLabels, RouteLabels, method_label};
 use crate::raft::{Replica, ReplicaError};
@@ -41,6 +42,8 @@ pub enum StartError {
     },
     #[error("cannot open blob storage: {0}")]
     Storage(#[source] std::io::Error),
+    #[error("{0}")]
+    Tokens(#[from] crate::credentials::TokensFileError),
     #[error("cannot start replication: {0}")]
     Replica(#[from] ReplicaError),
     #[error("cannot listen on {addr}: {source}")]
@@ -126,6 +129,12 @@ impl Server {
             (None, _) => None,
         };
         let peer_addr = peer.as_ref().map(|(addr, ..)| *addr);
+        let credentials = Arc::new(Credentials::new(
+            &config.token,
+            true,
+            config.read_token.as_deref(),
+            config.tokens_file.as_deref(),
+        )?);
         std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
             dir: config.data_dir.clone(),
             source,
@@ -150,8 +159,10 @@ impl Server {
         };
         let metrics = Arc::new(Metrics::new());
         let limits = config.limits;
+        let mut tasks = vec![tokio::spawn(credentials.clone().watch(stop.clone()))];
         let state = Arc::new(AppState {
             config,
+            credentials,
             store,
             metrics: metrics.clone(),
             replica: replica.clone(),
@@ -159,7 +170,7 @@ impl Server {
             stopping: stop.graceful.clone(),
             peer_listener: peer.is_some(),
         });
-        let mut tasks = vec![spawn_listener(
+        tasks.push(spawn_listener(
             Listener {
                 socket: public,
                 limits,
@@ -168,7 +179,7 @@ impl Server {
             Side::Public,
             &state,
             &stop,
-        )];
+        ));
         if let Some((_, socket, limits)) = peer {
             let listener = Listener {
                 socket,

@@ -34,13 +34,18 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Root of the local object store (blobs and metadata).
     pub data_dir: PathBuf,
-    /// Bearer token that authorises writes (and reads).
+    /// The cluster's own bearer token: scope `admin`, and without peer TLS
+    /// also what regions present to each other on `/internal/*` (see
+    /// [`crate::credentials`]).
     pub token: String,
     /// Bearer token that authorises reads of KV, the change feed, cluster
     /// state, plugins and metrics, but no writes: what edges and monitoring
     /// present. Without it only `token` reads them; assets and `/healthz`
     /// need no token.
     pub read_token: Option<String>,
+    /// More tokens, `scope token` per line, re-read when the file changes
+    /// (`tokens_file`; [`crate::credentials`]).
+    pub tokens_file: Option<PathBuf>,
     /// `Cache-Control` for assets that match no rule.
     pub default_cache_control: String,
     /// Per-prefix `Cache-Control`; the longest matching prefix wins.
@@ -79,6 +84,7 @@ struct RawConfig {
     data_dir: Option<PathBuf>,
     token: Option<String>,
     read_token: Option<String>,
+    tokens_file: Option<PathBuf>,
     default_cache_control: Option<String>,
     #[serde(default)]
     cache_rules: Vec<RawCacheRule>,
@@ -107,6 +113,7 @@ impl Config {
             data_dir: data_dir.into(),
             token: token.into(),
             read_token: None,
+            tokens_file: None,
             default_cache_control: DEFAULT_CACHE_CONTROL.to_string(),
             cache_rules: Vec::new(),
             cluster: None,
@@ -224,6 +231,7 @@ fn validate(raw: RawConfig) -> Result<Config, FieldError> {
         data_dir,
         token,
         read_token: raw.read_token,
+        tokens_file: raw.tokens_file,
         default_cache_control: raw
             .default_cache_control
             .unwrap_or_else(|| DEFAULT_CACHE_CONTROL.to_string()),

@@ -1,4 +1,5 @@
-//! `/internal/...`: what regions ask each other, all behind the token.
+//! `/internal/...`: what regions ask each other, all behind the cluster
+//! token (scope `peer`, [`crate::credentials`]).
 //!
 //! - `POST /internal/raft/{append,vote,snapshot}`: Raft RPCs in CBOR (or
 //!   JSON from an older origin, [`crate::raft::wire`]); the answer is the
@@ -23,8 +24,9 @@ use http_body_util::{BodyExt, LengthLimitError, StreamBody};
 use hyper::body::{Frame, Incoming};
 use serde::Serialize;
 
-use super::auth::require_token;
+use super::auth;
 use super::{AppState, body, write_failed};
+use crate::credentials::Scope;
 use crate::peers::push::BLOB_SIZE_HEADER;
 use crate::raft::Command;
 use crate::raft::intake::BadRpc;
@@ -34,7 +36,12 @@ use crate::store::BlobWriteError;
 
 /// Routes an `/internal/...` request.
 pub async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> Response<ResBody> {
-    if let Err(denied) = require_token(req.headers(), &state.config.token) {
+    if let Err(denied) = auth::require(
+        req.headers(),
+        &state.credentials,
+        Scope::Peer,
+        "/internal/*",
+    ) {
         return denied;
     }
     let path = req.uri().path().to_string();

@@ -21,6 +21,7 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::config::Config;
+use crate::credentials::{Credentials, Scope};
 use crate::metrics::Metrics;
 use crate::peers::PeerClient;
 use crate::raft::{Refusal, Replica, WriteError};
@@ -31,6 +32,8 @@ use crate::store::Store;
 #[derive(Debug)]
 pub struct AppState {
     pub config: Config,
+    /// The tokens accepted, by scope (reloaded from `tokens_file`).
+    pub credentials: Arc<Credentials>,
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub replica: Replica,
@@ -174,7 +177,12 @@ pub async fn dispatch(
             route,
             Route::Kv | Route::Plugins | Route::Events | Route::Cluster | Route::Metrics
         )
-        && let Err(denied) = auth::require_read(req.headers(), &state.config)
+        && let Err(denied) = auth::require(
+            req.headers(),
+            &state.credentials,
+            Scope::Read,
+            "reading this",
+        )
     {
         return denied;
     }

@@ -8,8 +8,9 @@ use hyper::body::Incoming;
 use waypost_api::cluster::{Health, HealthState};
 use waypost_api::writes::{Accepted, PurgeRequest};
 
-use super::auth::require_token;
+use super::auth;
 use super::{AppState, body, write_failed};
+use crate::credentials::Scope;
 use crate::metrics::PeerLabels;
 use crate::raft::Command;
 use crate::response::{self, ResBody};
@@ -84,7 +85,7 @@ pub fn metrics(state: &Arc<AppState>, method: &Method) -> Response<ResBody> {
 
 /// `POST /purge`: records a purge in the change feed, which edges follow.
 pub async fn purge(state: &Arc<AppState>, req: Request<Incoming>) -> Response<ResBody> {
-    if let Err(denied) = require_token(req.headers(), &state.config.token) {
+    if let Err(denied) = auth::require(req.headers(), &state.credentials, Scope::Write, "purging") {
         return denied;
     }
     let purge: PurgeRequest = match body::json(req, 1024 * 1024).await {
