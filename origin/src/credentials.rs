@@ -173,39 +173,6 @@ impl Credentials {
         *self.loaded.write().unwrap_or_else(|e| e.into_inner()) = (Arc::new(entries), new_digest);
         Ok(true)
     }
-
-    /// Reloads on change and on SIGHUP until the server stops; each
-    /// distinct error is logged once.
-    pub async fn watch(self: Arc<Self>, stop: crate::listen::Stop) {
-        if self.file.is_none() {
-            return;
-        }
-        let mut hangup =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-        let mut last_error = None;
-        loop {
-            tokio::select! {
-                () = stop.graceful.cancelled() => return,
-                () = stop.kill.cancelled() => return,
-                () = tokio::time::sleep(RELOAD_INTERVAL) => {}
-                Some(()) = async { hangup.as_mut()?.recv().await } => {}
-            }
-            match self.reload() {
-                Ok(true) => {
-                    last_error = None;
-                    tracing::info!(file = ?self.file, "tokens file reloaded");
-                }
-                Ok(false) => last_error = None,
-                Err(e) => {
-                    let text = e.to_string();
-                    if last_error.as_ref() != Some(&text) {
-                        tracing::error!(error = %text, "tokens file not reloaded; the previous tokens stay in use");
-                        last_error = Some(text);
-                    }
-                }
-            }
-        }
-    }
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>, TokensFileError> {

@@ -63,6 +63,12 @@ pub struct Metrics {
     pub connections_open: Family<ListenerLabels, Gauge>,
     pub connections_rejected: Family<ListenerLabels, Counter>,
     pub connection_limits: Family<LimitLabels, Counter>,
+    /// TLS handshakes that failed (bad or missing client certificate,
+    /// plaintext on a TLS port, timeouts).
+    pub tls_handshake_failures: Family<ListenerLabels, Counter>,
+    /// Seconds until this region's peer certificate expires (set at each
+    /// scrape; absent without peer TLS).
+    pub peer_cert_expiry: Gauge,
 }
 
 /// Which listener (`public` or `peer`).
@@ -197,6 +203,18 @@ impl Metrics {
             "Connections closed by a limit (header_timeout, header_too_large, idle_timeout)",
             connection_limits.clone(),
         );
+        let tls_handshake_failures = Family::<ListenerLabels, Counter>::default();
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes refused or abandoned per listener",
+            tls_handshake_failures.clone(),
+        );
+        let peer_cert_expiry = Gauge::default();
+        registry.register(
+            "peer_certificate_expiry_seconds",
+            "Seconds until this region's peer certificate (peer.cert_file) expires",
+            peer_cert_expiry.clone(),
+        );
         Self {
             registry,
             requests,
@@ -213,6 +231,8 @@ impl Metrics {
             connections_open,
             connections_rejected,
             connection_limits,
+            tls_handshake_failures,
+            peer_cert_expiry,
         }
     }
 

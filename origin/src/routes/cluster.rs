@@ -127,10 +127,7 @@ async fn forward(
             "no leader is known yet; retry in a second",
         );
     };
-    let mut request = state
-        .replica
-        .http()
-        .request(method.clone(), format!("http://{leader}{path}"));
+    let mut request = state.replica.http().request(method.clone(), &leader, path);
     if let Some(authorization) = authorization {
         request = request.header(header::AUTHORIZATION, authorization);
     }

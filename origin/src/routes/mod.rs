@@ -23,6 +23,7 @@ use hyper::body::Incoming;
 use crate::config::Config;
 use crate::credentials::{Credentials, Scope};
 use crate::metrics::Metrics;
+use crate::peer_tls::PeerIdentity;
 use crate::peers::PeerClient;
 use crate::raft::{Refusal, Replica, WriteError};
 use crate::response::{self, ResBody};
@@ -43,6 +44,9 @@ pub struct AppState {
     pub stopping: tokio_util::sync::CancellationToken,
     /// Whether peer traffic has a listener of its own (`[peer]`).
     pub peer_listener: bool,
+    /// Mutual TLS between regions (`[peer] ca_file...`): then only peer
+    /// certificates reach `/internal/*`, and no token does.
+    pub peer_tls: Option<Arc<crate::peer_tls::PeerTls>>,
 }
 
 /// The listener a request arrived on.
@@ -172,11 +176,15 @@ pub async fn dispatch(
         return response::text(StatusCode::NOT_FOUND, message);
     }
     let method = req.method().clone();
+    // A peer certificate reads `/cluster` (bootstrap and membership
+    // probes); the peer listener serves nothing else it could read.
+    let from_peer = req.extensions().get::<PeerIdentity>().is_some();
     if is_read(&method)
         && matches!(
             route,
             Route::Kv | Route::Plugins | Route::Events | Route::Cluster | Route::Metrics
         )
+        && !from_peer
         && let Err(denied) = auth::require(
             req.headers(),
             &state.credentials,

@@ -67,6 +67,9 @@ pub fn metrics(state: &Arc<AppState>, method: &Method) -> Response<ResBody> {
         .set(state.replica.state.read(|s| s.assets.len()) as i64);
     let status = state.replica.status();
     m.leader_changes.set(status.leader_changes as i64);
+    if let Some(tls) = &state.peer_tls {
+        m.peer_cert_expiry.set(tls.seconds_left());
+    }
     for peer in &status.members {
         if let Some(lag) = peer.replication_lag {
             m.replication_lag
