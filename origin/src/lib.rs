@@ -14,6 +14,7 @@ pub mod listen;
 pub mod metrics;
 pub mod peer_tls;
 pub mod peers;
+pub mod public_tls;
 pub mod raft;
 mod reload;
 mod response;

@@ -94,9 +94,18 @@ fn build_config(args: Args) -> anyhow::Result<Config> {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let server = Server::start(config).await?;
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "origin listening on http://{}", server.local_addr())?;
+    writeln!(
+        stdout,
+        "origin listening on {scheme}://{}",
+        server.local_addr()
+    )?;
     stdout.flush()?;
     drop(stdout);
     tracing::info!(

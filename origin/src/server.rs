@@ -26,6 +26,7 @@ use crate::listen::{self, Listener, Stop};
 use crate::metrics::{Metrics, RequestLabels, RouteLabels, method_label};
 use crate::peer_tls::{PeerTls, RELOAD_INTERVAL as RELOAD_PEER_TLS};
 use crate::peers::http::PeerAuth;
+use crate::public_tls::{PublicTls, RELOAD_INTERVAL as RELOAD_PUBLIC_TLS};
 use crate::raft::{Replica, ReplicaError};
 use crate::reload;
 use crate::response::ResBody;
@@ -49,6 +50,8 @@ pub enum StartError {
     Tokens(#[from] crate::credentials::TokensFileError),
     #[error("{0}")]
     PeerTls(#[from] crate::peer_tls::PeerTlsError),
+    #[error("{0}")]
+    PublicTls(#[from] crate::public_tls::PublicTlsError),
     #[error("cannot start replication: {0}")]
     Replica(#[from] ReplicaError),
     #[error("cannot listen on {addr}: {source}")]
@@ -143,6 +146,7 @@ impl Server {
         };
         let peer_addr = peer.as_ref().map(|(addr, ..)| *addr);
         let peer_tls = peer.as_ref().and_then(|(.., tls)| tls.clone());
+        let public_tls = config.tls.clone().map(PublicTls::load).transpose()?;
         let credentials = Arc::new(Credentials::new(
             &config.token,
             peer_tls.is_none(),
@@ -176,6 +180,12 @@ impl Server {
                 reload::watch("tokens_file", RELOAD_TOKENS, stop, || credentials.reload()).await
             }));
         }
+        if let Some(tls) = &public_tls {
+            let (tls, stop) = (tls.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                reload::watch("tls certificate", RELOAD_PUBLIC_TLS, stop, || tls.reload()).await
+            }));
+        }
         if let Some(tls) = &peer_tls {
             let (tls, stop) = (tls.clone(), stop.clone());
             tasks.push(tokio::spawn(async move {
@@ -198,7 +208,7 @@ impl Server {
                 socket: public,
                 limits,
                 name: "public",
-                tls: None,
+                tls: public_tls.map(|t| Arc::new(t.server_config())),
             },
             Side::Public,
             &state,

@@ -23,6 +23,24 @@ pub enum PemError {
     },
     #[error("{} holds no PEM {kind} block", path.display())]
     Empty { path: PathBuf, kind: &'static str },
+    #[error("{} does not fit {}: {reason}", key.display(), cert.display())]
+    Mismatch {
+        cert: PathBuf,
+        key: PathBuf,
+        reason: String,
+    },
+}
+
+impl PemError {
+    /// The file at fault (for a mismatch, the key).
+    pub fn path(&self) -> &Path {
+        match self {
+            PemError::Read { path, .. }
+            | PemError::Bad { path, .. }
+            | PemError::Empty { path, .. } => path,
+            PemError::Mismatch { key, .. } => key,
+        }
+    }
 }
 
 /// The certificates in `path`, in file order (leaf first for a chain).
@@ -55,6 +73,30 @@ pub fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, PemError> {
             path: path.to_path_buf(),
             kind: "PRIVATE KEY",
         })
+}
+
+/// The chain in `cert` with the key in `key`, checked to belong together,
+/// ready for a rustls certificate resolver.
+pub fn certified_key(
+    cert: &Path,
+    key: &Path,
+    provider: &rustls::crypto::CryptoProvider,
+) -> Result<rustls::sign::CertifiedKey, PemError> {
+    let chain = read_certs(cert)?;
+    let mismatch = |reason: String| PemError::Mismatch {
+        cert: cert.to_path_buf(),
+        key: key.to_path_buf(),
+        reason,
+    };
+    let signing = provider
+        .key_provider
+        .load_private_key(read_key(key)?)
+        .map_err(|e| mismatch(e.to_string()))?;
+    let certified = rustls::sign::CertifiedKey::new(chain, signing);
+    certified
+        .keys_match()
+        .map_err(|e| mismatch(e.to_string()))?;
+    Ok(certified)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, PemError> {

@@ -18,6 +18,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use crate::public_tls::ServerTlsFiles;
 use service_base::config_file::{self, ConfigError, FieldError};
 
 /// The listen address used when the file does not name one.
@@ -66,6 +68,8 @@ pub struct Config {
     /// A listener of its own for traffic between regions (`[peer]`);
     /// `None` serves it on `listen`.
     pub peer: Option<PeerListener>,
+    /// TLS on the public listener (`[tls]`); `None` serves plaintext.
+    pub tls: Option<ServerTlsFiles>,
 }
 
 /// One `[[cache_rules]]` entry.
@@ -94,6 +98,14 @@ struct RawConfig {
     max_upload_bytes: Option<u64>,
     limits: Option<listener::RawLimits>,
     peer: Option<listener::RawPeer>,
+    tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert_file: PathBuf,
+    key_file: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -122,6 +134,7 @@ impl Config {
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             limits: crate::listen::Limits::PUBLIC,
             peer: None,
+            tls: None,
         }
     }
 
@@ -260,6 +273,10 @@ fn validate(raw: RawConfig) -> Result<Config, FieldError> {
             .unwrap_or_default()
             .validate("limits", crate::listen::Limits::PUBLIC)?,
         peer: raw.peer.map(listener::RawPeer::validate).transpose()?,
+        tls: raw.tls.map(|t| ServerTlsFiles {
+            cert_file: t.cert_file,
+            key_file: t.key_file,
+        }),
     };
     config.validate_shape()?;
     Ok(config)
@@ -495,6 +512,11 @@ mod tests {
                 "peer.idle_timeout",
             ),
             ("[peer]\nlisten = \"127.0.0.1:7070\"", "peer.listen"),
+            (
+                "[peer]\nlisten = \"127.0.0.1:7071\"\nca_file = \"/ca.pem\"",
+                "peer.cert_file",
+            ),
+            ("[tls]\ncert_file = \"/c.pem\"", "key_file"),
         ] {
             let msg = parse(&format!("data_dir = \"/x\"\ntoken = \"t\"\n{section}"))
                 .unwrap_err()

@@ -27,7 +27,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::CertificateDer;
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::sign::CertifiedKey;
@@ -240,9 +239,17 @@ fn load(
     let servers = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
         .build()
         .map_err(|e| invalid("ca_file", &files.ca_file, e.to_string()))?;
-    let chain: Vec<CertificateDer<'static>> =
-        pem::read_certs(&files.cert_file).map_err(pem_err("cert_file"))?;
-    let found = node_id_of(&chain[0]).map_err(|r| invalid("cert_file", &files.cert_file, r))?;
+    let key =
+        pem::certified_key(&files.cert_file, &files.key_file, provider).map_err(|source| {
+            let field = if source.path() == files.key_file {
+                "key_file"
+            } else {
+                "cert_file"
+            };
+            PeerTlsError::Pem { field, source }
+        })?;
+    let leaf = &key.cert[0];
+    let found = node_id_of(leaf).map_err(|r| invalid("cert_file", &files.cert_file, r))?;
     if found != node_id {
         return Err(PeerTlsError::WrongNode {
             path: files.cert_file.clone(),
@@ -250,20 +257,7 @@ fn load(
             expected: node_id,
         });
     }
-    let not_after = not_after_of(&chain[0]).unwrap_or_default();
-    let key = pem::read_key(&files.key_file).map_err(pem_err("key_file"))?;
-    let signing = provider
-        .key_provider
-        .load_private_key(key)
-        .map_err(|e| invalid("key_file", &files.key_file, e.to_string()))?;
-    let key = CertifiedKey::new(chain, signing);
-    key.keys_match().map_err(|e| {
-        invalid(
-            "key_file",
-            &files.key_file,
-            format!("does not fit {}: {e}", files.cert_file.display()),
-        )
-    })?;
+    let not_after = not_after_of(leaf).unwrap_or_default();
     Ok(Loaded {
         key: Arc::new(key),
         clients,
