@@ -298,3 +298,32 @@ async fn three_regions_replicate_elect_and_lose_nothing_over_mutual_tls() {
     assert!(expiry(&c.metrics(0).await) > 0);
     c.shutdown().await;
 }
+
+#[tokio::test]
+async fn raft_refuses_an_answer_from_another_node_than_the_one_it_called() {
+    use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+    use origin::peer_tls::PeerTls;
+    use origin::peers::http::PeerAuth;
+
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("peer CA");
+    let o = single(&ca, dir.path()).await;
+    let mine = ca.write(dir.path(), "node-2", &leaf(Some(2), &[]));
+    let http = PeerAuth::Tls(PeerTls::load(mine, 2).unwrap()).client(reqwest::Client::builder());
+    let mut network = origin::raft::network::Network::new(http);
+    let addr = o.server.peer_addr().unwrap().to_string();
+    let option = RPCOption::new(Duration::from_secs(5));
+    let vote = || openraft::raft::VoteRequest::new(openraft::Vote::new(1000, 2), None);
+    // Node 1 answers at its address: what Raft asked for.
+    let mut to_1 = network
+        .new_client(1, &openraft::BasicNode::new(&addr))
+        .await;
+    to_1.vote(vote(), option.clone()).await.unwrap();
+    // The same address believed to be node 3's: the answer is refused.
+    let mut to_3 = network
+        .new_client(3, &openraft::BasicNode::new(&addr))
+        .await;
+    let refused = to_3.vote(vote(), option).await.unwrap_err().to_string();
+    assert!(refused.contains("node 1, not node 3"), "{refused}");
+    o.server.shutdown().await;
+}

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use reqwest::{ClientBuilder, Method, RequestBuilder};
 
 use crate::peer_tls::PeerTls;
+use crate::raft::NodeId;
 
 /// The credential peer requests carry.
 #[derive(Debug, Clone)]
@@ -34,7 +35,9 @@ impl PeerAuth {
             PeerAuth::Tls(tls) => (
                 builder
                     .use_preconfigured_tls(tls.client_config())
-                    .https_only(true),
+                    .https_only(true)
+                    // For [`PeerHttp::node_of`].
+                    .tls_info(true),
                 "https",
             ),
         };
@@ -65,5 +68,17 @@ impl PeerHttp {
 
     pub fn post(&self, addr: &str, path: &str) -> RequestBuilder {
         self.request(Method::POST, addr, path)
+    }
+
+    /// The node whose certificate answered `response`; `None` without
+    /// peer TLS. The handshake already checked the CA, the address's name
+    /// and that the certificate names some node; which node is for the
+    /// caller to compare with the one it meant to reach.
+    pub fn node_of(response: &reqwest::Response) -> Option<Result<NodeId, String>> {
+        let der = response
+            .extensions()
+            .get::<reqwest::tls::TlsInfo>()?
+            .peer_certificate()?;
+        Some(crate::peer_tls::node_id_of(der))
     }
 }

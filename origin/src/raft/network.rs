@@ -111,6 +111,19 @@ impl Peer {
                     RPCError::Network(NetworkError::new(&e))
                 }
             })?;
+        if let Some(node) = PeerHttp::node_of(&response)
+            && node.as_ref() != Ok(&self.target)
+        {
+            // Another region answers at this member's address (a stale
+            // address after a move, or a misissued certificate): its
+            // answer must not count as the target's.
+            let found = node.map_or_else(|e| e, |id| format!("node {id}"));
+            let e = std::io::Error::other(format!(
+                "the peer at {} presented the certificate of {found}, not node {}",
+                self.addr, self.target
+            ));
+            return Err(RPCError::Network(NetworkError::new(&e)));
+        }
         if response.status() == reqwest::StatusCode::PAYLOAD_TOO_LARGE
             && let Some(too_large) = too_large
         {
