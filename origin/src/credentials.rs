@@ -186,7 +186,9 @@ fn digest(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
-/// `scope token` per line; `#` starts a comment; blank lines are skipped.
+/// `scope token` per line; `#` starts a comment (so a token cannot hold
+/// one; generated hex or base64url tokens never do); blank lines are
+/// skipped.
 fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<Entry>, TokensFileError> {
     let err = |line: usize, reason: String| TokensFileError::Line {
         path: path.to_path_buf(),
