@@ -7,12 +7,16 @@
 //! [`Server::start`]; `main.rs` is a thin CLI around the same call.
 
 pub mod config;
+pub mod credentials;
 pub mod http_cond;
 mod json_size;
 pub mod listen;
 pub mod metrics;
+pub mod peer_tls;
 pub mod peers;
+pub mod public_tls;
 pub mod raft;
+mod reload;
 mod response;
 mod routes;
 mod server;

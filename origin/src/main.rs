@@ -35,6 +35,10 @@ struct Args {
         hide_env_values = true
     )]
     read_token: Option<String>,
+    /// File of further tokens, `scope token` per line (overrides the
+    /// file's `tokens_file`); re-read on change and on SIGHUP.
+    #[arg(long, value_name = "FILE", env = "ORIGIN_TOKENS_FILE")]
+    tokens_file: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -80,6 +84,9 @@ fn build_config(args: Args) -> anyhow::Result<Config> {
     if let Some(read_token) = args.read_token {
         config.read_token = Some(read_token);
     }
+    if let Some(tokens_file) = args.tokens_file {
+        config.tokens_file = Some(tokens_file);
+    }
     config
         .validate()
         .context("invalid value given on the command line")?;
@@ -87,9 +94,18 @@ fn build_config(args: Args) -> anyhow::Result<Config> {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let server = Server::start(config).await?;
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "origin listening on http://{}", server.local_addr())?;
+    writeln!(
+        stdout,
+        "origin listening on {scheme}://{}",
+        server.local_addr()
+    )?;
     stdout.flush()?;
     drop(stdout);
     tracing::info!(

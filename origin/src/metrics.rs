@@ -63,6 +63,12 @@ pub struct Metrics {
     pub connections_open: Family<ListenerLabels, Gauge>,
     pub connections_rejected: Family<ListenerLabels, Counter>,
     pub connection_limits: Family<LimitLabels, Counter>,
+    /// TLS handshakes that failed (bad or missing client certificate,
+    /// plaintext on a TLS port, timeouts).
+    pub tls_handshake_failures: Family<ListenerLabels, Counter>,
+    /// Seconds until this region's peer certificate expires (set at each
+    /// scrape; absent without peer TLS).
+    pub peer_cert_expiry: Gauge,
     pub queue_messages: Family<QueueStateLabels, Gauge>,
     pub queue_oldest_age: Family<QueueLabels, Gauge>,
 }
@@ -225,6 +231,18 @@ impl Metrics {
             "Age of the oldest message held per queue",
             queue_oldest_age.clone(),
         );
+        let tls_handshake_failures = Family::<ListenerLabels, Counter>::default();
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes refused or abandoned per listener",
+            tls_handshake_failures.clone(),
+        );
+        let peer_cert_expiry = Gauge::default();
+        registry.register(
+            "peer_certificate_expiry_seconds",
+            "Seconds until this region's peer certificate (peer.cert_file) expires",
+            peer_cert_expiry.clone(),
+        );
         Self {
             registry,
             requests,
@@ -243,6 +261,8 @@ impl Metrics {
             connection_limits,
             queue_messages,
             queue_oldest_age,
+            tls_handshake_failures,
+            peer_cert_expiry,
         }
     }
 

@@ -8,6 +8,7 @@
 //! on the way in and refused unless they hash to the address asked for; a
 //! corrupt copy on one peer makes us try the next.
 
+pub mod http;
 pub mod push;
 
 use std::time::Duration;
@@ -37,32 +38,26 @@ pub enum Fetched {
 /// An HTTP client for peer regions.
 #[derive(Debug, Clone)]
 pub struct PeerClient {
-    http: reqwest::Client,
+    http: http::PeerHttp,
     /// For pushes: reqwest's read timeout runs from the start of a request
     /// until the response headers, which a peer sends only after storing
     /// the whole body, so pushes get a deadline scaled to the blob instead.
-    push_http: reqwest::Client,
-}
-
-impl Default for PeerClient {
-    fn default() -> Self {
-        Self::new()
-    }
+    push_http: http::PeerHttp,
 }
 
 impl PeerClient {
-    pub fn new() -> Self {
-        let http = reqwest::Client::builder()
-            .pool_idle_timeout(crate::listen::CLIENT_POOL_IDLE)
-            .connect_timeout(Duration::from_millis(500))
-            .read_timeout(Duration::from_secs(10))
-            .build()
-            .expect("reqwest client builds");
-        let push_http = reqwest::Client::builder()
-            .pool_idle_timeout(crate::listen::CLIENT_POOL_IDLE)
-            .connect_timeout(Duration::from_millis(500))
-            .build()
-            .expect("reqwest client builds");
+    pub fn new(auth: &http::PeerAuth) -> Self {
+        let http = auth.client(
+            reqwest::Client::builder()
+                .pool_idle_timeout(crate::listen::CLIENT_POOL_IDLE)
+                .connect_timeout(Duration::from_millis(500))
+                .read_timeout(Duration::from_secs(10)),
+        );
+        let push_http = auth.client(
+            reqwest::Client::builder()
+                .pool_idle_timeout(crate::listen::CLIENT_POOL_IDLE)
+                .connect_timeout(Duration::from_millis(500)),
+        );
         Self { http, push_http }
     }
 
@@ -73,12 +68,11 @@ impl PeerClient {
         blobs: &Blobs,
         sha256: &str,
         addrs: &[String],
-        token: &str,
     ) -> Result<Fetched, FetchError> {
         let mut saw_corrupt = false;
         for addr in addrs {
-            let url = format!("http://{addr}/internal/blobs/{sha256}");
-            let response = match self.http.get(&url).bearer_auth(token).send().await {
+            let path = format!("/internal/blobs/{sha256}");
+            let response = match self.http.get(addr, &path).send().await {
                 Ok(r) if r.status().is_success() => r,
                 Ok(_) | Err(_) => continue,
             };

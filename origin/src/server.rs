@@ -21,9 +21,14 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::credentials::{Credentials, RELOAD_INTERVAL as RELOAD_TOKENS};
 use crate::listen::{self, Listener, Stop};
 use crate::metrics::{Metrics, RequestLabels, RouteLabels, method_label};
+use crate::peer_tls::{PeerTls, RELOAD_INTERVAL as RELOAD_PEER_TLS};
+use crate::peers::http::PeerAuth;
+use crate::public_tls::{PublicTls, RELOAD_INTERVAL as RELOAD_PUBLIC_TLS};
 use crate::raft::{Replica, ReplicaError};
+use crate::reload;
 use crate::response::ResBody;
 use crate::routes::{self, AppState, Route, Side};
 use crate::store::Store;
@@ -41,6 +46,12 @@ pub enum StartError {
     },
     #[error("cannot open blob storage: {0}")]
     Storage(#[source] std::io::Error),
+    #[error("{0}")]
+    Tokens(#[from] crate::credentials::TokensFileError),
+    #[error("{0}")]
+    PeerTls(#[from] crate::peer_tls::PeerTlsError),
+    #[error("{0}")]
+    PublicTls(#[from] crate::public_tls::PublicTlsError),
     #[error("cannot start replication: {0}")]
     Replica(#[from] ReplicaError),
     #[error("cannot listen on {addr}: {source}")]
@@ -108,13 +119,21 @@ impl Server {
             addr: config.listen,
             source,
         })?;
-        let peer = match (peer, config.peer) {
+        let (node_id, members) = match &config.cluster {
+            Some(c) => (c.node_id, Some(c.members.clone())),
+            None => (1, None),
+        };
+        let peer = match (peer, config.peer.clone()) {
             (Some(socket), Some(p)) => {
                 let addr = socket.local_addr().map_err(|source| StartError::Bind {
                     addr: p.listen,
                     source,
                 })?;
-                Some((addr, socket, p.limits))
+                let tls = p
+                    .tls
+                    .map(|files| PeerTls::load(files, node_id))
+                    .transpose()?;
+                Some((addr, socket, p.limits, tls))
             }
             (Some(_), None) => {
                 return Err(service_base::config_file::FieldError::new(
@@ -126,54 +145,81 @@ impl Server {
             (None, _) => None,
         };
         let peer_addr = peer.as_ref().map(|(addr, ..)| *addr);
+        let peer_tls = peer.as_ref().and_then(|(.., tls)| tls.clone());
+        let public_tls = config.tls.clone().map(PublicTls::load).transpose()?;
+        let credentials = Arc::new(Credentials::new(
+            &config.token,
+            peer_tls.is_none(),
+            config.read_token.as_deref(),
+            config.tokens_file.as_deref(),
+        )?);
         std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
             dir: config.data_dir.clone(),
             source,
         })?;
         let store = Store::open(&config).map_err(StartError::Storage)?;
-        let (node_id, members) = match &config.cluster {
-            Some(c) => (c.node_id, c.members.clone()),
-            None => (1, [(1, peer_addr.unwrap_or(local_addr).to_string())].into()),
+        let members =
+            members.unwrap_or_else(|| [(1, peer_addr.unwrap_or(local_addr).to_string())].into());
+        let auth = match &peer_tls {
+            Some(tls) => PeerAuth::Tls(tls.clone()),
+            None => PeerAuth::Token(config.token.clone()),
         };
         let raft_dir = config.data_dir.join("raft");
-        let replica = Replica::start(
-            &raft_dir,
-            node_id,
-            members,
-            config.raft,
-            config.token.clone(),
-        )
-        .await?;
+        let replica =
+            Replica::start(&raft_dir, node_id, members, config.raft, auth.clone()).await?;
         let stop = Stop {
             graceful: CancellationToken::new(),
             kill: CancellationToken::new(),
         };
         let metrics = Arc::new(Metrics::new());
         let limits = config.limits;
+        let mut tasks = Vec::new();
+        if config.tokens_file.is_some() {
+            let (credentials, stop) = (credentials.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                reload::watch("tokens_file", RELOAD_TOKENS, stop, || credentials.reload()).await
+            }));
+        }
+        if let Some(tls) = &public_tls {
+            let (tls, stop) = (tls.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                reload::watch("tls certificate", RELOAD_PUBLIC_TLS, stop, || tls.reload()).await
+            }));
+        }
+        if let Some(tls) = &peer_tls {
+            let (tls, stop) = (tls.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                reload::watch("peer certificates", RELOAD_PEER_TLS, stop, || tls.reload()).await
+            }));
+        }
         let state = Arc::new(AppState {
             config,
+            credentials,
             store,
             metrics: metrics.clone(),
             replica: replica.clone(),
-            peers: crate::peers::PeerClient::new(),
+            peers: crate::peers::PeerClient::new(&auth),
+            peer_tls: peer_tls.clone(),
             stopping: stop.graceful.clone(),
             peer_listener: peer.is_some(),
         });
-        let mut tasks = vec![spawn_listener(
+        tasks.push(spawn_listener(
             Listener {
                 socket: public,
                 limits,
                 name: "public",
+                tls: public_tls.map(|t| Arc::new(t.server_config())),
             },
             Side::Public,
             &state,
             &stop,
-        )];
-        if let Some((_, socket, limits)) = peer {
+        ));
+        if let Some((_, socket, limits, tls)) = peer {
             let listener = Listener {
                 socket,
                 limits,
                 name: "peer",
+                tls: tls.map(|t| Arc::new(t.server_config())),
             };
             tasks.push(spawn_listener(listener, Side::Peer, &state, &stop));
         }

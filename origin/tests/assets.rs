@@ -81,9 +81,17 @@ async fn put_get_head_delete_round_trip() {
 async fn writes_need_the_token() {
     let o = Origin::start().await;
     let url = o.url("/assets/a.txt");
-    let no_auth = o.client.put(&url).body("x").send().await.unwrap();
+    let no_auth = reqwest::Client::new()
+        .put(&url)
+        .body("x")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(no_auth.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(header(&no_auth, "www-authenticate"), "Bearer");
+    // The harness client's read token is valid, but only for reads.
+    let read_only = o.client.put(&url).body("x").send().await.unwrap();
+    assert_eq!(read_only.status(), StatusCode::FORBIDDEN);
     let wrong = o
         .client
         .put(&url)
@@ -103,7 +111,7 @@ async fn writes_need_the_token() {
         StatusCode::CREATED
     );
     let del = o.client.delete(&url).send().await.unwrap();
-    assert_eq!(del.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(del.status(), StatusCode::FORBIDDEN);
     assert_eq!(
         o.get("/assets/a.txt").send().await.unwrap().status(),
         StatusCode::OK
@@ -342,5 +350,6 @@ async fn private_reads_need_a_credential() {
         .send()
         .await
         .unwrap();
-    assert_eq!(write.status(), StatusCode::UNAUTHORIZED);
+    // 403, not 401: the token is valid, its scope is too narrow.
+    assert_eq!(write.status(), StatusCode::FORBIDDEN);
 }

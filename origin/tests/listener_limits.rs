@@ -107,6 +107,7 @@ async fn with_a_peer_listener_each_side_serves_its_own_routes() {
         c.peer = Some(PeerListener {
             listen: "127.0.0.1:0".parse().unwrap(),
             limits: Limits::PEER,
+            tls: None,
         });
     })
     .await;

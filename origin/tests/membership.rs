@@ -192,7 +192,8 @@ async fn bad_membership_requests_get_reasons() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    // The harness client's read token is valid but not `admin`.
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
 
     let resp = remove(&c, follower, "42").await;
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);

@@ -302,8 +302,8 @@ async fn bad_input_gets_a_4xx_naming_the_field() {
         declare(&o, "q", json!({"max_attempts": 0})).await,
         StatusCode::BAD_REQUEST
     );
-    // Writes need the write token; the read token (the harness default)
-    // only reads.
+    // Writes need a write token; the read token (the harness default)
+    // only reads: 403 (valid, too narrow), not 401.
     let denied = o
         .client
         .post(o.url("/queues/q/messages"))
@@ -311,7 +311,7 @@ async fn bad_input_gets_a_4xx_naming_the_field() {
         .send()
         .await
         .unwrap();
-    assert_eq!(denied.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(denied.status(), StatusCode::FORBIDDEN);
     let anonymous = reqwest::get(o.url("/queues")).await.unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
 }

@@ -8,5 +8,6 @@ pub mod config_file;
 pub mod error_line;
 pub mod logging;
 pub mod metrics_text;
+pub mod pem;
 pub mod secrets;
 pub mod shutdown;

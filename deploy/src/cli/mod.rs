@@ -12,6 +12,7 @@ pub mod queue;
 pub mod region;
 pub mod status;
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -36,6 +37,11 @@ pub struct OriginArgs {
         hide_default_value = true
     )]
     pub token: String,
+    /// PEM file of CA certificates to trust for an `https://` origin, on
+    /// top of the built-in public roots (for an origin whose `[tls]`
+    /// certificate comes from a private CA).
+    #[arg(long, global = true, env = "WAYPOST_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl OriginArgs {
@@ -56,11 +62,29 @@ impl OriginArgs {
         auth.set_sensitive(true);
         let headers =
             reqwest::header::HeaderMap::from_iter([(reqwest::header::AUTHORIZATION, auth)]);
-        builder(timeout)
-            .default_headers(headers)
-            .build()
-            .context("cannot create an HTTP client")
+        let mut builder = builder(timeout).default_headers(headers);
+        if let Some(path) = &self.ca_file {
+            for ca in read_cas(path)? {
+                builder = builder.add_root_certificate(ca);
+            }
+        }
+        builder.build().context("cannot create an HTTP client")
     }
+}
+
+/// The certificates in the PEM file `path`; an error names it.
+fn read_cas(path: &Path) -> anyhow::Result<Vec<reqwest::Certificate>> {
+    let pem = std::fs::read(path)
+        .with_context(|| format!("--ca-file: cannot read {}", path.display()))?;
+    let cas = reqwest::Certificate::from_pem_bundle(&pem)
+        .with_context(|| format!("--ca-file: {} is not PEM certificates", path.display()))?;
+    if cas.is_empty() {
+        anyhow::bail!(
+            "--ca-file: {} holds no PEM CERTIFICATE block",
+            path.display()
+        );
+    }
+    Ok(cas)
 }
 
 /// The HTTP client every command uses: no proxy (the services are usually
@@ -108,4 +132,72 @@ pub async fn success(resp: reqwest::Response, what: &str) -> anyhow::Result<reqw
         _ => "",
     };
     anyhow::bail!("{what} failed ({status}){hint}: {}", reason.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(origin: &str, ca_file: Option<PathBuf>) -> OriginArgs {
+        OriginArgs {
+            origin: origin.to_string(),
+            token: DEV_TOKEN.into(),
+            ca_file,
+        }
+    }
+
+    /// A CA and a certificate for 127.0.0.1 it signed, as PEM files.
+    fn pki(dir: &Path) -> origin::public_tls::ServerTlsFiles {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let ca = params.self_signed(&ca_key).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        std::fs::write(dir.join("origin.pem"), leaf.pem()).unwrap();
+        std::fs::write(dir.join("origin.key"), key.serialize_pem()).unwrap();
+        origin::public_tls::ServerTlsFiles {
+            cert_file: dir.join("origin.pem"),
+            key_file: dir.join("origin.key"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_ca_file_lets_the_cli_reach_an_https_origin() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = origin::Config::for_data_dir(dir.path().join("data"), DEV_TOKEN);
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.tls = Some(pki(dir.path()));
+        let server = origin::Server::start(config).await.unwrap();
+        let base = format!("https://{}", server.local_addr());
+        let timeout = Duration::from_secs(5);
+
+        let trusting = args(&base, Some(dir.path().join("ca.pem")));
+        let answer = trusting
+            .client(timeout)
+            .unwrap()
+            .get(trusting.url("/cluster"));
+        assert!(answer.send().await.unwrap().status().is_success());
+        let untrusting = args(&base, None);
+        let answer = untrusting
+            .client(timeout)
+            .unwrap()
+            .get(untrusting.url("/cluster"));
+        assert!(answer.send().await.is_err());
+        let missing = args(&base, Some(dir.path().join("missing.pem")));
+        let msg = format!("{:#}", missing.client(timeout).unwrap_err());
+        assert!(
+            msg.contains("--ca-file") && msg.contains("missing.pem"),
+            "{msg}"
+        );
+        std::fs::write(dir.path().join("empty.pem"), "no pem\n").unwrap();
+        let empty = args(&base, Some(dir.path().join("empty.pem")));
+        let msg = format!("{:#}", empty.client(timeout).unwrap_err());
+        assert!(msg.contains("empty.pem"), "{msg}");
+        server.shutdown().await;
+    }
 }

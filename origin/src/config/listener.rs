@@ -12,6 +12,9 @@
 //! [peer]
 //! listen = "10.0.1.10:7071"     # Raft RPCs, forwarded writes, blob copies
 //! max_connections = 1024        # same fields as [limits], own defaults
+//! ca_file = "/etc/waypost/peer-ca.pem"   # mutual TLS between regions:
+//! cert_file = "/etc/waypost/peer.pem"    # all three or none (see
+//! key_file = "/etc/waypost/peer.key"     # crate::peer_tls)
 //! ```
 //!
 //! Without `[peer]` the regions talk to each other on `listen`, sharing
@@ -22,18 +25,23 @@
 //! flood of the public port leaves the cluster's own connections alone.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 use service_base::config_file::FieldError;
 
 use crate::listen::{CLIENT_POOL_IDLE, Limits, MIN_HEADER_BYTES};
+use crate::peer_tls::PeerTlsFiles;
 
 /// The separate listener for traffic between regions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerListener {
     pub listen: SocketAddr,
     pub limits: Limits,
+    /// Mutual TLS between regions; `None` is plaintext with the cluster
+    /// token.
+    pub tls: Option<PeerTlsFiles>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -53,6 +61,9 @@ pub(super) struct RawLimits {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawPeer {
     listen: String,
+    ca_file: Option<PathBuf>,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
     #[serde(flatten)]
     limits: RawLimits,
 }
@@ -94,7 +105,32 @@ impl RawPeer {
                 ),
             ));
         }
-        Ok(PeerListener { listen, limits })
+        let tls = match (self.ca_file, self.cert_file, self.key_file) {
+            (Some(ca_file), Some(cert_file), Some(key_file)) => Some(PeerTlsFiles {
+                ca_file,
+                cert_file,
+                key_file,
+            }),
+            (None, None, None) => None,
+            (ca, cert, _) => {
+                let missing = if ca.is_none() {
+                    "ca_file"
+                } else if cert.is_none() {
+                    "cert_file"
+                } else {
+                    "key_file"
+                };
+                return Err(FieldError::new(
+                    format!("peer.{missing}"),
+                    "mutual TLS between regions needs all of ca_file, cert_file and key_file",
+                ));
+            }
+        };
+        Ok(PeerListener {
+            listen,
+            limits,
+            tls,
+        })
     }
 }
 

@@ -18,6 +18,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use crate::public_tls::ServerTlsFiles;
 use service_base::config_file::{self, ConfigError, FieldError};
 
 /// The listen address used when the file does not name one.
@@ -34,13 +36,18 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Root of the local object store (blobs and metadata).
     pub data_dir: PathBuf,
-    /// Bearer token that authorises writes (and reads).
+    /// The cluster's own bearer token: scope `admin`, and without peer TLS
+    /// also what regions present to each other on `/internal/*` (see
+    /// [`crate::credentials`]).
     pub token: String,
     /// Bearer token that authorises reads of KV, the change feed, cluster
     /// state, plugins and metrics, but no writes: what edges and monitoring
     /// present. Without it only `token` reads them; assets and `/healthz`
     /// need no token.
     pub read_token: Option<String>,
+    /// More tokens, `scope token` per line, re-read when the file changes
+    /// (`tokens_file`; [`crate::credentials`]).
+    pub tokens_file: Option<PathBuf>,
     /// `Cache-Control` for assets that match no rule.
     pub default_cache_control: String,
     /// Per-prefix `Cache-Control`; the longest matching prefix wins.
@@ -61,6 +68,8 @@ pub struct Config {
     /// A listener of its own for traffic between regions (`[peer]`);
     /// `None` serves it on `listen`.
     pub peer: Option<PeerListener>,
+    /// TLS on the public listener (`[tls]`); `None` serves plaintext.
+    pub tls: Option<ServerTlsFiles>,
 }
 
 /// One `[[cache_rules]]` entry.
@@ -79,6 +88,7 @@ struct RawConfig {
     data_dir: Option<PathBuf>,
     token: Option<String>,
     read_token: Option<String>,
+    tokens_file: Option<PathBuf>,
     default_cache_control: Option<String>,
     #[serde(default)]
     cache_rules: Vec<RawCacheRule>,
@@ -88,6 +98,14 @@ struct RawConfig {
     max_upload_bytes: Option<u64>,
     limits: Option<listener::RawLimits>,
     peer: Option<listener::RawPeer>,
+    tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert_file: PathBuf,
+    key_file: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,6 +125,7 @@ impl Config {
             data_dir: data_dir.into(),
             token: token.into(),
             read_token: None,
+            tokens_file: None,
             default_cache_control: DEFAULT_CACHE_CONTROL.to_string(),
             cache_rules: Vec::new(),
             cluster: None,
@@ -115,6 +134,7 @@ impl Config {
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             limits: crate::listen::Limits::PUBLIC,
             peer: None,
+            tls: None,
         }
     }
 
@@ -224,6 +244,7 @@ fn validate(raw: RawConfig) -> Result<Config, FieldError> {
         data_dir,
         token,
         read_token: raw.read_token,
+        tokens_file: raw.tokens_file,
         default_cache_control: raw
             .default_cache_control
             .unwrap_or_else(|| DEFAULT_CACHE_CONTROL.to_string()),
@@ -252,6 +273,10 @@ fn validate(raw: RawConfig) -> Result<Config, FieldError> {
             .unwrap_or_default()
             .validate("limits", crate::listen::Limits::PUBLIC)?,
         peer: raw.peer.map(listener::RawPeer::validate).transpose()?,
+        tls: raw.tls.map(|t| ServerTlsFiles {
+            cert_file: t.cert_file,
+            key_file: t.key_file,
+        }),
     };
     config.validate_shape()?;
     Ok(config)
@@ -487,6 +512,11 @@ mod tests {
                 "peer.idle_timeout",
             ),
             ("[peer]\nlisten = \"127.0.0.1:7070\"", "peer.listen"),
+            (
+                "[peer]\nlisten = \"127.0.0.1:7071\"\nca_file = \"/ca.pem\"",
+                "peer.cert_file",
+            ),
+            ("[tls]\ncert_file = \"/c.pem\"", "key_file"),
         ] {
             let msg = parse(&format!("data_dir = \"/x\"\ntoken = \"t\"\n{section}"))
                 .unwrap_err()

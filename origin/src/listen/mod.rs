@@ -1,7 +1,8 @@
 //! The origin's listeners: accepting connections and serving them with
 //! hyper under per-listener limits, ported from the edge's listener
-//! (`edge-node/src/listen/`, without TLS: the origin speaks plain HTTP/1.1
-//! and h2c).
+//! (`edge-node/src/listen/`): HTTP/1.1 and h2c, or either over TLS when
+//! the listener has a certificate (`[tls]` on the public listener, mutual
+//! TLS on the peer listener, [`crate::peer_tls`]).
 //!
 //! | limit | HTTP/1 | HTTP/2 |
 //! |---|---|---|
@@ -18,6 +19,7 @@
 mod conn;
 mod limits;
 mod reply;
+mod tls;
 mod tracker;
 
 use std::convert::Infallible;
@@ -60,6 +62,9 @@ pub struct Listener {
     pub limits: Limits,
     /// `public` or `peer`.
     pub name: &'static str,
+    /// Serve TLS with this configuration; a handshake that fails closes
+    /// the connection before any request is read.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// How [`serve`] ends.
@@ -92,6 +97,7 @@ where
         metrics,
         labels: labels.clone(),
         shutdown: stop.graceful.clone(),
+        tls: listener.tls.map(tokio_rustls::TlsAcceptor::from),
     });
     let permits = Arc::new(Semaphore::new(
         listener
@@ -185,6 +191,7 @@ struct Shared {
     metrics: Arc<Metrics>,
     labels: ListenerLabels,
     shutdown: CancellationToken,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Shared {
@@ -197,6 +204,38 @@ impl Shared {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn StdError + Send + Sync>>,
     {
+        if let Some(acceptor) = &self.tls {
+            let handshake = tls::accept(acceptor, stream, self.limits.header_read_timeout).await;
+            let (stream, identity) = match handshake {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    self.metrics
+                        .tls_handshake_failures
+                        .get_or_create(&self.labels)
+                        .inc();
+                    tracing::debug!(%peer, %error, listener = self.labels.listener, "TLS handshake failed");
+                    return;
+                }
+            };
+            let tracker = ConnTracker::new(false);
+            let io = TrackedIo::new(stream, Arc::clone(&tracker), true);
+            let service = tls::WithIdentity {
+                inner: service,
+                identity,
+            };
+            let ended = conn::drive(
+                &self.builder,
+                io,
+                service,
+                tracker,
+                &self.limits,
+                &self.shutdown,
+            )
+            .await;
+            // No 408 in plaintext into a TLS stream: the close says it.
+            self.finish(peer, ended);
+            return;
+        }
         // A second handle on the socket, so a 408 can still be written
         // after hyper's connection (which owns the stream) is dropped.
         let (stream, spare) = match keep_spare(stream) {

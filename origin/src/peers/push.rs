@@ -91,7 +91,6 @@ impl PeerClient {
         replica: &Replica,
         blobs: &Blobs,
         blob: &StoredBlob,
-        token: &str,
         pushes: &Family<PushLabels, Counter>,
     ) -> Result<(), NoBlobMajority> {
         let status = replica.status();
@@ -109,10 +108,10 @@ impl PeerClient {
         let (tx, mut results) = mpsc::channel(voters.len());
         for (id, addr) in voters.iter().filter(|(id, _)| *id != status.node_id) {
             let (client, blobs, tx) = (self.clone(), blobs.clone(), tx.clone());
-            let (id, addr, blob, token) = (*id, addr.clone(), blob.clone(), token.to_string());
+            let (id, addr, blob) = (*id, addr.clone(), blob.clone());
             let pushes = pushes.clone();
             tokio::spawn(async move {
-                let pushed = client.push_blob(&blobs, &addr, &blob, &token).await;
+                let pushed = client.push_blob(&blobs, &addr, &blob).await;
                 let result = match &pushed {
                     Ok(Pushed::Sent) => "sent",
                     Ok(Pushed::Present) => "present",
@@ -153,13 +152,11 @@ impl PeerClient {
         blobs: &Blobs,
         addr: &str,
         blob: &StoredBlob,
-        token: &str,
     ) -> Result<Pushed, PushError> {
-        let url = format!("http://{addr}/internal/blobs/{}", blob.sha256);
+        let path = format!("/internal/blobs/{}", blob.sha256);
         let head = self
             .http
-            .head(&url)
-            .bearer_auth(token)
+            .request(reqwest::Method::HEAD, addr, &path)
             .send()
             .await
             .map_err(PushError::Unreachable)?;
@@ -174,9 +171,8 @@ impl PeerClient {
         let local = blobs.get_stream(&blob.sha256, None).await?;
         let response = self
             .push_http
-            .put(&url)
+            .request(reqwest::Method::PUT, addr, &path)
             .timeout(push_deadline(blob.size))
-            .bearer_auth(token)
             .header(reqwest::header::CONTENT_LENGTH, blob.size)
             .body(reqwest::Body::wrap_stream(local.stream))
             .send()

@@ -33,6 +33,7 @@ use futures::stream::FuturesUnordered;
 use serde::Deserialize;
 
 use super::NodeId;
+use crate::peers::http::PeerHttp;
 
 /// How long a peer may take to answer `GET /cluster` during start-up.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
@@ -56,11 +57,11 @@ pub struct RemoteMember {
 
 /// Asks the origin at `addr` for its view of the cluster.
 pub async fn probe(
-    http: &reqwest::Client,
+    http: &PeerHttp,
     addr: &str,
     timeout: Duration,
 ) -> Result<Remote, reqwest::Error> {
-    http.get(format!("http://{addr}/cluster"))
+    http.get(addr, "/cluster")
         .timeout(timeout)
         .send()
         .await?
@@ -86,7 +87,7 @@ pub struct Existing {
 /// A listed peer that already belongs to a cluster, if any; `None` means
 /// this node may found the cluster from its config.
 pub async fn existing_cluster(
-    http: &reqwest::Client,
+    http: &PeerHttp,
     node_id: NodeId,
     members: &BTreeMap<NodeId, String>,
 ) -> Option<Existing> {

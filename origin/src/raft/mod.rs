@@ -39,6 +39,7 @@ use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, RaftMetrics};
 
 use crate::config::RaftTiming;
+use crate::peers::http::{PeerAuth, PeerHttp};
 
 pub use conditions::Conditions;
 pub use state::{Command, Event, EventKind, Outcome, State};
@@ -115,8 +116,7 @@ pub struct Replica {
     pub raft: Raft,
     pub state: StateMachine,
     pub node_id: NodeId,
-    http: reqwest::Client,
-    token: String,
+    http: PeerHttp,
     leader_changes: Arc<std::sync::atomic::AtomicU64>,
     snapshot_intake: Arc<tokio::sync::Mutex<intake::SnapshotIntake>>,
     read_rounds: Arc<read_index::ReadRounds>,
@@ -133,7 +133,7 @@ impl Replica {
         node_id: NodeId,
         members: BTreeMap<NodeId, String>,
         timing: RaftTiming,
-        token: String,
+        auth: PeerAuth,
     ) -> Result<Self, ReplicaError> {
         let log = log_store::LogStore::open(dir)?;
         let state = StateMachine::open(dir)?;
@@ -157,23 +157,16 @@ impl Replica {
             ..Default::default()
         }
         .validate()?;
-        // Every request between regions carries the cluster's token: peers'
+        // Every request between regions carries the peer credential: peers'
         // `GET /cluster` (bootstrap and membership checks) is a private
         // read, and a probe refused for want of it would look like "no
         // cluster here" and let a new region found its own.
-        let mut auth = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
-            .expect("the token was validated as header-safe");
-        auth.set_sensitive(true);
-        let http = reqwest::Client::builder()
-            .pool_idle_timeout(crate::listen::CLIENT_POOL_IDLE)
-            .connect_timeout(Duration::from_millis(500))
-            .default_headers(reqwest::header::HeaderMap::from_iter([(
-                reqwest::header::AUTHORIZATION,
-                auth,
-            )]))
-            .build()
-            .expect("reqwest client builds");
-        let network = network::Network::new(http.clone(), token.clone());
+        let http = auth.client(
+            reqwest::Client::builder()
+                .pool_idle_timeout(crate::listen::CLIENT_POOL_IDLE)
+                .connect_timeout(Duration::from_millis(500)),
+        );
+        let network = network::Network::new(http.clone());
         // A blank store under an id the cluster already registered is a
         // wiped member: it must not vote (see `identity`).
         let blank = log.is_blank() && state.applied_index() == 0;
@@ -233,7 +226,6 @@ impl Replica {
             state,
             node_id,
             http,
-            token,
             leader_changes,
             snapshot_intake: Arc::default(),
             read_rounds: Arc::default(),
@@ -328,7 +320,7 @@ impl Replica {
     }
 
     /// The client this node uses to reach other regions.
-    pub fn http(&self) -> &reqwest::Client {
+    pub fn http(&self) -> &PeerHttp {
         &self.http
     }
 
@@ -344,8 +336,7 @@ impl Replica {
         };
         let sent = self
             .http
-            .post(format!("http://{addr}/internal/raft/write"))
-            .bearer_auth(&self.token)
+            .post(addr, "/internal/raft/write")
             .timeout(remaining.max(Duration::from_millis(100)))
             .header(reqwest::header::CONTENT_TYPE, wire::CBOR)
             .body(body)
@@ -369,8 +360,7 @@ impl Replica {
     async fn forward_read_index(&self, addr: &str) -> Result<u64, WriteError> {
         let response = self
             .http
-            .get(format!("http://{addr}/internal/raft/read-index"))
-            .bearer_auth(&self.token)
+            .get(addr, "/internal/raft/read-index")
             .timeout(WRITE_TIMEOUT)
             .send()
             .await

@@ -2,7 +2,8 @@
 //!
 //! Each RPC is a CBOR ([`super::wire`]) `POST
 //! /internal/raft/{append,vote,snapshot}` to the peer's advertised
-//! address, authorised with the shared bearer token. The peer answers with
+//! address, authorised by the peer certificate or the cluster token
+//! ([`crate::peers::http`]). The peer answers with
 //! the JSON of `Result<Response, RaftError>`, so a remote Raft error comes
 //! back typed and a transport failure is `Unreachable`.
 //!
@@ -30,6 +31,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{NodeId, TypeConfig};
+use crate::peers::http::PeerHttp;
 
 /// Largest Raft request body a region accepts: a batch of log entries or a
 /// snapshot chunk.
@@ -45,21 +47,19 @@ pub const MAX_APPEND_BYTES: usize = 1024 * 1024;
 /// Makes a client per peer; they share one connection pool.
 #[derive(Debug, Clone)]
 pub struct Network {
-    http: reqwest::Client,
-    token: String,
+    http: PeerHttp,
 }
 
 impl Network {
-    pub fn new(http: reqwest::Client, token: String) -> Self {
-        Self { http, token }
+    pub fn new(http: PeerHttp) -> Self {
+        Self { http }
     }
 }
 
 /// The connection to one peer.
 #[derive(Debug)]
 pub struct Peer {
-    http: reqwest::Client,
-    token: String,
+    http: PeerHttp,
     target: NodeId,
     addr: String,
 }
@@ -70,7 +70,6 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
         Peer {
             http: self.http.clone(),
-            token: self.token.clone(),
             target,
             addr: node.addr.clone(),
         }
@@ -91,7 +90,7 @@ impl Peer {
         Resp: DeserializeOwned,
         Err: std::error::Error + DeserializeOwned,
     {
-        let url = format!("http://{}/internal/raft/{rpc}", self.addr);
+        let path = format!("/internal/raft/{rpc}");
         // No client-side timeout: openraft wraps every RPC in its own and
         // reports a `Timeout`, which it retries at once. Only a peer that
         // cannot be connected to is `Unreachable`, which makes openraft back
@@ -100,8 +99,7 @@ impl Peer {
             .map_err(|e| RPCError::Network(NetworkError::new(&std::io::Error::other(e))))?;
         let response = self
             .http
-            .post(url)
-            .bearer_auth(&self.token)
+            .post(&self.addr, &path)
             .header(reqwest::header::CONTENT_TYPE, super::wire::CBOR)
             .body(body)
             .send()
@@ -113,6 +111,19 @@ impl Peer {
                     RPCError::Network(NetworkError::new(&e))
                 }
             })?;
+        if let Some(node) = PeerHttp::node_of(&response)
+            && node.as_ref() != Ok(&self.target)
+        {
+            // Another region answers at this member's address (a stale
+            // address after a move, or a misissued certificate): its
+            // answer must not count as the target's.
+            let found = node.map_or_else(|e| e, |id| format!("node {id}"));
+            let e = std::io::Error::other(format!(
+                "the peer at {} presented the certificate of {found}, not node {}",
+                self.addr, self.target
+            ));
+            return Err(RPCError::Network(NetworkError::new(&e)));
+        }
         if response.status() == reqwest::StatusCode::PAYLOAD_TOO_LARGE
             && let Some(too_large) = too_large
         {
@@ -214,8 +225,8 @@ mod tests {
             }
         });
         Peer {
-            http: reqwest::Client::new(),
-            token: "t".into(),
+            http: crate::peers::http::PeerAuth::Token("t".into())
+                .client(reqwest::Client::builder()),
             target: 2,
             addr: addr.to_string(),
         }

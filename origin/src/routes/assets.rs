@@ -15,8 +15,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
-use super::auth::require_token;
+use super::auth;
 use super::{AppState, blob_body, body, query, write_failed};
+use crate::credentials::Scope;
 use crate::http_cond::{self, Precondition, Validators};
 use crate::raft::{Command, Conditions};
 use crate::response::{self, ResBody};
@@ -108,7 +109,12 @@ pub async fn put(
     raw_name: &str,
     req: Request<Incoming>,
 ) -> Response<ResBody> {
-    if let Err(denied) = require_token(req.headers(), &state.config.token) {
+    if let Err(denied) = auth::require(
+        req.headers(),
+        &state.credentials,
+        Scope::Write,
+        "uploading an asset",
+    ) {
         return denied;
     }
     let path = match AssetPath::from_url_path(raw_name) {
@@ -182,7 +188,12 @@ pub async fn delete(
     raw_name: &str,
     req: &Request<Incoming>,
 ) -> Response<ResBody> {
-    if let Err(denied) = require_token(req.headers(), &state.config.token) {
+    if let Err(denied) = auth::require(
+        req.headers(),
+        &state.credentials,
+        Scope::Write,
+        "deleting an asset",
+    ) {
         return denied;
     }
     let path = match AssetPath::from_url_path(raw_name) {

@@ -1,56 +1,60 @@
-//! Bearer-token checks: the write token for writes; the read token (or the
-//! write token, which implies read) for reads of everything but assets.
+//! Who may call what: bearer tokens by scope ([`crate::credentials`]) and,
+//! on a peer listener with mutual TLS, the peer's certificate.
+//!
+//! A missing or unknown token is 401 (with `WWW-Authenticate: Bearer`, as
+//! RFC 6750 asks); a valid token whose scope is too narrow is 403 with the
+//! scope it has and the one needed, so the operator knows which token to
+//! use instead.
 
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 
-use crate::config::Config;
+use crate::credentials::{Credentials, Scope};
 use crate::response::{self, ResBody};
 
-/// `Ok` if `headers` carry `Authorization: Bearer <token>`, else the 401 to
-/// send (with `WWW-Authenticate: Bearer`, as RFC 6750 asks).
+/// `Ok` if `headers` carry a token of scope `need` or wider; `what` names
+/// the action for the refusal ("uploading an asset").
 #[allow(clippy::result_large_err)]
-pub fn require_token(headers: &HeaderMap, token: &str) -> Result<(), Response<ResBody>> {
-    let presented = bearer(headers);
-    let reason = match presented {
-        Some(t) if constant_time_eq(t.as_bytes(), token.as_bytes()) => return Ok(()),
-        Some(_) => "the bearer token is not valid for this origin",
-        None => "writes need `Authorization: Bearer <token>` with the origin's token",
+pub fn require(
+    headers: &HeaderMap,
+    credentials: &Credentials,
+    need: Scope,
+    what: &str,
+) -> Result<(), Response<ResBody>> {
+    let Some(presented) = bearer(headers) else {
+        return Err(unauthorized(format!(
+            "{what} needs `Authorization: Bearer <token>` with a token of scope `{}`; only \
+             /assets/ and /healthz are public",
+            need.as_str()
+        )));
     };
-    let mut response = response::text(StatusCode::UNAUTHORIZED, reason);
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    Err(response)
-}
-
-/// `Ok` if `headers` carry a token that may read private state (KV, the
-/// change feed, cluster state, plugins, metrics): the read token, or the
-/// write token. Assets and `/healthz` are the origin's only public reads,
-/// so an edge that routes every path to the origin leaks nothing else.
-#[allow(clippy::result_large_err)]
-pub fn require_read(headers: &HeaderMap, config: &Config) -> Result<(), Response<ResBody>> {
-    let presented = bearer(headers);
-    let valid = presented.is_some_and(|t| {
-        constant_time_eq(t.as_bytes(), config.token.as_bytes())
-            | config
-                .read_token
-                .as_deref()
-                .is_some_and(|r| constant_time_eq(t.as_bytes(), r.as_bytes()))
-    });
-    if valid {
-        return Ok(());
+    match credentials.scope_of(presented) {
+        Some(have) if have >= need => Ok(()),
+        Some(have) => Err(forbidden(have, need, what)),
+        None => Err(unauthorized(
+            "the bearer token is not valid for this origin".into(),
+        )),
     }
-    let reason = match presented {
-        Some(_) => "the bearer token is not valid for this origin",
-        None => {
-            "reading this needs `Authorization: Bearer <token>` with the origin's read token \
-             (`read_token`) or write token; only /assets/ and /healthz are public"
-        }
-    };
-    Err(unauthorized(reason))
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+fn forbidden(have: Scope, need: Scope, what: &str) -> Response<ResBody> {
+    let reason = if need == Scope::Peer {
+        format!(
+            "{what} is peer traffic between regions: only the cluster's own `token` reaches it, \
+             not a `{}` token",
+            have.as_str()
+        )
+    } else {
+        format!(
+            "this token has scope `{}`; {what} needs `{}`",
+            have.as_str(),
+            need.as_str()
+        )
+    };
+    response::text(StatusCode::FORBIDDEN, reason)
+}
+
+/// The bearer token in `headers`, if any.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -59,18 +63,12 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(|(_, t)| t.trim())
 }
 
-fn unauthorized(reason: &str) -> Response<ResBody> {
+fn unauthorized(reason: String) -> Response<ResBody> {
     let mut response = response::text(StatusCode::UNAUTHORIZED, reason);
     response
         .headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     response
-}
-
-/// Compares without an early exit, so response timing does not reveal how
-/// much of a guessed token was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
@@ -83,27 +81,44 @@ mod tests {
         h
     }
 
-    #[test]
-    fn accepts_only_the_token() {
-        assert!(require_token(&with("Bearer s3cret"), "s3cret").is_ok());
-        assert!(require_token(&with("bearer s3cret"), "s3cret").is_ok());
-        assert!(require_token(&with("Bearer s3cre"), "s3cret").is_err());
-        assert!(require_token(&with("Basic s3cret"), "s3cret").is_err());
-        let denied = require_token(&HeaderMap::new(), "s3cret").unwrap_err();
-        assert_eq!(denied.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(denied.headers()[header::WWW_AUTHENTICATE], "Bearer");
+    fn status(headers: &HeaderMap, c: &Credentials, need: Scope) -> StatusCode {
+        match require(headers, c, need, "this") {
+            Ok(()) => StatusCode::OK,
+            Err(r) => r.status(),
+        }
     }
 
     #[test]
-    fn reads_take_the_read_or_the_write_token() {
-        let mut config = Config::for_data_dir("/x", "writer");
-        assert!(require_read(&HeaderMap::new(), &config).is_err());
-        assert!(require_read(&with("Bearer writer"), &config).is_ok());
-        assert!(require_read(&with("Bearer reader"), &config).is_err());
-        config.read_token = Some("reader".into());
-        assert!(require_read(&with("Bearer reader"), &config).is_ok());
-        assert!(require_read(&with("Bearer writer"), &config).is_ok());
-        assert!(require_read(&with("Bearer readers"), &config).is_err());
-        assert!(require_token(&with("Bearer reader"), &config.token).is_err());
+    fn unknown_is_401_and_too_narrow_is_403() {
+        let c = Credentials::new("cluster", false, Some("reader"), None).unwrap();
+        assert_eq!(
+            status(&with("Bearer cluster"), &c, Scope::Admin),
+            StatusCode::OK
+        );
+        assert_eq!(
+            status(&with("bearer cluster"), &c, Scope::Read),
+            StatusCode::OK
+        );
+        assert_eq!(
+            status(&with("Bearer reader"), &c, Scope::Read),
+            StatusCode::OK
+        );
+        for bad in ["Bearer cluste", "Basic cluster", "Bearer readers"] {
+            assert_eq!(
+                status(&with(bad), &c, Scope::Read),
+                StatusCode::UNAUTHORIZED
+            );
+        }
+        let denied = require(&HeaderMap::new(), &c, Scope::Read, "x").unwrap_err();
+        assert_eq!(denied.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(denied.headers()[header::WWW_AUTHENTICATE], "Bearer");
+        assert_eq!(
+            status(&with("Bearer reader"), &c, Scope::Write),
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            status(&with("Bearer cluster"), &c, Scope::Peer),
+            StatusCode::FORBIDDEN
+        );
     }
 }

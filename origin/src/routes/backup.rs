@@ -2,8 +2,8 @@
 //! replicated state at one Raft index (after a read-index round, so every
 //! write acknowledged before the request is in it); `GET
 //! /backup/blobs/<sha256>?size=N` is a blob it references, hash-checked
-//! and fetched from another region if this one lacks it. Both need the
-//! write token: a backup holds every KV value.
+//! and fetched from another region if this one lacks it. Both need an
+//! `admin` token: a backup holds every KV value.
 
 use std::sync::Arc;
 
@@ -11,13 +11,19 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use waypost_api::backup::{AssetRecord, BlobRef, FORMAT, QueueRecord, StateDump};
 
-use super::auth::require_token;
+use super::auth;
 use super::{AppState, blob_body, body, query, write_failed};
+use crate::credentials::Scope;
 use crate::raft::validate::check_sha256;
 use crate::response::{self, ResBody};
 
 pub async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> Response<ResBody> {
-    if let Err(denied) = require_token(req.headers(), &state.config.token) {
+    if let Err(denied) = auth::require(
+        req.headers(),
+        &state.credentials,
+        Scope::Admin,
+        "reading a backup",
+    ) {
         return denied;
     }
     if req.method() != Method::GET {

@@ -153,7 +153,7 @@ async fn fetch_from_peers(state: &AppState, sha256: &str) -> Result<(), Response
         .collect();
     let result = state
         .peers
-        .fetch_blob(&state.store.blobs, sha256, &addrs, &state.config.token)
+        .fetch_blob(&state.store.blobs, sha256, &addrs)
         .await;
     let label = match &result {
         Ok(Fetched::Ok) => "ok",

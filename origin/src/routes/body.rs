@@ -159,7 +159,6 @@ pub async fn hold_on_majority(
             &state.replica,
             &state.store.blobs,
             blob,
-            &state.config.token,
             &state.metrics.blob_pushes,
         )
         .await;

@@ -1,5 +1,5 @@
 //! `/cluster`: the Raft group as JSON, and adding or removing a region at
-//! runtime (both behind the token).
+//! runtime (changes need an `admin` token).
 //!
 //! - `GET /cluster`: [`crate::raft::ClusterStatus`] from this node,
 //!   including `voters` and `learners`.
@@ -24,8 +24,9 @@ use waypost_api::cluster::NewMember;
 /// in between cannot bounce it around.
 use waypost_api::headers::FORWARDED;
 
-use super::auth::require_token;
+use super::auth;
 use super::{AppState, body};
+use crate::credentials::Scope;
 use crate::raft::membership::{CATCH_UP_TIMEOUT, MembershipError};
 use crate::response::{self, ResBody};
 
@@ -39,9 +40,17 @@ pub async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> Response
             _ => response::method_not_allowed("GET"),
         };
     }
-    if let Err(denied) = require_token(req.headers(), &state.config.token) {
+    if let Err(denied) = auth::require(
+        req.headers(),
+        &state.credentials,
+        Scope::Admin,
+        "changing membership",
+    ) {
         return denied;
     }
+    // The leader checks the operator's own token again: forwarding adds
+    // no authority of this region's.
+    let authorization = req.headers().get(header::AUTHORIZATION).cloned();
     let forwarded = req.headers().contains_key(FORWARDED);
     let result = match (&method, path.strip_prefix("/cluster/members")) {
         (&Method::POST, Some("")) => {
@@ -60,7 +69,7 @@ pub async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> Response
             };
             match state.replica.add_member(member.id, member.addr).await {
                 Err(MembershipError::NotLeader) if !forwarded => {
-                    return forward(state, &method, &path, bytes).await;
+                    return forward(state, &method, &path, authorization, bytes).await;
                 }
                 other => other,
             }
@@ -71,7 +80,7 @@ pub async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> Response
             };
             match state.replica.remove_member(id).await {
                 Err(MembershipError::NotLeader) if !forwarded => {
-                    return forward(state, &method, &path, Bytes::new()).await;
+                    return forward(state, &method, &path, authorization, Bytes::new()).await;
                 }
                 other => other,
             }
@@ -105,18 +114,24 @@ fn status_of(e: &MembershipError) -> StatusCode {
 }
 
 /// Sends the request to the leader and relays its answer.
-async fn forward(state: &AppState, method: &Method, path: &str, body: Bytes) -> Response<ResBody> {
+async fn forward(
+    state: &AppState,
+    method: &Method,
+    path: &str,
+    authorization: Option<HeaderValue>,
+    body: Bytes,
+) -> Response<ResBody> {
     let Some(leader) = state.replica.leader_addr() else {
         return response::text(
             StatusCode::SERVICE_UNAVAILABLE,
             "no leader is known yet; retry in a second",
         );
     };
-    let sent = state
-        .replica
-        .http()
-        .request(method.clone(), format!("http://{leader}{path}"))
-        .bearer_auth(&state.config.token)
+    let mut request = state.replica.http().request(method.clone(), &leader, path);
+    if let Some(authorization) = authorization {
+        request = request.header(header::AUTHORIZATION, authorization);
+    }
+    let sent = request
         .header(FORWARDED, "1")
         .header(header::CONTENT_TYPE, "application/json")
         .timeout(CATCH_UP_TIMEOUT + Duration::from_secs(10))

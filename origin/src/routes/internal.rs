@@ -1,4 +1,5 @@
-//! `/internal/...`: what regions ask each other, all behind the token.
+//! `/internal/...`: what regions ask each other, all behind the cluster
+//! token (scope `peer`, [`crate::credentials`]).
 //!
 //! - `POST /internal/raft/{append,vote,snapshot}`: Raft RPCs in CBOR (or
 //!   JSON from an older origin, [`crate::raft::wire`]); the answer is the
@@ -21,37 +22,69 @@ use futures::TryStreamExt;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, StreamBody};
 use hyper::body::{Frame, Incoming};
+use openraft::Vote;
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use serde::Serialize;
 
-use super::auth::require_token;
+use super::auth;
 use super::{AppState, body, write_failed};
+use crate::credentials::Scope;
+use crate::peer_tls::PeerIdentity;
 use crate::peers::push::BLOB_SIZE_HEADER;
-use crate::raft::Command;
 use crate::raft::intake::BadRpc;
 use crate::raft::network::MAX_RPC_BYTES as MAX_RPC;
+use crate::raft::{Command, NodeId, TypeConfig};
 use crate::response::{self, ResBody};
 use crate::store::BlobWriteError;
 
 /// Routes an `/internal/...` request.
 pub async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> Response<ResBody> {
-    if let Err(denied) = require_token(req.headers(), &state.config.token) {
+    let identity = req.extensions().get::<PeerIdentity>().copied();
+    if state.peer_tls.is_some() {
+        if identity.is_none() {
+            return response::text(
+                StatusCode::FORBIDDEN,
+                "peer traffic is on mutual TLS: /internal/* takes a peer certificate, never a token",
+            );
+        }
+    } else if let Err(denied) = auth::require(
+        req.headers(),
+        &state.credentials,
+        Scope::Peer,
+        "/internal/*",
+    ) {
         return denied;
     }
     let path = req.uri().path().to_string();
     let replica = &state.replica;
     match (req.method().clone(), path.as_str()) {
-        (Method::POST, "/internal/raft/append") => match body::rpc(req, MAX_RPC).await {
-            Ok(rpc) => rpc_answer(replica.receive_append(rpc).await),
-            Err(response) => response,
-        },
-        (Method::POST, "/internal/raft/vote") => match body::rpc(req, MAX_RPC).await {
-            Ok(rpc) => rpc_answer(replica.receive_vote(rpc).await),
-            Err(response) => response,
-        },
-        (Method::POST, "/internal/raft/snapshot") => match body::rpc(req, MAX_RPC).await {
-            Ok(rpc) => rpc_answer(replica.receive_snapshot(rpc).await),
-            Err(response) => response,
-        },
+        (Method::POST, "/internal/raft/append") => {
+            match body::rpc::<AppendEntriesRequest<TypeConfig>>(req, MAX_RPC).await {
+                Ok(rpc) => match speaks_for(identity, &rpc.vote) {
+                    Some(refusal) => refusal,
+                    None => rpc_answer(replica.receive_append(rpc).await),
+                },
+                Err(response) => response,
+            }
+        }
+        (Method::POST, "/internal/raft/vote") => {
+            match body::rpc::<VoteRequest<NodeId>>(req, MAX_RPC).await {
+                Ok(rpc) => match speaks_for(identity, &rpc.vote) {
+                    Some(refusal) => refusal,
+                    None => rpc_answer(replica.receive_vote(rpc).await),
+                },
+                Err(response) => response,
+            }
+        }
+        (Method::POST, "/internal/raft/snapshot") => {
+            match body::rpc::<InstallSnapshotRequest<TypeConfig>>(req, MAX_RPC).await {
+                Ok(rpc) => match speaks_for(identity, &rpc.vote) {
+                    Some(refusal) => refusal,
+                    None => rpc_answer(replica.receive_snapshot(rpc).await),
+                },
+                Err(response) => response,
+            }
+        }
         (Method::POST, "/internal/raft/write") => match body::rpc::<Command>(req, MAX_RPC).await {
             Ok(command) => match blob_size_disagrees(state, &command).await {
                 Some(refusal) => refusal,
@@ -77,6 +110,23 @@ pub async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> Response
         }
         _ => response::text(StatusCode::NOT_FOUND, "unknown internal endpoint"),
     }
+}
+
+/// 403 when a Raft RPC claims a sender other than the node the peer
+/// certificate names: with mutual TLS one region cannot vote or append as
+/// another. (Without it, every holder of the cluster token is every node.)
+fn speaks_for(identity: Option<PeerIdentity>, vote: &Vote<NodeId>) -> Option<Response<ResBody>> {
+    let PeerIdentity(cert) = identity?;
+    let claimed = vote.leader_id().voted_for()?;
+    (claimed != cert).then(|| {
+        response::text(
+            StatusCode::FORBIDDEN,
+            format!(
+                "this Raft RPC claims to come from node {claimed}, but the peer certificate is \
+                 node {cert}'s"
+            ),
+        )
+    })
 }
 
 /// Proposes a write a follower forwarded; 421 when this node is not the

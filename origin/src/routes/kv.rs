@@ -17,8 +17,9 @@ use std::sync::Arc;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
-use super::auth::require_token;
+use super::auth;
 use super::{AppState, body, query, write_failed};
+use crate::credentials::Scope;
 use crate::json_size::json_len;
 use crate::raft::Command;
 use crate::raft::conditions::{self, Conditions};
@@ -107,7 +108,12 @@ async fn put(
     key: String,
     req: Request<Incoming>,
 ) -> Response<ResBody> {
-    if let Err(denied) = require_token(req.headers(), &state.config.token) {
+    if let Err(denied) = auth::require(
+        req.headers(),
+        &state.credentials,
+        Scope::Write,
+        "writing a KV key",
+    ) {
         return denied;
     }
     let precondition = Conditions::from_headers(req.headers(), false);
@@ -145,7 +151,12 @@ async fn delete(
     key: String,
     req: &Request<Incoming>,
 ) -> Response<ResBody> {
-    if let Err(denied) = require_token(req.headers(), &state.config.token) {
+    if let Err(denied) = auth::require(
+        req.headers(),
+        &state.credentials,
+        Scope::Write,
+        "deleting a KV key",
+    ) {
         return denied;
     }
     let command = Command::KvDelete {

@@ -23,7 +23,9 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::config::Config;
+use crate::credentials::{Credentials, Scope};
 use crate::metrics::Metrics;
+use crate::peer_tls::PeerIdentity;
 use crate::peers::PeerClient;
 use crate::raft::{Refusal, Replica, WriteError};
 use crate::response::{self, ResBody};
@@ -33,6 +35,8 @@ use crate::store::Store;
 #[derive(Debug)]
 pub struct AppState {
     pub config: Config,
+    /// The tokens accepted, by scope (reloaded from `tokens_file`).
+    pub credentials: Arc<Credentials>,
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub replica: Replica,
@@ -42,6 +46,9 @@ pub struct AppState {
     pub stopping: tokio_util::sync::CancellationToken,
     /// Whether peer traffic has a listener of its own (`[peer]`).
     pub peer_listener: bool,
+    /// Mutual TLS between regions (`[peer] ca_file...`): then only peer
+    /// certificates reach `/internal/*`, and no token does.
+    pub peer_tls: Option<Arc<crate::peer_tls::PeerTls>>,
 }
 
 /// The listener a request arrived on.
@@ -185,6 +192,9 @@ pub async fn dispatch(
         return response::text(StatusCode::NOT_FOUND, message);
     }
     let method = req.method().clone();
+    // A peer certificate reads `/cluster` (bootstrap and membership
+    // probes); the peer listener serves nothing else it could read.
+    let from_peer = req.extensions().get::<PeerIdentity>().is_some();
     if is_read(&method)
         && matches!(
             route,
@@ -195,7 +205,13 @@ pub async fn dispatch(
                 | Route::Queues
                 | Route::Metrics
         )
-        && let Err(denied) = auth::require_read(req.headers(), &state.config)
+        && !from_peer
+        && let Err(denied) = auth::require(
+            req.headers(),
+            &state.credentials,
+            Scope::Read,
+            "reading this",
+        )
     {
         return denied;
     }

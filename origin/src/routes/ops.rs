@@ -8,8 +8,9 @@ use hyper::body::Incoming;
 use waypost_api::cluster::{Health, HealthState};
 use waypost_api::writes::{Accepted, PurgeRequest};
 
-use super::auth::require_token;
+use super::auth;
 use super::{AppState, body, write_failed};
+use crate::credentials::Scope;
 use crate::metrics::{PeerLabels, QueueLabels, QueueStateLabels};
 use crate::raft::Command;
 use crate::response::{self, ResBody};
@@ -66,6 +67,9 @@ pub fn metrics(state: &Arc<AppState>, method: &Method) -> Response<ResBody> {
         .set(state.replica.state.read(|s| s.assets.len()) as i64);
     let status = state.replica.status();
     m.leader_changes.set(status.leader_changes as i64);
+    if let Some(tls) = &state.peer_tls {
+        m.peer_cert_expiry.set(tls.seconds_left());
+    }
     for peer in &status.members {
         if let Some(lag) = peer.replication_lag {
             m.replication_lag
@@ -121,7 +125,7 @@ fn set_queue_gauges(state: &AppState) {
 
 /// `POST /purge`: records a purge in the change feed, which edges follow.
 pub async fn purge(state: &Arc<AppState>, req: Request<Incoming>) -> Response<ResBody> {
-    if let Err(denied) = require_token(req.headers(), &state.config.token) {
+    if let Err(denied) = auth::require(req.headers(), &state.credentials, Scope::Write, "purging") {
         return denied;
     }
     let purge: PurgeRequest = match body::json(req, 1024 * 1024).await {

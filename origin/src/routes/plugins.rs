@@ -23,8 +23,9 @@ use headers::{ETag, HeaderMapExt, IfNoneMatch};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
-use super::auth::require_token;
+use super::auth;
 use super::{AppState, blob_body, body, write_failed};
+use crate::credentials::Scope;
 use crate::raft::Command;
 use crate::raft::state::PluginVersion;
 use crate::response::{self, ResBody};
@@ -118,7 +119,12 @@ async fn get(state: &Arc<AppState>, name: &str, req: &Request<Incoming>) -> Resp
 }
 
 async fn put(state: &Arc<AppState>, name: &str, req: Request<Incoming>) -> Response<ResBody> {
-    if let Err(denied) = require_token(req.headers(), &state.config.token) {
+    if let Err(denied) = auth::require(
+        req.headers(),
+        &state.credentials,
+        Scope::Write,
+        "publishing a plugin",
+    ) {
         return denied;
     }
     let blob = match body::store_upload(state, req, "plugin").await {
@@ -187,7 +193,12 @@ async fn starts_with_wasm_magic(
 }
 
 async fn delete(state: &Arc<AppState>, name: &str, req: &Request<Incoming>) -> Response<ResBody> {
-    if let Err(denied) = require_token(req.headers(), &state.config.token) {
+    if let Err(denied) = auth::require(
+        req.headers(),
+        &state.credentials,
+        Scope::Write,
+        "deleting a plugin",
+    ) {
         return denied;
     }
     let command = Command::DeletePlugin {

@@ -19,8 +19,9 @@ use waypost_api::queues::{
     ReplayRequest, SendRequest, SendResponse,
 };
 
-use super::auth::require_token;
+use super::auth;
 use super::{AppState, body, query, write_failed};
+use crate::credentials::Scope;
 use crate::raft::Command;
 use crate::raft::queues::{QueueAction, QueueCommand, QueueReply};
 use crate::response::{self, ResBody};
@@ -51,7 +52,12 @@ pub async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> Response
     };
     if method != Method::GET
         && method != Method::HEAD
-        && let Err(denied) = require_token(req.headers(), &state.config.token)
+        && let Err(denied) = auth::require(
+            req.headers(),
+            &state.credentials,
+            Scope::Write,
+            "changing a queue (declare, send, lease, ack)",
+        )
     {
         return denied;
     }

@@ -86,6 +86,7 @@ impl Cluster {
         config.peer = self.peer_addrs[i].map(|listen| PeerListener {
             listen,
             limits: origin::listen::Limits::PEER,
+            tls: None,
         });
         config.cluster = Some(ClusterConfig {
             node_id: i as u64 + 1,

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod pki;
 
 use origin::{CacheRule, Config, RunningServer, Server};
 use reqwest::{Client, RequestBuilder};
