@@ -22,6 +22,67 @@ pub struct Page {
     pub events: Vec<Event>,
     /// The newest event the answering origin has applied.
     pub last_seq: u64,
+    /// For a reader that named its [`EventClass`]es: those whose events
+    /// after its position are no longer all kept (the page holds what is).
+    /// The reader catches up on each without the lost events: a cache
+    /// revalidates what it stored, a KV read cache forgets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missed: Vec<EventClass>,
+}
+
+/// The groups of events a reader follows (`GET /events?classes=content,kv`).
+/// The origin keeps each in a window of its own, so one group's churn (KV
+/// writes by plugins, at thousands a second) cannot push another's
+/// (deploys and purges, which a cache cannot afford to miss) out of the feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventClass {
+    /// Assets, purges and plugin versions: what cached responses and
+    /// running plugins depend on.
+    Content,
+    /// KV writes: what plugins' cached KV reads depend on.
+    Kv,
+}
+
+impl EventClass {
+    pub const ALL: [EventClass; 2] = [EventClass::Content, EventClass::Kv];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventClass::Content => "content",
+            EventClass::Kv => "kv",
+        }
+    }
+
+    /// Parses the `classes` query parameter: names separated by commas.
+    pub fn parse_list(text: &str) -> Result<Vec<EventClass>, String> {
+        let mut classes = Vec::new();
+        for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let class = Self::ALL
+                .into_iter()
+                .find(|c| c.as_str() == name)
+                .ok_or_else(|| {
+                    format!("unknown event class {name:?} in `classes` (known: content, kv)")
+                })?;
+            if !classes.contains(&class) {
+                classes.push(class);
+            }
+        }
+        if classes.is_empty() {
+            return Err("`classes` names no event class (known: content, kv)".into());
+        }
+        classes.sort();
+        Ok(classes)
+    }
+
+    /// The query parameter's value for `classes`.
+    pub fn list(classes: &[EventClass]) -> String {
+        classes
+            .iter()
+            .map(|c| c.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
 }
 
 fn version_one() -> u32 {
@@ -97,6 +158,16 @@ impl EventKind {
             EventKind::PluginVersion { .. } => "plugin_version",
             EventKind::PluginDeleted { .. } => "plugin_deleted",
             EventKind::Other => "other",
+        }
+    }
+
+    /// The class this event belongs to; `None` for a type this build
+    /// does not know.
+    pub fn class(&self) -> Option<EventClass> {
+        match self {
+            EventKind::KvPut { .. } | EventKind::KvDeleted { .. } => Some(EventClass::Kv),
+            EventKind::Other => None,
+            _ => Some(EventClass::Content),
         }
     }
 }
@@ -192,6 +263,33 @@ mod tests {
                 "{json}"
             );
         }
+    }
+
+    #[test]
+    fn parses_class_lists_and_names_the_unknown() {
+        assert_eq!(
+            EventClass::parse_list("kv, content,kv").unwrap(),
+            [EventClass::Content, EventClass::Kv]
+        );
+        assert_eq!(EventClass::list(&EventClass::ALL), "content,kv");
+        let err = EventClass::parse_list("content,queues").unwrap_err();
+        assert!(err.contains("\"queues\""), "{err}");
+        assert!(EventClass::parse_list(" , ").is_err());
+    }
+
+    #[test]
+    fn a_page_without_missed_classes_omits_the_field() {
+        let page = Page {
+            version: FEED_VERSION,
+            events: vec![],
+            last_seq: 3,
+            missed: vec![],
+        };
+        let json = serde_json::to_string(&page).unwrap();
+        assert!(!json.contains("missed"), "{json}");
+        let page: Page =
+            serde_json::from_str(r#"{"events":[],"last_seq":3,"missed":["kv"]}"#).unwrap();
+        assert_eq!(page.missed, [EventClass::Kv]);
     }
 
     #[test]

@@ -71,6 +71,7 @@ pub struct Metrics {
     cache_memory_bytes: Gauge,
     cache_disk_bytes: Gauge,
     cache_objects: Gauge,
+    cache_disk_fill_reserved: Gauge,
     purges: Family<PurgeLabels, Counter>,
     plugin_seconds: Family<PluginLabels, Histogram, fn() -> Histogram>,
 }
@@ -131,6 +132,12 @@ impl Metrics {
             "Objects indexed by the cache",
             cache_objects.clone(),
         );
+        let cache_disk_fill_reserved = Gauge::default();
+        registry.register(
+            "cache_disk_fill_reserved_bytes",
+            "Disk bytes reserved by fills in progress (at most an eighth of disk.capacity)",
+            cache_disk_fill_reserved.clone(),
+        );
         let purges = Family::<PurgeLabels, Counter>::default();
         registry.register("purges", "Purge requests by kind", purges.clone());
         let plugin_seconds =
@@ -154,6 +161,7 @@ impl Metrics {
             cache_memory_bytes,
             cache_disk_bytes,
             cache_objects,
+            cache_disk_fill_reserved,
             purges,
             plugin_seconds,
         }
@@ -205,6 +213,8 @@ impl Metrics {
         self.cache_memory_bytes.set(usage.memory_bytes as i64);
         self.cache_disk_bytes.set(usage.disk_bytes as i64);
         self.cache_objects.set(usage.objects as i64);
+        self.cache_disk_fill_reserved
+            .set(usage.disk_fill_reserved as i64);
         service_base::metrics_text::render(&self.registry)
     }
 }

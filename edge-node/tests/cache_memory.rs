@@ -195,10 +195,15 @@ async fn run(disk: bool) {
     let end = rss_bytes(edge.child.id());
     let what = if disk { "disk tier" } else { "memory tier" };
     assert_bounded(what, baseline, end);
-    // By half-way the cache was full several times over: the second half's
-    // objects must cost (almost) nothing more.
+    // By half-way the memory tier was full several times over: the second
+    // half's objects must cost (almost) nothing more. Not asserted for the
+    // disk tier, whose RAM per object (an index entry, ~400 B) is too small
+    // at this scale to tell from the malloc arenas of the blocking threads
+    // its file I/O starts on demand (26 to 32 threads, up to 10 MiB between
+    // runs); flooded with 64,000 objects its RSS levels off at ~73 MiB
+    // (2026-12-04), and `assert_bounded` holds it to the bound.
     assert!(
-        end <= half + (CAPACITY_MIB << 20) / 2,
+        disk || end <= half + (CAPACITY_MIB << 20) / 2,
         "{what}: RSS grew from {} KiB to {} KiB over objects that did not fit",
         half >> 10,
         end >> 10

@@ -13,9 +13,17 @@ const TOKEN: &str = "feed-token";
 const READ_TOKEN: &str = "feed-read-token";
 
 async fn start_origin(dir: &std::path::Path) -> origin::RunningServer {
+    start_origin_keeping(dir, origin::raft::FeedRetention::DEFAULT).await
+}
+
+async fn start_origin_keeping(
+    dir: &std::path::Path,
+    feed: origin::raft::FeedRetention,
+) -> origin::RunningServer {
     let mut config = origin::Config::for_data_dir(dir.join("origin"), TOKEN);
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.read_token = Some(READ_TOKEN.into());
+    config.feed = feed;
     origin::Server::start(config).await.unwrap()
 }
 
@@ -297,4 +305,152 @@ async fn kv_writes_elsewhere_reach_the_plugins_cached_reads() {
     assert!(r.status().is_success(), "{}", r.status());
     wait_for_position(&edge, origin_seq(&origin).await).await;
     assert_eq!(read().await, 41);
+}
+
+async fn kv_put(origin: &origin::RunningServer, key: &str) {
+    let r = client()
+        .put(format!("http://{}/kv/churn/{key}", origin.local_addr()))
+        .bearer_auth(TOKEN)
+        .body("v")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+}
+
+/// A counter of the edge's admin `/metrics`, 0 when absent.
+async fn edge_counter(edge: &edge_node::RunningServer, name: &str) -> u64 {
+    let text = client()
+        .get(format!("http://{}/metrics", edge.admin_addr()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+/// Plugins' KV writes (thousands a second in production) trim only the
+/// feed's KV window: an edge that was away through many of them resumes
+/// with its cache intact. Content events trimmed while it was away make it
+/// revalidate everything it stored, lazily, and keep serving.
+#[tokio::test]
+async fn kv_churn_while_an_edge_is_away_does_not_cost_its_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let keep = origin::raft::FeedRetention {
+        events: 5,
+        bytes: 1 << 20,
+    };
+    let origin = start_origin_keeping(dir.path(), keep).await;
+    put_asset(&origin, "app.js", "v1", "code").await;
+    let toml = feed_edge_toml(&origin, dir.path());
+    let edge = start_edge_with(&toml, dir.path()).await;
+    wait_for_position(&edge, origin_seq(&origin).await).await;
+    assert!(
+        get(&edge, "/assets/app.js")
+            .await
+            .0
+            .contains("fwd=uri-miss")
+    );
+    edge.shutdown().await;
+
+    for i in 0..50 {
+        kv_put(&origin, &i.to_string()).await;
+    }
+    put_asset(&origin, "marker.txt", "m", "marker").await;
+    let edge = start_edge_with(&toml, dir.path()).await;
+    wait_for_position(&edge, origin_seq(&origin).await).await;
+    let (cs, _) = get(&edge, "/assets/app.js").await;
+    assert!(
+        cs.starts_with("waypost; hit"),
+        "still fresh after KV churn: {cs}"
+    );
+    assert_eq!(
+        edge_counter(&edge, "waypost_edge_feed_resyncs_total").await,
+        0
+    );
+    edge.shutdown().await;
+
+    // More deploys than the content window keeps, while the edge is down.
+    for i in 0..8 {
+        put_asset(&origin, &format!("other{i}.css"), "a{}", "style").await;
+    }
+    let edge = start_edge_with(&toml, dir.path()).await;
+    wait_for_position(&edge, origin_seq(&origin).await).await;
+    assert_eq!(
+        edge_counter(&edge, "waypost_edge_feed_resyncs_total").await,
+        1
+    );
+    let (cs, body) = get(&edge, "/assets/app.js").await;
+    assert_eq!(body, "v1");
+    assert!(
+        cs.contains("fwd-status=304"),
+        "revalidated after missed deploys: {cs}"
+    );
+    let (cs, _) = get(&edge, "/assets/app.js").await;
+    assert!(
+        cs.starts_with("waypost; hit"),
+        "fresh again once revalidated: {cs}"
+    );
+    edge.shutdown().await;
+
+    // The mark is on disk: a restart does not bring the stale objects back
+    // as fresh, and objects revalidated since are not marked again.
+    let edge = start_edge_with(&toml, dir.path()).await;
+    wait_for_position(&edge, origin_seq(&origin).await).await;
+    let (cs, _) = get(&edge, "/assets/app.js").await;
+    assert!(cs.starts_with("waypost; hit"), "{cs}");
+    assert_eq!(
+        edge_counter(&edge, "waypost_edge_feed_resyncs_total").await,
+        0
+    );
+}
+
+/// The origin's side of the windows: a reader naming its classes gets what
+/// is kept and which classes it missed, instead of a 410.
+#[tokio::test]
+async fn readers_of_one_class_are_not_failed_by_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let keep = origin::raft::FeedRetention {
+        events: 3,
+        bytes: 1 << 20,
+    };
+    let origin = start_origin_keeping(dir.path(), keep).await;
+    put_asset(&origin, "a.txt", "a", "k").await;
+    for i in 0..10 {
+        kv_put(&origin, &i.to_string()).await;
+    }
+    let page = |query: &'static str| {
+        let url = format!("http://{}/events?{query}", origin.local_addr());
+        async move {
+            let r = client()
+                .get(url)
+                .bearer_auth(READ_TOKEN)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (
+                status,
+                r.json::<serde_json::Value>().await.unwrap_or_default(),
+            )
+        }
+    };
+    let (status, content) = page("after=0&classes=content").await;
+    assert_eq!(status, 200);
+    assert_eq!(content["events"].as_array().unwrap().len(), 1, "{content}");
+    assert!(content.get("missed").is_none(), "{content}");
+    let (_, both) = page("after=0&classes=content,kv").await;
+    assert_eq!(both["missed"], serde_json::json!(["kv"]), "{both}");
+    assert_eq!(both["events"].as_array().unwrap().len(), 4, "{both}");
+    assert_eq!(
+        page("after=0").await.0,
+        410,
+        "without classes: the old contract"
+    );
+    let (status, body) = page("after=0&classes=queues").await;
+    assert_eq!((status, body), (400, serde_json::Value::Null));
 }

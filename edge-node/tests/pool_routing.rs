@@ -230,3 +230,74 @@ async fn invalid_config_names_the_file_and_field() {
         "{err}"
     );
 }
+
+/// `max_connections` caps what the edge opens to an origin: a burst of
+/// slow misses queues for the capped connections instead of opening one
+/// each, and every request is still answered.
+#[tokio::test]
+async fn connections_to_an_origin_are_capped_and_requests_queue_for_them() {
+    let origin = ScriptedOrigin::start().await;
+    for i in 0..12 {
+        let path = format!("/slow/{i}");
+        origin.route(&path, |_, _| {
+            resp(200, "slow", &[("cache-control", "no-store")])
+        });
+        origin.delay(&path, Duration::from_millis(150));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let toml = edge_toml(&[origin.addr], dir.path(), "").replace(
+        "fall = 1\n",
+        "fall = 1\nmax_connections = 2\nqueue_timeout = \"20s\"\n",
+    );
+    assert!(toml.contains("max_connections = 2"));
+    let edge = start_edge_with(&toml, dir.path()).await;
+    let c = client();
+    let requests = (0..12).map(|i| {
+        let (c, url) = (c.clone(), url(&edge, &format!("/slow/{i}")));
+        async move { c.get(url).send().await.unwrap().status() }
+    });
+    let statuses = futures::future::join_all(requests).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    // Two for traffic, plus the health checks' own connection.
+    let seen = origin.max_connections_seen();
+    assert!(seen <= 3, "{seen} connections were open at once");
+}
+
+/// A request that cannot get a connection slot in time is answered 503
+/// with `Retry-After` (the origin is busy, not down), and the origin is
+/// not marked down for it.
+#[tokio::test]
+async fn a_request_that_waits_too_long_for_a_slot_gets_503() {
+    let origin = ScriptedOrigin::start().await;
+    origin.route("/hold", |_, _| {
+        resp(200, "held", &[("cache-control", "no-store")])
+    });
+    origin.delay("/hold", Duration::from_secs(3));
+    origin.route("/quick", |_, _| {
+        resp(200, "quick", &[("cache-control", "no-store")])
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let toml = edge_toml(&[origin.addr], dir.path(), "").replace(
+        "fall = 1\n",
+        "fall = 1\nmax_connections = 1\nqueue_timeout = \"300ms\"\n",
+    );
+    let edge = start_edge_with(&toml, dir.path()).await;
+    let c = client();
+    let hold = tokio::spawn({
+        let (c, url) = (c.clone(), url(&edge, "/hold"));
+        async move { c.get(url).send().await.unwrap().status() }
+    });
+    while origin.hits("/hold") == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let r = c.get(url(&edge, "/quick")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let body = r.text().await.unwrap();
+    assert!(body.contains("connection limit"), "{body}");
+    assert!(!body.contains(&origin.addr.to_string()), "{body}");
+    assert_eq!(hold.await.unwrap(), 200);
+    // Once the slot is free, the origin serves again: it was never down.
+    let r = c.get(url(&edge, "/quick")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}

@@ -6,6 +6,7 @@
 //! ETag/Last-Modified validation and byte ranges. Start it in-process with
 //! [`Server::start`]; `main.rs` is a thin CLI around the same call.
 
+pub mod blob_gc;
 pub mod config;
 pub mod credentials;
 pub mod http_cond;

@@ -71,6 +71,25 @@ pub struct Metrics {
     pub peer_cert_expiry: Gauge,
     pub queue_messages: Family<QueueStateLabels, Gauge>,
     pub queue_oldest_age: Family<QueueLabels, Gauge>,
+    /// Events the change feed keeps, and their weight in bytes, per class.
+    pub feed_events_kept: Family<FeedClassLabels, Gauge>,
+    pub feed_bytes_kept: Family<FeedClassLabels, Gauge>,
+    /// Blobs and abandoned uploads deleted by collection ([`crate::blob_gc`]).
+    pub blob_gc_deleted: Counter,
+    pub blob_gc_freed_bytes: Counter,
+    pub blob_gc_runs: Family<GcLabels, Counter>,
+}
+
+/// How a collection pass ended (`ok`, `skipped`, `failed`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct GcLabels {
+    pub result: &'static str,
+}
+
+/// A change-feed event class (`content` or `kv`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct FeedClassLabels {
+    pub class: &'static str,
 }
 
 /// A queue, by name (declared by operators, so the set is theirs).
@@ -231,6 +250,36 @@ impl Metrics {
             "Age of the oldest message held per queue",
             queue_oldest_age.clone(),
         );
+        let feed_events_kept = Family::<FeedClassLabels, Gauge>::default();
+        registry.register(
+            "feed_events_kept",
+            "Change-feed events kept per class (an edge further behind revalidates; feed.keep_events)",
+            feed_events_kept.clone(),
+        );
+        let feed_bytes_kept = Family::<FeedClassLabels, Gauge>::default();
+        registry.register(
+            "feed_bytes_kept",
+            "Weight of the change-feed events kept per class, in bytes (feed.keep_bytes)",
+            feed_bytes_kept.clone(),
+        );
+        let blob_gc_deleted = Counter::default();
+        registry.register(
+            "blob_gc_deleted",
+            "Blobs no asset or plugin points at, and abandoned uploads, deleted from this region's store",
+            blob_gc_deleted.clone(),
+        );
+        let blob_gc_freed_bytes = Counter::default();
+        registry.register(
+            "blob_gc_freed_bytes",
+            "Bytes of blobs deleted by collection",
+            blob_gc_freed_bytes.clone(),
+        );
+        let blob_gc_runs = Family::<GcLabels, Counter>::default();
+        registry.register(
+            "blob_gc_runs",
+            "Blob collection passes by result (skipped: this region was not current)",
+            blob_gc_runs.clone(),
+        );
         let tls_handshake_failures = Family::<ListenerLabels, Counter>::default();
         registry.register(
             "tls_handshake_failures",
@@ -261,6 +310,11 @@ impl Metrics {
             connection_limits,
             queue_messages,
             queue_oldest_age,
+            feed_events_kept,
+            feed_bytes_kept,
+            blob_gc_deleted,
+            blob_gc_freed_bytes,
+            blob_gc_runs,
             tls_handshake_failures,
             peer_cert_expiry,
         }

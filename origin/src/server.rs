@@ -165,8 +165,15 @@ impl Server {
             None => PeerAuth::Token(config.token.clone()),
         };
         let raft_dir = config.data_dir.join("raft");
-        let replica =
-            Replica::start(&raft_dir, node_id, members, config.raft, auth.clone()).await?;
+        let replica = Replica::start(
+            &raft_dir,
+            node_id,
+            members,
+            config.raft,
+            config.feed,
+            auth.clone(),
+        )
+        .await?;
         let stop = Stop {
             graceful: CancellationToken::new(),
             kill: CancellationToken::new(),
@@ -192,6 +199,13 @@ impl Server {
                 reload::watch("peer certificates", RELOAD_PEER_TLS, stop, || tls.reload()).await
             }));
         }
+        tasks.extend(crate::blob_gc::spawn(
+            config.blob_gc,
+            store.blobs.clone(),
+            replica.clone(),
+            metrics.clone(),
+            stop.graceful.clone(),
+        ));
         let state = Arc::new(AppState {
             config,
             credentials,

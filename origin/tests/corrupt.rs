@@ -1,6 +1,8 @@
 //! A damaged local blob is never served as a clean 200: a wrong-size copy
 //! is refetched from a peer before answering, a same-size copy with flipped
-//! bytes aborts the download and is refetched on the next read.
+//! bytes aborts the download and is refetched on the next read. A damaged
+//! copy is moved to `quarantine/`, and deleted only once a good one is back:
+//! with a bucket shared by every region it may be the only copy there is.
 
 mod common;
 
@@ -40,6 +42,22 @@ async fn upload_and_replicate(c: &Cluster, name: &str, body: &[u8]) -> PathBuf {
 
 fn body(seed: u8) -> Vec<u8> {
     (0..300_000u32).map(|i| (i % 251) as u8 ^ seed).collect()
+}
+
+/// The files under region `i`'s `quarantine/`.
+fn quarantined(c: &Cluster, i: usize) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![c.data_dir(i).join("quarantine")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if entry.file_type().unwrap().is_dir() {
+                dirs.push(entry.path());
+            } else {
+                found.push(entry.path());
+            }
+        }
+    }
+    found
 }
 
 async fn wait_until_gone(file: &std::path::Path) {
@@ -116,6 +134,10 @@ async fn truncated_copy_is_refetched_before_answering() {
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.bytes().await.unwrap(), good);
     assert_eq!(std::fs::read(&file).unwrap(), good);
+    assert!(
+        quarantined(&c, 0).is_empty(),
+        "the damaged copy outlived the repair"
+    );
     let metrics = c.metrics(0).await;
     assert!(
         metrics.contains("origin_blob_corrupt_total{kind=\"size\"} 1"),
@@ -137,5 +159,43 @@ async fn truncated_copy_is_refetched_before_answering() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(resp.bytes().await.unwrap(), good[100..200]);
+    c.shutdown().await;
+}
+
+/// One region, so no peer holds another copy (as with a bucket every region
+/// shares): the damaged copy is kept under `quarantine/`, not deleted, and
+/// the read fails with a reason instead of serving it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_only_copy_is_quarantined_not_deleted() {
+    let c = Cluster::start(1).await;
+    let good = body(3);
+    let resp = c
+        .client
+        .put(c.url(0, "/assets/only.bin"))
+        .bearer_auth(TOKEN)
+        .body(good.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let etag = resp.headers()["etag"]
+        .to_str()
+        .unwrap()
+        .trim_matches('"')
+        .to_string();
+    let file = c.data_dir(0).join("blobs/sha256").join(&etag);
+    std::fs::write(&file, &good[..1000]).unwrap();
+
+    let resp = c
+        .client
+        .get(c.url(0, "/assets/only.bin"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+    let kept = quarantined(&c, 0);
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].starts_with(c.data_dir(0).join("quarantine/sha256").join(&etag)));
+    assert_eq!(std::fs::read(&kept[0]).unwrap(), good[..1000]);
     c.shutdown().await;
 }

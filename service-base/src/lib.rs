@@ -4,6 +4,7 @@
 //! signals.
 
 pub mod byte_range;
+pub mod byte_size;
 pub mod config_file;
 pub mod error_line;
 pub mod logging;

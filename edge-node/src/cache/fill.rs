@@ -144,11 +144,19 @@ pub struct FillWriter {
     max_total: u64,
     /// Set when the body passed `max_total`.
     outgrew_memory: bool,
+    /// The disk space this fill's file holds ([`super::disk_reserve`]).
+    reservation: Option<super::disk_reserve::Reservation>,
 }
 
 impl FillWriter {
-    /// Opens the fill's file (if any) for writing.
-    pub async fn new(fill: Arc<Fill>, max_memory: u64, max_total: u64) -> std::io::Result<Self> {
+    /// Opens the fill's file (if any) for writing; its bytes are reserved
+    /// from `reservation` as they are written.
+    pub async fn new(
+        fill: Arc<Fill>,
+        max_memory: u64,
+        max_total: u64,
+        reservation: Option<super::disk_reserve::Reservation>,
+    ) -> std::io::Result<Self> {
         let file = match &fill.file {
             // Readable by this user only (cache directories are 0700 too).
             Some(path) => Some(
@@ -173,6 +181,7 @@ impl FillWriter {
             max_memory,
             max_total,
             outgrew_memory: false,
+            reservation,
         })
     }
 
@@ -193,6 +202,14 @@ impl FillWriter {
             )));
         }
         if let Some(f) = self.file.as_mut() {
+            if let Some(r) = self.reservation.as_mut()
+                && !r.grow_to(self.written + chunk.len() as u64)
+            {
+                return Err(std::io::Error::other(
+                    "the disk tier's room for fills in progress (an eighth of disk.capacity) is \
+                     taken; this response is passed through without being stored",
+                ));
+            }
             f.write_all(&chunk).await?;
         }
         let start = self.written;
@@ -369,7 +386,7 @@ mod tests {
     #[tokio::test]
     async fn reader_follows_a_growing_memory_fill() {
         let fill = Fill::new(None);
-        let mut w = FillWriter::new(fill.clone(), 1 << 20, 1 << 20)
+        let mut w = FillWriter::new(fill.clone(), 1 << 20, 1 << 20, None)
             .await
             .unwrap();
         let reader = tokio::spawn(collect(fill.reader(0, None)));
@@ -386,7 +403,9 @@ mod tests {
     async fn large_fill_moves_to_file_and_failure_aborts_readers() {
         let dir = tempfile::tempdir().unwrap();
         let fill = Fill::new(Some(dir.path().join("x.body")));
-        let mut w = FillWriter::new(fill.clone(), 4, 1 << 20).await.unwrap();
+        let mut w = FillWriter::new(fill.clone(), 4, 1 << 20, None)
+            .await
+            .unwrap();
         w.push(Bytes::from_static(b"0123")).await.unwrap();
         w.push(Bytes::from_static(b"4567")).await.unwrap();
         assert!(!fill.in_memory());

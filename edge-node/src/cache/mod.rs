@@ -8,6 +8,7 @@ mod accept_language;
 mod dates;
 mod directives;
 mod disk;
+mod disk_reserve;
 mod fill;
 mod index;
 mod key;
@@ -15,6 +16,7 @@ mod lock;
 mod meta;
 mod purge_url;
 mod request_directives;
+mod stale_epoch;
 mod status;
 mod store;
 mod targeted;
@@ -92,6 +94,8 @@ pub struct Usage {
     pub memory_bytes: u64,
     pub disk_bytes: u64,
     pub objects: u64,
+    /// Disk bytes reserved by fills in progress.
+    pub disk_fill_reserved: u64,
 }
 
 /// How long a response that outgrew memory on an edge without a disk tier
@@ -172,9 +176,25 @@ impl Cache {
             None => None,
         };
         let fill = Fill::new(file);
-        let writer = FillWriter::new(fill.clone(), config.max_memory_object, max_total)
-            .await
-            .ok()?;
+        let mut reservation = self
+            .tiers
+            .disk
+            .as_ref()
+            .map(|d| disk_reserve::Reservation::new(d.reserve.clone()));
+        // A declared length is reserved whole up front: no room, no fill.
+        if let (Some(r), Some(len)) = (reservation.as_mut(), content_length(&res.headers))
+            && !r.grow_to(len)
+        {
+            return None;
+        }
+        let writer = FillWriter::new(
+            fill.clone(),
+            config.max_memory_object,
+            max_total,
+            reservation,
+        )
+        .await
+        .ok()?;
         let obj = Arc::new(CachedObject::new(meta, fill));
         if let Some(old) = self.tiers.memory.get(&obj.meta.key) {
             self.tiers.discard_replaced(&old, &obj);
@@ -410,14 +430,14 @@ impl Cache {
     /// Purges everything: after this edge missed change-feed events, any
     /// stored object may be out of date. Soft, so each is revalidated with
     /// its validators (cheap when unchanged) and can still be served stale
-    /// if the origin is down. Listing every key walks both tiers, so it runs
-    /// on a blocking thread, not on the workers that serve requests.
-    pub async fn soft_purge_all(&self) -> usize {
-        let handle = self.tiers.handle();
-        let keys = tokio::task::spawn_blocking(move || handle.all_keys())
+    /// if the origin is down; lazy ([`stale_epoch`]), so it costs one
+    /// saved instant, not a write per object. Returns the objects stored.
+    pub async fn soft_purge_all(&self) -> std::io::Result<u64> {
+        let stale = self.tiers.stale.clone();
+        tokio::task::spawn_blocking(move || stale.mark(SystemTime::now()))
             .await
-            .unwrap_or_default();
-        self.purge(keys, true).await
+            .map_err(std::io::Error::other)??;
+        Ok(self.usage().objects)
     }
 
     /// Purges the objects stored under `keys`: only those, found through
@@ -510,6 +530,7 @@ impl Cache {
             memory_bytes: self.tiers.memory_bytes(),
             disk_bytes: self.tiers.disk_bytes(),
             objects: self.tiers.object_count(),
+            disk_fill_reserved: self.tiers.disk.as_ref().map_or(0, |d| d.reserve.used()),
         }
     }
 }

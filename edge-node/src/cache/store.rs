@@ -25,9 +25,11 @@ use moka::notification::RemovalCause;
 use moka::sync::Cache as Moka;
 
 use super::disk::{self, Layout};
+use super::disk_reserve::{DiskReserve, IN_FLIGHT_SHARE};
 use super::fill::{Fill, Progress};
 use super::index::{self, Index};
 use super::meta::{CachedObject, ObjectMeta};
+use super::stale_epoch::StaleEpoch;
 use crate::config::CacheConfig;
 
 type Memory = Moka<String, Arc<CachedObject>>;
@@ -124,6 +126,8 @@ pub struct Disk {
     bytes: Arc<std::sync::atomic::AtomicU64>,
     /// Largest body the tier stores (1/16 of its capacity).
     pub max_body: u64,
+    /// Room for fills in progress ([`DiskReserve`]).
+    pub reserve: Arc<DiskReserve>,
 }
 
 pub struct Tiers {
@@ -131,6 +135,8 @@ pub struct Tiers {
     pub disk: Option<Disk>,
     pub index: Arc<Index>,
     pub config: CacheConfig,
+    /// Objects stored before this instant are stale ([`StaleEpoch`]).
+    pub stale: Arc<StaleEpoch>,
 }
 
 fn index_entry(meta: &ObjectMeta) -> index::Entry<'_> {
@@ -181,7 +187,9 @@ impl Tiers {
             None => None,
             Some(d) => {
                 let layout = Layout::new(&d.dir)?;
-                let (capacity, ram) = (d.capacity.max(1), d.index_memory.max(1));
+                // The index holds what the reserve for fills leaves.
+                let indexed = d.capacity - d.capacity / IN_FLIGHT_SHARE;
+                let (capacity, ram) = (indexed.max(1), d.index_memory.max(1));
                 let (mem, del_layout, idx) = (memory.clone(), layout.clone(), index.clone());
                 let bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
                 let evicted_bytes = bytes.clone();
@@ -234,6 +242,7 @@ impl Tiers {
                     entries,
                     bytes,
                     max_body: d.capacity / 16,
+                    reserve: DiskReserve::for_capacity(d.capacity),
                 })
             }
         };
@@ -241,6 +250,9 @@ impl Tiers {
             memory,
             disk,
             index,
+            stale: Arc::new(StaleEpoch::load(
+                config.disk.as_ref().map(|d| d.dir.as_path()),
+            )),
             config: config.clone(),
         })
     }
@@ -249,6 +261,7 @@ impl Tiers {
     /// memory tier).
     pub fn get(&self, key: &str) -> Option<Arc<CachedObject>> {
         if let Some(obj) = self.memory.get(key) {
+            self.stale.apply(&obj);
             return (obj.body.progress() != Progress::Failed).then_some(obj);
         }
         let disk = self.disk.as_ref()?;
@@ -261,6 +274,7 @@ impl Tiers {
         if let Some(at) = r.soft_purged {
             obj.soft_purge(at);
         }
+        self.stale.apply(&obj);
         self.insert_memory(obj.clone());
         Some(obj)
     }
@@ -333,15 +347,6 @@ impl Tiers {
         }
     }
 
-    /// A handle sharing these tiers, for blocking work off the async
-    /// workers.
-    pub fn handle(&self) -> TiersHandle {
-        TiersHandle {
-            memory: self.memory.clone(),
-            disk: self.disk.as_ref().map(|d| d.entries.clone()),
-        }
-    }
-
     pub fn memory_bytes(&self) -> u64 {
         self.memory.run_pending_tasks();
         self.memory.weighted_size()
@@ -362,22 +367,5 @@ impl Tiers {
             Some(d) => d.entries.entry_count().max(self.memory.entry_count()),
             None => self.memory.entry_count(),
         }
-    }
-}
-
-/// [`Tiers::all_keys`] for a blocking task.
-pub struct TiersHandle {
-    memory: Memory,
-    disk: Option<DiskIndex>,
-}
-
-impl TiersHandle {
-    pub fn all_keys(&self) -> Vec<String> {
-        let mut keys: std::collections::HashSet<String> =
-            self.memory.iter().map(|(k, _)| k.to_string()).collect();
-        if let Some(disk) = &self.disk {
-            keys.extend(disk.iter().map(|(k, _)| k.to_string()));
-        }
-        keys.into_iter().collect()
     }
 }

@@ -7,7 +7,6 @@ mod consumers;
 mod origin_tls;
 mod plugins;
 mod raw;
-mod size;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,7 +18,7 @@ use crate::listen::{CertSpec, Limits, TlsSettings};
 pub use consumers::{ConsumerConfig, MAX_CONSUMER_CONCURRENCY};
 pub use origin_tls::{OriginAddr, OriginTls};
 pub use plugins::{Grants, MAX_TOTAL_CONCURRENCY, PluginConfig};
-pub use size::ByteSize;
+pub use service_base::byte_size::ByteSize;
 
 /// A validated edge-node configuration.
 #[derive(Debug, Clone)]
@@ -117,6 +116,10 @@ pub struct PoolConfig {
     pub between_bytes_timeout: Duration,
     /// Most concurrent cache fills from this pool.
     pub max_fills: usize,
+    /// Most connections to each origin (health checks aside).
+    pub max_connections: usize,
+    /// Longest wait for a connection slot.
+    pub queue_timeout: Duration,
 }
 
 /// `[feed]`: the origin change feed this edge follows, so deploys, purges
@@ -296,6 +299,22 @@ fn validate(raw: raw::RawConfig, base: &Path) -> Result<Config, FieldError> {
         if p.max_fills == 0 {
             return Err(FieldError::new(field("max_fills"), "must be at least 1"));
         }
+        if p.max_connections == 0 {
+            return Err(FieldError::new(
+                field("max_connections"),
+                "must be at least 1 (connections to each origin)",
+            ));
+        }
+        if p.queue_timeout.is_zero() || p.queue_timeout >= p.response_timeout {
+            return Err(FieldError::new(
+                field("queue_timeout"),
+                format!(
+                    "must be above 0 and below `response_timeout` ({:?}), or a wait for a \
+                     connection would count as the origin timing out",
+                    p.response_timeout
+                ),
+            ));
+        }
         if p.rise == 0 || p.fall == 0 {
             return Err(FieldError::new(
                 field("rise"),
@@ -327,6 +346,8 @@ fn validate(raw: raw::RawConfig, base: &Path) -> Result<Config, FieldError> {
             response_timeout: p.response_timeout,
             between_bytes_timeout: p.between_bytes_timeout,
             max_fills: p.max_fills,
+            max_connections: p.max_connections,
+            queue_timeout: p.queue_timeout,
         });
     }
 

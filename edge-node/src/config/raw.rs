@@ -273,12 +273,24 @@ pub struct RawPool {
     /// included) and not stored.
     #[serde(default = "default_max_fills")]
     pub max_fills: usize,
+    /// Most connections this edge opens to each origin of the pool;
+    /// requests beyond it wait for one to come free.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// How long a request waits for a connection slot before the pool
+    /// tries its next origin (and answers 503 when every one is full).
+    #[serde(with = "humantime_serde", default = "secs::<5>")]
+    pub queue_timeout: Duration,
     /// How `https://` origins are verified (CA, SNI name, client cert).
     pub tls: Option<super::origin_tls::RawOriginTls>,
 }
 
 fn default_max_fills() -> usize {
     64
+}
+
+fn default_max_connections() -> usize {
+    512
 }
 
 #[derive(Deserialize)]

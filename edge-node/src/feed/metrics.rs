@@ -1,5 +1,6 @@
 //! The follower's metrics: events applied by type, its position, failed
-//! polls and resynchronisations (each one a full soft purge).
+//! polls and resynchronisations (a lazy soft purge of the whole cache, or
+//! of the plugins' KV read cache).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -18,6 +19,7 @@ pub struct FeedMetrics {
     pub position: Gauge,
     pub errors: Counter,
     pub resyncs: Counter,
+    pub kv_resyncs: Counter,
 }
 
 impl crate::metrics::Registers for FeedMetrics {
@@ -41,6 +43,11 @@ impl crate::metrics::Registers for FeedMetrics {
             "feed_resyncs",
             "Times this edge missed feed events and soft-purged its whole cache",
             self.resyncs.clone(),
+        );
+        registry.register(
+            "feed_kv_resyncs",
+            "Times this edge missed KV events and dropped the plugins' cached KV reads",
+            self.kv_resyncs.clone(),
         );
     }
 }

@@ -7,10 +7,13 @@
 //! origin regions like requests do. The position (the last applied event's
 //! sequence number) is kept next to the disk cache, because the disk cache
 //! survives restarts and must not keep serving what was purged while the edge
-//! was down. When the edge has missed events (the origin no longer keeps
-//! them, or the origin's feed restarted behind our position) every stored
-//! object is soft-purged: revalidation is cheap for what did not change, and
-//! nothing out of date is served as fresh.
+//! was down. The follower asks only for the event classes it uses (KV
+//! events only when plugins read KV), each of which the origin keeps in a
+//! window of its own. When the edge has missed content events (the origin
+//! no longer keeps them, or the origin's feed restarted behind our
+//! position) every stored object is soft-purged, lazily: revalidation is
+//! cheap for what did not change, and nothing out of date is served as
+//! fresh. Missed KV events only cost the plugins' KV read cache.
 
 mod apply;
 mod metrics;
@@ -29,7 +32,7 @@ use self::position::{Position, Saved};
 use crate::cache::Cache;
 use crate::plugin::Runtime;
 use crate::upstream::Pool;
-use waypost_api::feed::Page;
+use waypost_api::feed::{EventClass, Page};
 
 /// Longest long-poll; kept under the pool's response timeout, which would
 /// otherwise mark a healthy origin down.
@@ -78,6 +81,8 @@ pub struct Follower {
     metrics: Arc<FeedMetrics>,
     /// `Authorization` for the origin's private reads (`[feed] token`).
     authorization: Option<http::HeaderValue>,
+    /// The event classes this edge acts on (`classes=` of each poll).
+    classes: Vec<EventClass>,
 }
 
 impl Follower {
@@ -90,7 +95,12 @@ impl Follower {
         token: Option<String>,
     ) -> Self {
         let position = Position::new(cache.config().disk.as_ref().map(|d| d.dir.as_path()));
+        let mut classes = vec![EventClass::Content];
+        if runtime.as_ref().is_some_and(|r| r.reads_kv()) {
+            classes.push(EventClass::Kv);
+        }
         Self {
+            classes,
             pool,
             cache,
             runtime,
@@ -146,6 +156,7 @@ impl Follower {
                     after = page.last_seq;
                 }
                 Ok(Poll::Page(page)) => {
+                    self.catch_up(&page.missed, after, page.last_seq).await;
                     for event in &page.events {
                         self.apply(&event.kind).await;
                         after = event.seq;
@@ -192,12 +203,55 @@ impl Follower {
         }
     }
 
+    /// Everything stored is stale from now on; then `seq` is the position.
+    /// If the stale mark cannot be saved the position is not saved either,
+    /// so a restart resynchronises again instead of trusting the cache.
     async fn resync(&self, seq: u64) {
-        let purged = self.cache.soft_purge_all().await;
         self.metrics.resyncs.inc();
         self.metrics.position.set(seq as i64);
-        self.position.save(seq);
-        tracing::info!(purged, position = seq, "change feed resynchronised");
+        match self.cache.soft_purge_all().await {
+            Ok(stored) => {
+                self.position.save(seq);
+                tracing::info!(
+                    stored,
+                    position = seq,
+                    "change feed resynchronised: every stored object is revalidated before it is served fresh"
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = %e, position = seq, "cannot save the cache's stale-before mark next to the disk cache; objects are revalidated until a restart, after which this edge resynchronises again (check the disk cache directory)");
+            }
+        }
+    }
+
+    /// Acts on the classes whose events after `after` the origin no longer
+    /// keeps (the page holds the rest): content → the cache is revalidated;
+    /// kv → the plugins' KV read cache is dropped.
+    async fn catch_up(&self, missed: &[EventClass], after: u64, origin_last_seq: u64) {
+        for class in missed {
+            match class {
+                EventClass::Content => {
+                    tracing::warn!(
+                        pool = self.pool.name(),
+                        position = after,
+                        origin_last_seq,
+                        "this edge missed content events (deploys, purges) the origin no longer keeps; soft-purging the cache so every object is revalidated (raise the origin's feed.keep_events / keep_bytes if this repeats)"
+                    );
+                    self.resync(after).await;
+                }
+                EventClass::Kv => {
+                    tracing::info!(
+                        pool = self.pool.name(),
+                        position = after,
+                        "this edge missed KV events the origin no longer keeps; dropping the plugins' cached KV reads"
+                    );
+                    self.metrics.kv_resyncs.inc();
+                    if let Some(runtime) = &self.runtime {
+                        runtime.forget_all_kv();
+                    }
+                }
+            }
+        }
     }
 
     /// The origin's newest sequence number, retried until an origin answers:
@@ -234,7 +288,11 @@ impl Follower {
     }
 
     async fn poll(&self, after: u64) -> Result<Poll, FeedError> {
-        let path = format!("/events?after={after}&wait={}", self.wait().as_secs());
+        let path = format!(
+            "/events?after={after}&wait={}&classes={}",
+            self.wait().as_secs(),
+            EventClass::list(&self.classes)
+        );
         match self.get(&path).await? {
             (StatusCode::OK, _, body) => {
                 serde_json::from_slice(&body)

@@ -154,6 +154,18 @@ impl Runtime {
         }
     }
 
+    /// Whether plugins here read KV, so the change feed's KV events matter.
+    pub fn reads_kv(&self) -> bool {
+        self.kv.is_some()
+    }
+
+    /// Drops every cached KV read (after missed KV events).
+    pub fn forget_all_kv(&self) {
+        if let Some(kv) = &self.kv {
+            kv.forget_all();
+        }
+    }
+
     /// Where the client is, looked up once per request.
     pub fn locate(&self, ip: IpAddr) -> Location {
         self.geo

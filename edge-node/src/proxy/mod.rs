@@ -413,13 +413,18 @@ fn unroutable(parts: &request::Parts) -> Response<Body> {
     }
 }
 
-/// 502 for an unreachable or broken origin, 504 for one that timed out.
+/// 502 for an unreachable or broken origin, 504 for one that timed out,
+/// 503 (with `Retry-After`) when every origin's connections are in use.
 /// The body names neither the pool nor any origin address (strangers read
 /// it); the log has both, under the request id the body carries.
 pub(super) fn origin_error(e: &FetchError, detail: &str) -> Response<Body> {
     let (status, what) = match e {
         FetchError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "did not answer in time"),
         FetchError::Unreachable { .. } => (StatusCode::BAD_GATEWAY, "could not be reached"),
+        FetchError::Saturated { .. } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "is at its connection limit; retry shortly",
+        ),
     };
     let id = rand::random::<u64>();
     tracing::warn!(request_id = %format!("{id:016x}"), error = %e, "origin fetch failed");
@@ -427,6 +432,10 @@ pub(super) fn origin_error(e: &FetchError, detail: &str) -> Response<Body> {
         status,
         format!("the origin server {what}; request id {id:016x}"),
     );
+    if matches!(e, FetchError::Saturated { .. }) {
+        resp.headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
     let status = format!("waypost; {detail}; detail=origin-unreachable");
     if let Ok(v) = HeaderValue::from_str(&status) {
         resp.headers_mut().insert("cache-status", v);

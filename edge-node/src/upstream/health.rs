@@ -1,8 +1,10 @@
 //! Active health checks: `GET <health_path>` on every origin of a pool each
 //! `health_interval`; `rise`/`fall` consecutive results flip its state.
-//! Checks go through the pool's own client, so an `https://` origin is
-//! checked with the TLS settings its requests use, and a certificate the
-//! edge would refuse fails the check (logged with rustls' reason).
+//! Checks use the pool's TLS settings, so an `https://` origin is checked
+//! as its requests are, and a certificate the edge would refuse fails the
+//! check (logged with rustls' reason). They bypass `max_connections` (one
+//! connection per origin, kept idle between checks): an origin whose slots
+//! are all busy is loaded, not down.
 
 use std::sync::Arc;
 
@@ -42,8 +44,11 @@ impl Pool {
             .header(http::header::USER_AGENT, "waypost-edge-health")
             .body(crate::body::empty())
             .expect("valid request");
-        let ok = match tokio::time::timeout(self.config.health_timeout, self.client().request(req))
-            .await
+        let ok = match tokio::time::timeout(
+            self.config.health_timeout,
+            self.health_client().request(req),
+        )
+        .await
         {
             Ok(Ok(resp)) => resp.status().is_success(),
             Ok(Err(e)) => {

@@ -4,6 +4,7 @@
 //! with `regions` prefers its first region with a healthy origin and fails
 //! over to the next region, coming back when the nearer one recovers.
 
+mod capped;
 mod health;
 mod pool;
 mod tls;

@@ -11,6 +11,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+use super::capped::{self, Caps};
 use super::tls::{self, Connector, TlsFailure};
 
 use crate::body::Body;
@@ -33,6 +34,9 @@ pub enum FetchError {
         origin: Authority,
         timeout: Duration,
     },
+    /// Every origin tried had all of its `max_connections` in use.
+    #[error("pool `{pool}`: {last}")]
+    Saturated { pool: String, last: String },
 }
 
 /// Health of one origin.
@@ -98,6 +102,8 @@ pub struct Pool {
     pub origins: Vec<Origin>,
     next: AtomicUsize,
     client: Client<Connector, Body>,
+    /// The same TLS settings without the connection cap, for health checks.
+    health_client: Client<Connector, Body>,
     metrics: Arc<Metrics>,
     /// Permits for cache fills (`max_fills`).
     fills: Arc<tokio::sync::Semaphore>,
@@ -105,11 +111,19 @@ pub struct Pool {
 
 impl Pool {
     pub fn new(config: PoolConfig, metrics: Arc<Metrics>) -> Arc<Self> {
-        let connector = tls::connector(&config);
+        let caps = Caps::new(
+            config.origins.iter().map(|o| &o.authority),
+            config.max_connections,
+            config.queue_timeout,
+        );
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(256)
-            .build(connector);
+            .pool_max_idle_per_host(config.max_connections)
+            .build(tls::connector(&config, caps));
+        let health_client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(1)
+            .build(tls::connector(&config, Caps::none()));
         let origins = config
             .origins
             .iter()
@@ -130,6 +144,7 @@ impl Pool {
             origins,
             next: AtomicUsize::new(0),
             client,
+            health_client,
             metrics,
         });
         for o in &pool.origins {
@@ -160,8 +175,8 @@ impl Pool {
         self.fills.clone().try_acquire_owned().ok()
     }
 
-    pub(super) fn client(&self) -> &Client<Connector, Body> {
-        &self.client
+    pub(super) fn health_client(&self) -> &Client<Connector, Body> {
+        &self.health_client
     }
 
     /// Origins in the order to try: healthy ones first, region by region in
@@ -198,6 +213,7 @@ impl Pool {
         let attempts = if retry { order.len() } else { 1 };
         let mut body = Some(body);
         let mut last = String::new();
+        let mut all_saturated = true;
         for (tried, &i) in order.iter().take(attempts).enumerate() {
             let origin = &self.origins[i];
             let uri = origin_uri(origin, &parts.uri);
@@ -214,7 +230,15 @@ impl Pool {
                     self.note(origin, true);
                     return Ok(resp);
                 }
+                Ok(Err(e)) if capped::saturated(&e).is_some() => {
+                    // Busy, not broken: no failure counted against it.
+                    self.metrics
+                        .observe_origin(self.name(), started.elapsed(), "saturated");
+                    last = capped::saturated(&e).expect("matched").to_string();
+                    tracing::warn!(pool = self.name(), origin = %origin.authority, attempt = tried + 1, error = %last, "origin at its connection cap; trying the pool's next origin (raise max_connections if the origin has room)");
+                }
                 Ok(Err(e)) => {
+                    all_saturated = false;
                     let failure = tls::tls_failure(&e);
                     let outcome = if failure.is_some() {
                         "tls_error"
@@ -247,6 +271,12 @@ impl Pool {
                     });
                 }
             }
+        }
+        if all_saturated {
+            return Err(FetchError::Saturated {
+                pool: self.name().to_string(),
+                last,
+            });
         }
         Err(FetchError::Unreachable {
             pool: self.name().to_string(),

@@ -14,18 +14,20 @@ use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
 use hyper_util::client::legacy::connect::HttpConnector;
 use rustls::{CertificateError, Error as TlsError};
 
+use super::capped::{Capped, Caps};
 use crate::config::PoolConfig;
 
-pub type Connector = HttpsConnector<HttpConnector>;
+pub type Connector = HttpsConnector<Capped<HttpConnector>>;
 
-/// The connector for `config`'s origins.
-pub fn connector(config: &PoolConfig) -> Connector {
+/// The connector for `config`'s origins, its connections capped by `caps`.
+pub fn connector(config: &PoolConfig, caps: std::sync::Arc<Caps>) -> Connector {
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
     http.set_connect_timeout(Some(config.connect_timeout));
     // `https://` URIs are handed to the TLS layer, which needs the TCP
     // connection from here.
     http.enforce_http(false);
+    let http = Capped::new(http, caps);
     let Some(tls) = &config.tls else {
         // No https:// origin: a TLS config that is never used (default
         // roots are not even loaded).

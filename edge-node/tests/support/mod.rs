@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -41,6 +42,8 @@ pub struct ScriptedOrigin {
     pub addr: SocketAddr,
     state: Arc<Mutex<State>>,
     task: JoinHandle<()>,
+    /// Connections open now, and the most ever open at once.
+    connections: Arc<(AtomicUsize, AtomicUsize)>,
 }
 
 impl ScriptedOrigin {
@@ -52,7 +55,9 @@ impl ScriptedOrigin {
         let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state: Arc<Mutex<State>> = Arc::default();
+        let connections: Arc<(AtomicUsize, AtomicUsize)> = Arc::default();
         let st = state.clone();
+        let counts = connections.clone();
         let task = tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
             loop {
@@ -60,7 +65,11 @@ impl ScriptedOrigin {
                     break;
                 };
                 let st = st.clone();
+                let counts = counts.clone();
+                let open = counts.0.fetch_add(1, Ordering::SeqCst) + 1;
+                counts.1.fetch_max(open, Ordering::SeqCst);
                 conns.spawn(async move {
+                    let _closed = Closed(counts);
                     let svc = service_fn(move |req: Request<Incoming>| {
                         let st = st.clone();
                         async move { Ok::<_, Infallible>(answer(&st, req).await) }
@@ -71,7 +80,17 @@ impl ScriptedOrigin {
                 });
             }
         });
-        Self { addr, state, task }
+        Self {
+            addr,
+            state,
+            task,
+            connections,
+        }
+    }
+
+    /// The most connections that were open at once.
+    pub fn max_connections_seen(&self) -> usize {
+        self.connections.1.load(Ordering::SeqCst)
     }
 
     /// Scripts the answer for `path` (path and query as sent).
@@ -119,6 +138,15 @@ impl ScriptedOrigin {
     /// Stops listening and drops every open connection.
     pub fn stop(&self) {
         self.task.abort();
+    }
+}
+
+/// Counts a connection closed when its task ends.
+struct Closed(Arc<(AtomicUsize, AtomicUsize)>);
+
+impl Drop for Closed {
+    fn drop(&mut self) {
+        self.0.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

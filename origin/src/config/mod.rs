@@ -4,11 +4,14 @@
 //! Parsing and validation are separate steps (as in ripgrep) so every
 //! problem is reported through [`ConfigError`] with the file and the field.
 
+mod blob_gc;
 mod cluster;
+mod feed;
 mod listener;
 mod raft_timing;
 mod storage;
 
+pub use blob_gc::BlobGc;
 pub use cluster::ClusterConfig;
 pub use listener::PeerListener;
 pub use raft_timing::RaftTiming;
@@ -70,6 +73,10 @@ pub struct Config {
     pub peer: Option<PeerListener>,
     /// TLS on the public listener (`[tls]`); `None` serves plaintext.
     pub tls: Option<ServerTlsFiles>,
+    /// How much of the change feed is kept per event class (`[feed]`).
+    pub feed: crate::raft::FeedRetention,
+    /// Collection of blobs nothing points at (`[blob_gc]`).
+    pub blob_gc: BlobGc,
 }
 
 /// One `[[cache_rules]]` entry.
@@ -99,6 +106,8 @@ struct RawConfig {
     limits: Option<listener::RawLimits>,
     peer: Option<listener::RawPeer>,
     tls: Option<RawTls>,
+    feed: Option<feed::RawFeed>,
+    blob_gc: Option<blob_gc::RawBlobGc>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -135,6 +144,8 @@ impl Config {
             limits: crate::listen::Limits::PUBLIC,
             peer: None,
             tls: None,
+            feed: crate::raft::FeedRetention::DEFAULT,
+            blob_gc: BlobGc::DEFAULT,
         }
     }
 
@@ -277,6 +288,8 @@ fn validate(raw: RawConfig) -> Result<Config, FieldError> {
             cert_file: t.cert_file,
             key_file: t.key_file,
         }),
+        feed: raw.feed.unwrap_or_default().validate()?,
+        blob_gc: raw.blob_gc.unwrap_or_default().validate()?,
     };
     config.validate_shape()?;
     Ok(config)

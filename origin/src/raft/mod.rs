@@ -15,6 +15,7 @@
 mod blob_refs;
 pub mod bootstrap;
 pub mod conditions;
+pub mod event_log;
 mod feed_view;
 pub mod identity;
 pub mod intake;
@@ -42,6 +43,7 @@ use crate::config::RaftTiming;
 use crate::peers::http::{PeerAuth, PeerHttp};
 
 pub use conditions::Conditions;
+pub use event_log::Retention as FeedRetention;
 pub use state::{Command, Event, EventKind, Outcome, State};
 pub use state_machine::StateMachine;
 pub use status::{ClusterStatus, PeerStatus};
@@ -133,10 +135,11 @@ impl Replica {
         node_id: NodeId,
         members: BTreeMap<NodeId, String>,
         timing: RaftTiming,
+        feed_retention: FeedRetention,
         auth: PeerAuth,
     ) -> Result<Self, ReplicaError> {
         let log = log_store::LogStore::open(dir)?;
-        let state = StateMachine::open(dir)?;
+        let state = StateMachine::open(dir, feed_retention)?;
         let config = openraft::Config {
             cluster_name: "waypost".into(),
             // The trade-off between failover time and the round trip

@@ -12,18 +12,11 @@ use serde::{Deserialize, Serialize};
 
 use super::blob_refs::BlobRefs;
 use super::conditions::{self, Conditions};
+use super::event_log::{EventLog, FeedRead, Retention};
 use super::queues::{self, QueueCommand, QueueReply, Queues};
 use super::validate::{InvalidCommand, Refusal};
 use crate::http_cond::Validators;
 use crate::store::AssetMeta;
-
-/// How many events the feed keeps; a subscriber further behind than this
-/// gets `410 Gone` and must resynchronise from a full listing.
-pub const EVENTS_KEPT: usize = 10_000;
-/// Most bytes of JSON one page of events holds (at least one event): a
-/// purge can name 10,000 paths, so a page of 1,000 events is not bounded
-/// by its count.
-pub const EVENT_PAGE_BYTES: usize = 4 * 1024 * 1024;
 
 /// A write, as proposed to the leader and stored in the Raft log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,8 +158,8 @@ pub enum EventKind {
 pub struct State {
     pub assets: BTreeMap<String, AssetMeta>,
     pub kv: BTreeMap<String, BTreeMap<String, String>>,
-    /// The newest [`EVENTS_KEPT`] events, oldest first.
-    pub events: VecDeque<Event>,
+    /// The newest events of each class ([`EventLog`]).
+    pub feed: EventLog,
     /// The sequence number of the newest event ever produced.
     pub last_seq: u64,
     /// Plugin name → current version. Defaulted so snapshots written
@@ -191,7 +184,11 @@ pub struct State {
 struct StoredState {
     assets: BTreeMap<String, AssetMeta>,
     kv: BTreeMap<String, BTreeMap<String, String>>,
+    /// Snapshots from before [`EventLog`] kept one window here.
+    #[serde(default)]
     events: VecDeque<Event>,
+    #[serde(default)]
+    feed: Option<EventLog>,
     last_seq: u64,
     #[serde(default)]
     plugins: BTreeMap<String, PluginVersion>,
@@ -209,7 +206,9 @@ impl From<StoredState> for State {
         Self {
             assets: s.assets,
             kv: s.kv,
-            events: s.events,
+            feed: s
+                .feed
+                .unwrap_or_else(|| EventLog::from_single_window(s.events)),
             last_seq: s.last_seq,
             plugins: s.plugins,
             incarnations: s.incarnations,
@@ -420,40 +419,43 @@ impl State {
         }
     }
 
-    /// Events with a sequence number above `after`, at most `limit` and
-    /// [`EVENT_PAGE_BYTES`] of JSON (at least one); `None` when `after` is
-    /// older than the oldest event kept (a gap). Resume after the last one.
+    /// Events of every class with a sequence number above `after` (at most
+    /// `limit`, [`super::event_log::EVENT_PAGE_BYTES`] of JSON, at least
+    /// one); `None` when some were trimmed (a gap). Resume after the last.
     pub fn events_after(&self, after: u64, limit: usize) -> Option<Vec<Event>> {
-        let oldest = self.events.front().map_or(self.last_seq + 1, |e| e.seq);
-        if after.saturating_add(1) < oldest && after < self.last_seq {
-            return None;
-        }
-        let skip = after.saturating_add(1).saturating_sub(oldest) as usize;
-        let mut bytes = 0;
-        let page = self
-            .events
-            .iter()
-            .skip(skip)
-            .take(limit)
-            .take_while(|event| {
-                let first = bytes == 0;
-                bytes += crate::json_size::json_len(event) + 1;
-                first || bytes <= EVENT_PAGE_BYTES
-            })
-            .cloned()
-            .collect();
-        Some(page)
+        let read = self
+            .feed
+            .read(after, &waypost_api::feed::EventClass::ALL, limit);
+        read.missed.is_empty().then_some(read.events)
+    }
+
+    /// The events of `classes` above `after`, and which of those classes
+    /// had events trimmed ([`EventLog::read`]).
+    pub fn read_feed(
+        &self,
+        after: u64,
+        classes: &[waypost_api::feed::EventClass],
+        limit: usize,
+    ) -> FeedRead {
+        self.feed.read(after, classes, limit)
+    }
+
+    /// Whether an asset or plugin version points at blob `sha256`.
+    pub fn references_blob(&self, sha256: &str) -> bool {
+        self.blob_refs.size_of(sha256).is_some()
+    }
+
+    /// How much of the feed this replica keeps from now on.
+    pub fn set_feed_retention(&mut self, retention: Retention) {
+        self.feed.set_retention(retention);
     }
 
     fn push(&mut self, kind: EventKind) -> u64 {
         self.last_seq += 1;
-        self.events.push_back(Event {
+        self.feed.push(Event {
             seq: self.last_seq,
             kind,
         });
-        if self.events.len() > EVENTS_KEPT {
-            self.events.pop_front();
-        }
         self.last_seq
     }
 }

@@ -25,6 +25,7 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use super::event_log::Retention;
 use super::state::{Command, Outcome, State};
 use super::{NodeId, TypeConfig};
 use openraft::BasicNode;
@@ -77,6 +78,9 @@ pub struct StateMachine {
     /// Counts applied queue commands, for long-polling leases.
     queue_changes: Arc<watch::Sender<u64>>,
     files: SnapshotFiles,
+    /// How much of the change feed this replica keeps; applied again to
+    /// every snapshot installed, since snapshots do not carry it.
+    feed_retention: Retention,
 }
 
 /// The snapshot file in one directory, written by one writer at a time.
@@ -137,9 +141,9 @@ impl SnapshotFiles {
 
 impl StateMachine {
     /// Loads the snapshot in `dir`, if any.
-    pub fn open(dir: &Path) -> Result<Self, SnapshotLoadError> {
+    pub fn open(dir: &Path, feed_retention: Retention) -> Result<Self, SnapshotLoadError> {
         let path = dir.join(SNAPSHOT_FILE);
-        let (applied, on_disk) = match read_snapshot(&path)? {
+        let (mut applied, on_disk): (Applied, _) = match read_snapshot(&path)? {
             Some(file) => (
                 serde_json::from_str(&file.data)
                     .map_err(|source| SnapshotLoadError::Corrupt { path, source })?,
@@ -147,6 +151,7 @@ impl StateMachine {
             ),
             None => (Applied::default(), None),
         };
+        applied.state.set_feed_retention(feed_retention);
         let (seq, _) = watch::channel(applied.state.last_seq);
         let files = SnapshotFiles {
             dir: dir.to_path_buf(),
@@ -158,6 +163,7 @@ impl StateMachine {
             seq: Arc::new(seq),
             queue_changes: Arc::new(watch::channel(0).0),
             files,
+            feed_retention,
         })
     }
 
@@ -311,7 +317,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             StorageIOError::read_snapshot(Some(meta.signature()), openraft::AnyError::error(e))
         };
         let data = String::from_utf8(snapshot.into_inner()).map_err(|e| bad(&e))?;
-        let new: Applied = serde_json::from_str(&data).map_err(|e| bad(&e))?;
+        let mut new: Applied = serde_json::from_str(&data).map_err(|e| bad(&e))?;
+        new.state.set_feed_retention(self.feed_retention);
         let file = SnapshotFile {
             format: SNAPSHOT_FORMAT,
             meta: meta.clone(),
@@ -386,7 +393,7 @@ mod tests {
     #[tokio::test]
     async fn an_older_snapshot_never_replaces_a_newer_one_on_disk() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sm = StateMachine::open(dir.path()).unwrap();
+        let mut sm = StateMachine::open(dir.path(), Retention::DEFAULT).unwrap();
         apply_kv(&mut sm, 1..=3).await;
         let built = sm.build_snapshot().await.unwrap();
         assert_eq!(built.meta.last_log_id, Some(log_id(3)));
@@ -399,14 +406,14 @@ mod tests {
         let (meta, data) = sent_snapshot(7);
         sm.install_snapshot(&meta, data).await.unwrap();
         assert_eq!(on_disk(&mut sm).await, Some(log_id(7)));
-        let reopened = StateMachine::open(dir.path()).unwrap();
+        let reopened = StateMachine::open(dir.path(), Retention::DEFAULT).unwrap();
         assert_eq!(reopened.applied_index(), 7);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_builds_and_installs_all_succeed() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sm = StateMachine::open(dir.path()).unwrap();
+        let mut sm = StateMachine::open(dir.path(), Retention::DEFAULT).unwrap();
         apply_kv(&mut sm, 1..=5).await;
         let mut tasks = tokio::task::JoinSet::new();
         for index in 6..=25 {

@@ -6,12 +6,16 @@
 //!
 //! - missing: fetched from a peer before answering;
 //! - wrong size (truncated, padded): seen from the object's metadata before
-//!   a byte is sent; the copy is deleted and refetched at once, so this
+//!   a byte is sent; the copy is quarantined and refetched at once, so this
 //!   request still succeeds;
 //! - right size, wrong bytes: only a full download can tell, at its end
 //!   ([`crate::store::verify`]); that response is aborted, the copy is
-//!   deleted, and the next read refetches it. Range requests are not
+//!   quarantined, and the next read refetches it. Range requests are not
 //!   hashed (a part cannot be checked against the whole's address).
+//!
+//! A quarantined copy is moved aside, not deleted ([`Blobs::quarantine`]),
+//! and deleted only once a good copy is back at its address: with a bucket
+//! shared by every region, no peer may have another copy.
 //!
 //! Each damaged copy is counted in `origin_blob_corrupt_total{kind}` and
 //! logged with its key and what happens next.
@@ -73,10 +77,22 @@ pub async fn open(
         }
         fetch_from_peers(state, sha256).await?;
         refetched = true;
+        match state.store.blobs.clear_quarantine(sha256).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                what,
+                sha256,
+                deleted = n,
+                "a good copy is back from a peer; deleted the quarantined damaged copies"
+            ),
+            Err(e) => {
+                tracing::warn!(what, sha256, error = %e, "could not delete quarantined copies of a repaired blob (they stay under quarantine/)")
+            }
+        }
     }
 }
 
-/// Handles a copy whose stored length is not the metadata's: deletes it so
+/// Handles a copy whose stored length is not the metadata's: quarantines it so
 /// the caller refetches it, unless it was just fetched (then the metadata
 /// is what is wrong, and refetching again would loop).
 #[allow(clippy::result_large_err)]
@@ -107,14 +123,23 @@ async fn wrong_size(
         key = %Blobs::key(sha256),
         expected = size,
         stored,
-        "local blob has the wrong size: deleting it and refetching it from a peer now"
+        "local blob has the wrong size: quarantining it and refetching it from a peer now"
     );
-    state
-        .store
-        .blobs
-        .delete(sha256)
+    quarantine(state, sha256)
         .await
-        .map_err(|e| response::internal("deleting a damaged blob failed", &e))
+        .map_err(|e| response::internal("quarantining a damaged blob failed", &e))
+}
+
+/// Moves a damaged copy aside, logging where it went.
+async fn quarantine(state: &AppState, sha256: &str) -> Result<(), object_store::Error> {
+    if let Some(aside) = state.store.blobs.quarantine(sha256).await? {
+        tracing::warn!(
+            sha256,
+            quarantined = aside,
+            "damaged blob moved aside; it is deleted once a good copy is fetched from a peer, and kept if none can be"
+        );
+    }
+    Ok(())
 }
 
 /// Runs when a full download's bytes did not hash to `sha256`: the client's
@@ -123,12 +148,12 @@ fn hash_mismatch(state: Arc<AppState>, what: String, sha256: String) {
     count(&state, "hash");
     tracing::error!(
         what, key = %Blobs::key(&sha256),
-        "local blob does not hash to its address: aborted the download, deleting the copy; \
+        "local blob does not hash to its address: aborted the download, quarantining the copy; \
          the next read refetches it from a peer"
     );
     tokio::spawn(async move {
-        if let Err(e) = state.store.blobs.delete(&sha256).await {
-            tracing::error!(key = %Blobs::key(&sha256), error = %e, "deleting a damaged blob failed");
+        if let Err(e) = quarantine(&state, &sha256).await {
+            tracing::error!(key = %Blobs::key(&sha256), error = %e, "quarantining a damaged blob failed");
         }
     });
 }

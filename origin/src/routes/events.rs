@@ -7,6 +7,12 @@
 //! is held until an event arrives or the wait ends. A client resumes after a
 //! disconnect by passing the last `seq` it processed, so it sees every event
 //! exactly once; one that fell further behind than the feed keeps gets 410.
+//!
+//! With `classes=content,kv` a reader follows only those event classes
+//! ([`EventClass`]): the wait lasts until one of them has an event, and a
+//! class whose events after `after` were trimmed is named in the page's
+//! `missed` instead of failing the whole read with 410, so the reader
+//! catches up on that class alone.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +24,7 @@ use hyper::body::{Frame, Incoming};
 
 use super::{AppState, body, query, sse};
 use crate::response::{self, ResBody};
-use waypost_api::feed::{FEED_VERSION, Page};
+use waypost_api::feed::{EventClass, FEED_VERSION, Page};
 
 /// Longest long-poll wait.
 const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -46,6 +52,46 @@ pub async fn get(state: &Arc<AppState>, req: &Request<Incoming>) -> Response<Res
         0 => MAX_EVENTS,
         n => (n as usize).min(MAX_EVENTS),
     };
+    let classes = match query::param(req.uri(), "classes") {
+        None => None,
+        Some(text) => match EventClass::parse_list(&text) {
+            Ok(classes) => Some(classes),
+            Err(m) => return response::text(StatusCode::BAD_REQUEST, m),
+        },
+    };
+    let Some(classes) = classes else {
+        return whole_feed(state, after, wait, limit).await;
+    };
+    let feed = &state.replica.state;
+    let mut seq = feed.subscribe();
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut feed_closed = false;
+    loop {
+        let (read, last_seq) = feed.read(|s| (s.read_feed(after, &classes, limit), s.last_seq));
+        let waited_out = feed_closed || tokio::time::Instant::now() >= deadline;
+        if !read.events.is_empty() || !read.missed.is_empty() || waited_out {
+            let page = Page {
+                version: FEED_VERSION,
+                events: read.events.iter().map(Into::into).collect(),
+                last_seq,
+                missed: read.missed,
+            };
+            return body::json_response(StatusCode::OK, &page);
+        }
+        // Events of other classes wake the wait but end it only once one
+        // of ours arrives.
+        let newer = seq.wait_for(|last| *last > last_seq);
+        feed_closed = matches!(tokio::time::timeout_at(deadline, newer).await, Ok(Err(_)));
+    }
+}
+
+/// The feed without `classes`: every event, and 410 once any was trimmed.
+async fn whole_feed(
+    state: &Arc<AppState>,
+    after: u64,
+    wait: Duration,
+    limit: usize,
+) -> Response<ResBody> {
     let mut seq = state.replica.state.subscribe();
     let _ = tokio::time::timeout(wait, seq.wait_for(|last| *last > after)).await;
     let page = state.replica.state.read(|s| {
@@ -53,6 +99,7 @@ pub async fn get(state: &Arc<AppState>, req: &Request<Incoming>) -> Response<Res
             version: FEED_VERSION,
             events: events.iter().map(Into::into).collect(),
             last_seq: s.last_seq,
+            missed: Vec::new(),
         })
     });
     match page {

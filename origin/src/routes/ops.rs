@@ -78,6 +78,7 @@ pub fn metrics(state: &Arc<AppState>, method: &Method) -> Response<ResBody> {
         }
     }
     set_queue_gauges(state);
+    set_feed_gauges(state);
     let mut response = Response::new(response::full(state.metrics.render()));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -120,6 +121,18 @@ fn set_queue_gauges(state: &AppState) {
         m.queue_oldest_age
             .get_or_create(&QueueLabels { queue })
             .set(q.oldest_age_s as i64);
+    }
+}
+
+fn set_feed_gauges(state: &AppState) {
+    for class in waypost_api::feed::EventClass::ALL {
+        let (events, bytes) = state.replica.state.read(|s| s.feed.usage(class));
+        let labels = crate::metrics::FeedClassLabels {
+            class: class.as_str(),
+        };
+        let m = &state.metrics;
+        m.feed_events_kept.get_or_create(&labels).set(events as i64);
+        m.feed_bytes_kept.get_or_create(&labels).set(bytes as i64);
     }
 }
 

@@ -205,9 +205,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_client_behind_the_kept_events_gets_an_error_event_and_the_end() {
-        let state = Shared(Arc::new(Mutex::new(State::default())));
+        let mut kept = State::default();
+        let retention = crate::raft::FeedRetention {
+            events: 50,
+            bytes: u64::MAX,
+        };
+        kept.set_feed_retention(retention);
+        let state = Shared(Arc::new(Mutex::new(kept)));
         let (seq, rx) = watch::channel(0);
-        for i in 0..crate::raft::state::EVENTS_KEPT + 2 {
+        for i in 0..retention.events + 2 {
             put(&state, &seq, &i.to_string());
         }
         let stop = CancellationToken::new();

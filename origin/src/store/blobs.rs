@@ -6,13 +6,14 @@
 //!
 //! Blobs are never garbage-collected yet: deleting or replacing an asset
 //! drops only its metadata, so an unreferenced blob stays until a future GC
-//! pass (which must also consider other regions' references).
+//! pass (which must also consider other regions' references). A damaged
+//! copy is moved to `quarantine/` rather than deleted ([`Blobs::quarantine`]).
 
 use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::stream::{BoxStream, Stream, StreamExt};
+use futures::stream::{BoxStream, Stream, StreamExt, TryStreamExt};
 use object_store::path::Path as StorePath;
 use object_store::{GetOptions, ObjectStore, ObjectStoreExt, WriteMultipart};
 use sha2::{Digest, Sha256};
@@ -45,6 +46,31 @@ pub enum BlobWriteError {
 pub struct BlobStream {
     pub stored_size: u64,
     pub stream: BoxStream<'static, object_store::Result<Bytes>>,
+}
+
+/// What [`Blobs::list`] walks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Area {
+    /// Content-addressed blobs (`blobs/sha256/`).
+    Blobs,
+    /// Uploads in progress or abandoned (`tmp/`).
+    Uploads,
+}
+
+/// One object a listing found.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    key: StorePath,
+    /// The content address, for [`Area::Blobs`].
+    pub sha256: Option<String>,
+    pub size: u64,
+    pub last_modified: std::time::SystemTime,
+}
+
+impl Listed {
+    pub fn key(&self) -> String {
+        self.key.to_string()
+    }
 }
 
 /// The blob half of the store.
@@ -122,10 +148,75 @@ impl Blobs {
         Ok(self.store.head(&blob_key(sha256)).await?.size)
     }
 
-    /// Removes this region's copy of blob `sha256` (a missing copy is not
-    /// an error), so the next read fetches it from a peer.
-    pub async fn delete(&self, sha256: &str) -> Result<(), object_store::Error> {
-        match self.store.delete(&blob_key(sha256)).await {
+    /// Moves this region's copy of blob `sha256` aside, to
+    /// `quarantine/sha256/<hex>/<random>`, so the next read fetches it from
+    /// a peer. Moved, not deleted: with one bucket shared by every region
+    /// the peers read this same object, and a damaged copy (often damaged
+    /// only in its last bytes) is worth more to an operator than none.
+    /// Returns the quarantine key, `None` when there was no copy.
+    pub async fn quarantine(&self, sha256: &str) -> Result<Option<String>, object_store::Error> {
+        let aside = quarantine_prefix(sha256).join(format!("{:016x}", rand::random::<u64>()));
+        match self.store.rename(&blob_key(sha256), &aside).await {
+            Ok(()) => Ok(Some(aside.to_string())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes the quarantined copies of `sha256`, once a good copy is back
+    /// at its address; returns how many there were.
+    pub async fn clear_quarantine(&self, sha256: &str) -> Result<usize, object_store::Error> {
+        let prefix = quarantine_prefix(sha256);
+        let keys: Vec<StorePath> = self
+            .store
+            .list(Some(&prefix))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await?;
+        for key in &keys {
+            match self.store.delete(key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(keys.len())
+    }
+
+    /// Every object under `area`, as a stream: a store of millions of
+    /// blobs is never listed into memory at once.
+    pub fn list(&self, area: Area) -> BoxStream<'static, object_store::Result<Listed>> {
+        let prefix = match area {
+            Area::Blobs => StorePath::from_iter(["blobs", "sha256"]),
+            Area::Uploads => StorePath::from("tmp"),
+        };
+        let store = self.store.clone();
+        futures::stream::once(async move { store.list(Some(&prefix)) })
+            .flatten()
+            .map_ok(|meta| Listed {
+                sha256: meta.location.filename().map(str::to_string),
+                size: meta.size,
+                last_modified: meta.last_modified.into(),
+                key: meta.location,
+            })
+            .boxed()
+    }
+
+    /// When `listed` was last written, asked again (an upload of the same
+    /// bytes may have rewritten it since the listing); `None` if it is gone.
+    pub async fn last_modified(
+        &self,
+        listed: &Listed,
+    ) -> object_store::Result<Option<std::time::SystemTime>> {
+        match self.store.head(&listed.key).await {
+            Ok(meta) => Ok(Some(meta.last_modified.into())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes a listed object (gone already is fine).
+    pub async fn delete_listed(&self, listed: &Listed) -> object_store::Result<()> {
+        match self.store.delete(&listed.key).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e),
         }
@@ -139,6 +230,10 @@ impl Blobs {
 
 fn blob_key(sha256: &str) -> StorePath {
     StorePath::from_iter(["blobs", "sha256", sha256])
+}
+
+fn quarantine_prefix(sha256: &str) -> StorePath {
+    StorePath::from_iter(["quarantine", "sha256", sha256])
 }
 
 #[cfg(test)]
@@ -165,6 +260,24 @@ mod tests {
         assert_eq!(part.stored_size, 11);
         let part: Vec<Bytes> = part.stream.try_collect().await.unwrap();
         assert_eq!(part.concat(), b"world");
+    }
+
+    #[tokio::test]
+    async fn quarantine_moves_a_copy_aside_until_cleared() {
+        let blobs = Blobs::new(Arc::new(InMemory::new()));
+        let body = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"abc"))]);
+        let stored = blobs.put_stream(body, |_| {}).await.unwrap();
+        let aside = blobs.quarantine(&stored.sha256).await.unwrap().unwrap();
+        assert!(aside.starts_with("quarantine/sha256/"), "{aside}");
+        assert!(matches!(
+            blobs.get_stream(&stored.sha256, None).await,
+            Err(object_store::Error::NotFound { .. })
+        ));
+        assert_eq!(blobs.quarantine(&stored.sha256).await.unwrap(), None);
+        let kept = blobs.store.get(&StorePath::from(aside)).await.unwrap();
+        assert_eq!(kept.bytes().await.unwrap(), "abc");
+        assert_eq!(blobs.clear_quarantine(&stored.sha256).await.unwrap(), 1);
+        assert_eq!(blobs.clear_quarantine(&stored.sha256).await.unwrap(), 0);
     }
 
     #[tokio::test]

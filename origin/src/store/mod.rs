@@ -14,7 +14,7 @@ use object_store::prefix::PrefixStore;
 
 use crate::config::{S3Config, StorageConfig};
 
-pub use blobs::{BlobStream, BlobWriteError, Blobs, StoredBlob};
+pub use blobs::{Area, BlobStream, BlobWriteError, Blobs, Listed, StoredBlob};
 pub use meta::AssetMeta;
 
 /// This region's blob store.

@@ -57,6 +57,10 @@ impl Origin {
         format!("{}{}", self.base, path)
     }
 
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._data.path()
+    }
+
     pub fn put(&self, path: &str, body: impl Into<reqwest::Body>) -> RequestBuilder {
         self.client
             .put(self.url(path))

@@ -50,6 +50,11 @@ impl KvClient {
         }
     }
 
+    /// Drops every cached read: after missed KV events any may be stale.
+    pub fn forget_all(&self) {
+        self.reads.invalidate_all();
+    }
+
     /// Sends one request to the origin's API (KV, queues) with the token;
     /// the status and body, or why the origin was not reached.
     pub(crate) async fn request(
