@@ -18,9 +18,9 @@ use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::BlobGc;
+use crate::listen::Stop;
 use crate::metrics::{GcLabels, Metrics};
 use crate::raft::Replica;
 use crate::store::{Area, Blobs, Listed};
@@ -51,13 +51,14 @@ pub enum GcError {
     Store(#[from] object_store::Error),
 }
 
-/// Runs a pass every `settings.interval` until `stop`.
+/// Runs a pass every `settings.interval` until the server stops (either
+/// way: a killed region must not wait for its collector).
 pub fn spawn(
     settings: BlobGc,
     blobs: Blobs,
     replica: Replica,
     metrics: Arc<Metrics>,
-    stop: CancellationToken,
+    stop: Stop,
 ) -> Option<JoinHandle<()>> {
     let interval = settings.interval?;
     Some(tokio::spawn(async move {
@@ -66,9 +67,17 @@ pub fn spawn(
         loop {
             tokio::select! {
                 _ = ticks.tick() => {}
-                () = stop.cancelled() => return,
+                () = stop.graceful.cancelled() => return,
+                () = stop.kill.cancelled() => return,
             }
-            let result = pass(&blobs, &replica, settings.grace, SystemTime::now()).await;
+            // A pass over a large store can take minutes; stopping must not
+            // wait for it (each delete is re-checked, so an interrupted pass
+            // leaves nothing half-done).
+            let result = tokio::select! {
+                r = pass(&blobs, &replica, settings.grace, SystemTime::now()) => r,
+                () = stop.graceful.cancelled() => return,
+                () = stop.kill.cancelled() => return,
+            };
             let label = match &result {
                 Ok(report) => {
                     if report.deleted + report.uploads_deleted > 0 {

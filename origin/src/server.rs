@@ -204,7 +204,7 @@ impl Server {
             store.blobs.clone(),
             replica.clone(),
             metrics.clone(),
-            stop.graceful.clone(),
+            stop.clone(),
         ));
         let state = Arc::new(AppState {
             config,
