@@ -121,13 +121,26 @@ fn systemd_units_verify() {
     // verify refuses a unit whose ExecStart binary is missing, and the
     // binaries are not installed here: stand-ins let it check the units'
     // own directives, which is what is under test.
-    for bin in ["origin", "edge-node", "geodns"] {
+    for bin in ["origin", "edge-node", "geodns", "waypost"] {
         std::os::unix::fs::symlink("/bin/true", dir.join(bin)).unwrap();
     }
     let mut units = Vec::new();
     for entry in std::fs::read_dir(deploy_dir().join("systemd")).unwrap() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
+        if name(&path).ends_with(".timer") {
+            assert!(text.contains("Persistent=true"), "{}", path.display());
+            let copy = dir.join(name(&path));
+            std::fs::write(&copy, text).unwrap();
+            units.push(copy);
+            continue;
+        }
+        // A unit that reads tokens refuses to start without its env file.
+        assert!(
+            !text.contains("EnvironmentFile=-"),
+            "{} starts without its env file",
+            path.display()
+        );
         for needed in [
             "ExecStart=/usr/local/bin/",
             "Restart=on-failure",
@@ -142,7 +155,7 @@ fn systemd_units_verify() {
         std::fs::write(&copy, text).unwrap();
         units.push(copy);
     }
-    assert_eq!(units.len(), 3);
+    assert_eq!(units.len(), 5, "origin, edge, geodns, backup and its timer");
     let out = Command::new("systemd-analyze")
         .arg("verify")
         .args(&units)
@@ -213,7 +226,44 @@ fn kubernetes_regions_build() {
             yaml.contains("volumeClaimTemplates"),
             "the origin keeps a volume"
         );
+        assert!(yaml.contains("kind: NetworkPolicy\n"), "region-{n}");
+        assert_eq!(
+            yaml.matches("image: ").count(),
+            yaml.matches("limits: { memory: ").count() + yaml.matches("limits:\n").count(),
+            "region-{n}: every container has a memory limit"
+        );
+        // The peers component: what is exposed between regions is limited
+        // to their address ranges.
+        assert_eq!(
+            yaml.matches("type: LoadBalancer").count(),
+            yaml.matches("loadBalancerSourceRanges").count() + 2,
+            "region-{n}: only the edge and geodns are open to everyone"
+        );
+        assert_eq!(
+            yaml.contains("kind: CronJob\n"),
+            n == 1,
+            "backups run in region 1"
+        );
     }
+    // Without the explicit peers component nothing but the public edge and
+    // geodns gets a load balancer.
+    let out = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(copy.join("k8s/base"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let base = String::from_utf8_lossy(&out.stdout);
+    let exposed: Vec<&str> = base
+        .split("\n---\n")
+        .filter(|doc| doc.contains("type: LoadBalancer"))
+        .filter_map(|doc| doc.lines().find_map(|l| l.strip_prefix("  name: ")))
+        .collect();
+    assert_eq!(exposed, ["edge", "geodns"], "{base}");
     std::fs::remove_dir_all(copy).unwrap();
 }
 

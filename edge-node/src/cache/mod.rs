@@ -90,6 +90,7 @@ pub struct CacheRequest {
 }
 
 /// Counts for `/metrics`.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Usage {
     pub memory_bytes: u64,
     pub disk_bytes: u64,

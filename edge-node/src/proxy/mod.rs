@@ -113,7 +113,8 @@ impl Proxy {
             .and_then(|v| v.parse::<u64>().ok())
             .filter(|_| method != Method::HEAD)
             .unwrap_or(0);
-        self.metrics.count_request(status, result);
+        self.metrics
+            .count_request(status, result, started.elapsed());
         self.metrics.add_bytes_sent(bytes);
         if log {
             tracing::info!(
