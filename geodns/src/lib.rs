@@ -7,7 +7,8 @@
 //! checks endpoints; `answer` picks the endpoints for one client; `handler`
 //! is the wire side on hickory-server; `fast` answers the common UDP query
 //! from prepared wire-format answers on worker threads (and hands the rest
-//! to `handler`); `server` binds and runs it all and `reload` swaps
+//! to `handler`), after `rate_limit` allows the reply; `tcp` serves TCP
+//! with connection limits; `server` binds and runs it all and `reload` swaps
 //! configurations without a restart.
 
 mod answer;
@@ -19,9 +20,11 @@ mod handler;
 mod health;
 mod metrics;
 mod metrics_http;
+mod rate_limit;
 mod reload;
 mod server;
 mod state;
+mod tcp;
 mod wire;
 pub mod zone;
 

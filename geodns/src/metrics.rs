@@ -27,6 +27,16 @@ pub struct RegionLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabels {
+    pub action: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EndpointLabels {
     pub region: String,
     pub endpoint: String,
@@ -46,6 +56,15 @@ pub struct Metrics {
     pub reloads: Family<ReloadLabels, Counter>,
     /// UDP queries the fast path answered itself (also in `queries`).
     pub fast_answers: Counter,
+    /// UDP replies over their prefix's rate, by what became of them.
+    pub rate_limited: Family<ActionLabels, Counter>,
+    /// Open TCP connections.
+    pub tcp_connections: Gauge,
+    /// TCP connections closed by a limit (`per_client`, `idle`, `io`,
+    /// `lifetime`).
+    pub tcp_closed: Family<ReasonLabels, Counter>,
+    /// accept() failures (EMFILE and the like), each followed by a pause.
+    pub accept_errors: Counter,
     /// The UDP workers' own counters, folded in on every scrape.
     pub workers: Mutex<Vec<Arc<WorkerCounters>>>,
 }
@@ -94,6 +113,30 @@ impl Metrics {
         );
         let reloads = Family::<ReloadLabels, Counter>::default();
         registry.register("reloads", "Config and database reloads", reloads.clone());
+        let rate_limited = Family::<ActionLabels, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "UDP replies over their client prefix's rate: sent truncated (slipped) or dropped",
+            rate_limited.clone(),
+        );
+        let tcp_connections = Gauge::default();
+        registry.register(
+            "tcp_connections",
+            "Open TCP connections",
+            tcp_connections.clone(),
+        );
+        let tcp_closed = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "tcp_limit_closed",
+            "TCP connections closed by a limit (per_client, idle, io, lifetime)",
+            tcp_closed.clone(),
+        );
+        let accept_errors = Counter::default();
+        registry.register(
+            "tcp_accept_errors",
+            "TCP accept failures (out of file descriptors and the like); each pauses accepting",
+            accept_errors.clone(),
+        );
         Self {
             registry,
             queries,
@@ -104,6 +147,10 @@ impl Metrics {
             latency,
             reloads,
             fast_answers,
+            rate_limited,
+            tcp_connections,
+            tcp_closed,
+            accept_errors,
             workers: Mutex::new(Vec::new()),
         }
     }

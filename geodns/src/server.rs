@@ -13,12 +13,10 @@ use crate::config::Config;
 use crate::fast::{self, FastPath};
 use crate::handler::Handler;
 use crate::metrics::Metrics;
+use crate::rate_limit::RateLimiter;
 use crate::reload::Reloader;
 use crate::state::Snapshot;
-use crate::{Error, metrics_http};
-
-/// Per-connection buffer of replies waiting to be written on TCP.
-const TCP_RESPONSE_BUFFER: usize = 64;
+use crate::{Error, metrics_http, tcp};
 
 /// Tries before giving up on finding a port free for both UDP and TCP.
 const PORT_PAIR_TRIES: usize = 20;
@@ -51,7 +49,11 @@ impl Server {
     /// Compiles the config (reading the database), binds every socket and
     /// starts serving.
     pub async fn start(config: Config) -> Result<RunningServer, Error> {
-        let tcp_timeout = config.tcp_timeout;
+        let tcp_limits = config.tcp.clone();
+        let rate_limit = config
+            .rate_limit
+            .as_ref()
+            .map(|c| Arc::new(RateLimiter::new(c)));
         let udp_threads = config.udp_threads;
         let dns_addrs = config.dns.clone();
         let metrics_listen = config.metrics;
@@ -65,7 +67,12 @@ impl Server {
             state: state.clone(),
             metrics: metrics.clone(),
         });
+        let tcp_handler = Arc::new(Handler {
+            state: state.clone(),
+            metrics: metrics.clone(),
+        });
         let (mut udp, mut tcp) = (Vec::new(), Vec::new());
+        let mut background = Vec::new();
         let mut worker_sockets = Vec::new();
         for addr in dns_addrs {
             let local =
@@ -82,7 +89,12 @@ impl Server {
                 listener
             };
             tcp.push(local(listener.local_addr())?);
-            dns.register_listener(listener, tcp_timeout, TCP_RESPONSE_BUFFER);
+            background.push(tokio::spawn(tcp::serve(
+                listener,
+                tcp_limits.clone(),
+                tcp_handler.clone(),
+                metrics.clone(),
+            )));
         }
         let fast = if worker_sockets.is_empty() {
             None
@@ -91,10 +103,10 @@ impl Server {
                 worker_sockets,
                 state.clone(),
                 metrics.clone(),
+                rate_limit,
             )?)
         };
 
-        let mut background = Vec::new();
         let mut metrics_addr = None;
         if let Some(addr) = metrics_listen {
             let listener = TcpListener::bind(addr)
@@ -191,7 +203,8 @@ impl RunningServer {
         self.reloader.metrics.render()
     }
 
-    /// Stops accepting, lets in-flight queries finish, stops the checkers.
+    /// Stops accepting, lets in-flight UDP queries finish, closes TCP
+    /// connections, stops the checkers.
     pub async fn shutdown(mut self) {
         for task in &self.background {
             task.abort();

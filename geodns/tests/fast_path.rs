@@ -456,10 +456,15 @@ fn cases() -> Vec<(&'static str, Vec<u8>, &'static str, bool)> {
 }
 
 fn with_threads(text: &str, threads: usize) -> String {
-    text.replace(
+    let text = text.replace(
         "metrics = \"127.0.0.1:0\"",
         &format!("metrics = \"127.0.0.1:0\"\nudp_threads = {threads}"),
-    )
+    );
+    if threads > 0 {
+        return text;
+    }
+    // Rate limiting lives in the UDP workers.
+    text.replace("[rate_limit]", "[rate_limit]\nresponses_per_second = 0")
 }
 
 /// Sum of `geodns_udp_fast_answers_total` in the server's metrics.

@@ -63,6 +63,9 @@ dns = ["{listen}"]
 metrics = "{metrics}"
 [health]
 interval = "250ms"
+# Every client of a local platform is on this machine.
+[rate_limit]
+exempt = ["127.0.0.0/8"]
 [geoip]
 overrides = [{overrides}]
 {regions}

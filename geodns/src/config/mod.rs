@@ -3,6 +3,7 @@
 //! file and field before anything binds, and a bad reload keeps the old
 //! configuration serving.
 
+mod limits;
 mod raw;
 
 use std::collections::HashMap;
@@ -17,6 +18,8 @@ use service_base::config_file::{self, ConfigError, FieldError};
 
 use raw::{RawConfig, RawRegion, RawZone};
 
+pub use limits::{RateLimitConfig, TcpLimits};
+
 /// Most UDP worker threads per address an operator may ask for.
 const MAX_UDP_THREADS: usize = 256;
 
@@ -26,7 +29,10 @@ pub struct Config {
     /// Each address is served over UDP and TCP.
     pub dns: Vec<SocketAddr>,
     pub metrics: Option<SocketAddr>,
-    pub tcp_timeout: Duration,
+    /// Read at start; a reload keeps the limits the server started with.
+    pub tcp: TcpLimits,
+    /// UDP response rate limiting (off when `None`); read at start.
+    pub rate_limit: Option<RateLimitConfig>,
     /// UDP worker threads per address (0: no fast path).
     pub udp_threads: usize,
     pub geoip: GeoIpConfig,
@@ -209,10 +215,21 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, FieldError> {
         None => std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_UDP_THREADS)),
     };
 
+    let tcp = limits::tcp_limits(&raw.listen)?;
+    let rate_limit = limits::rate_limit(&raw.rate_limit)?;
+    if rate_limit.is_some() && udp_threads == 0 {
+        return Err(FieldError::new(
+            "rate_limit",
+            "needs listen.udp_threads of at least 1 (the UDP workers limit rates); \
+             set rate_limit.responses_per_second = 0 to serve without it",
+        ));
+    }
+
     Ok(Config {
         dns,
         metrics,
-        tcp_timeout: raw.listen.tcp_timeout,
+        tcp,
+        rate_limit,
         udp_threads,
         geoip: GeoIpConfig {
             database,

@@ -17,6 +17,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub health: RawHealth,
     #[serde(default)]
+    pub rate_limit: RawRateLimit,
+    #[serde(default)]
     pub regions: BTreeMap<String, RawRegion>,
     #[serde(default)]
     pub zones: Vec<RawZone>,
@@ -41,9 +43,24 @@ pub struct RawListen {
     pub dns: Vec<String>,
     /// HTTP address of `/metrics`; none when absent.
     pub metrics: Option<String>,
-    /// Idle TCP connections are closed after this long.
+    /// A TCP connection with no query for this long is closed.
     #[serde(default = "default_tcp_timeout", with = "humantime_serde")]
     pub tcp_timeout: Duration,
+    /// Time a client has to send one whole query once its first byte came,
+    /// and we have to write its reply: a client trickling bytes is cut.
+    #[serde(default = "default_tcp_io_timeout", with = "humantime_serde")]
+    pub tcp_io_timeout: Duration,
+    /// A connection is closed after this long whatever it does, so queries
+    /// sent just before each idle timeout cannot hold a slot forever.
+    #[serde(default = "default_tcp_max_lifetime", with = "humantime_serde")]
+    pub tcp_max_lifetime: Duration,
+    /// Open TCP connections per process; past it new connections wait in
+    /// the kernel's backlog until one closes.
+    #[serde(default = "default_tcp_max_connections")]
+    pub tcp_max_connections: usize,
+    /// Open TCP connections per client address; one more is closed at once.
+    #[serde(default = "default_tcp_max_per_client")]
+    pub tcp_max_per_client: usize,
     /// UDP worker threads per address, each with its own SO_REUSEPORT
     /// socket (the fast path); one per core when absent; 0 serves UDP from
     /// the async runtime only.
@@ -56,9 +73,91 @@ impl Default for RawListen {
             dns: default_dns(),
             metrics: None,
             tcp_timeout: default_tcp_timeout(),
+            tcp_io_timeout: default_tcp_io_timeout(),
+            tcp_max_lifetime: default_tcp_max_lifetime(),
+            tcp_max_connections: default_tcp_max_connections(),
+            tcp_max_per_client: default_tcp_max_per_client(),
             udp_threads: None,
         }
     }
+}
+
+fn default_tcp_io_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+
+fn default_tcp_max_lifetime() -> Duration {
+    Duration::from_secs(120)
+}
+
+fn default_tcp_max_connections() -> usize {
+    1024
+}
+
+fn default_tcp_max_per_client() -> usize {
+    16
+}
+
+/// Response rate limiting on UDP (as BIND's and Knot's RRL): replies to
+/// one client prefix beyond `responses_per_second` are dropped, every
+/// `slip`-th of them sent as an empty truncated reply instead, so a real
+/// client retries over TCP (which is not limited) while a spoofed victim
+/// gets no amplified traffic.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    /// Replies per second to one prefix; 0 turns rate limiting off.
+    #[serde(default = "default_responses_per_second")]
+    pub responses_per_second: u32,
+    /// Every slip-th limited reply is sent truncated (TC) instead of
+    /// dropped; 0 drops them all, 1 truncates them all.
+    #[serde(default = "default_slip")]
+    pub slip: u32,
+    /// Client addresses are counted per prefix of this length.
+    #[serde(default = "default_ipv4_prefix")]
+    pub ipv4_prefix: u8,
+    #[serde(default = "default_ipv6_prefix")]
+    pub ipv6_prefix: u8,
+    /// Prefixes tracked at once (a fixed table: spoofed sources cannot grow
+    /// it; 8 bytes each).
+    #[serde(default = "default_rate_table_size")]
+    pub table_size: usize,
+    /// Source CIDRs never limited (your own resolvers, monitoring).
+    #[serde(default)]
+    pub exempt: Vec<String>,
+}
+
+impl Default for RawRateLimit {
+    fn default() -> Self {
+        Self {
+            responses_per_second: default_responses_per_second(),
+            slip: default_slip(),
+            ipv4_prefix: default_ipv4_prefix(),
+            ipv6_prefix: default_ipv6_prefix(),
+            table_size: default_rate_table_size(),
+            exempt: Vec::new(),
+        }
+    }
+}
+
+fn default_responses_per_second() -> u32 {
+    200
+}
+
+fn default_slip() -> u32 {
+    2
+}
+
+fn default_ipv4_prefix() -> u8 {
+    24
+}
+
+fn default_ipv6_prefix() -> u8 {
+    56
+}
+
+fn default_rate_table_size() -> usize {
+    65_536
 }
 
 fn default_dns() -> Vec<String> {

@@ -12,7 +12,7 @@ use hickory_proto::rr::RecordType;
 
 use crate::config::Config;
 use crate::handler::{rcode_label, type_label};
-use crate::metrics::{Metrics, QueryLabels, RegionLabels};
+use crate::metrics::{ActionLabels, Metrics, QueryLabels, RegionLabels};
 
 /// The `qtype` label values, as `handler::type_label` gives them.
 const QTYPES: [&str; 13] = [
@@ -37,6 +37,8 @@ pub fn counter_index(qtype: RecordType, rcode: ResponseCode) -> usize {
 pub struct WorkerCounters {
     queries: [AtomicU64; QTYPES.len() * RCODES.len()],
     fail_open: AtomicU64,
+    /// Rate-limited replies: sent truncated, dropped.
+    limited: [AtomicU64; 2],
     /// Geo answers per region of the configuration the worker serves.
     regions: ArcSwap<RegionHits>,
 }
@@ -83,6 +85,7 @@ impl WorkerCounters {
         Self {
             queries: std::array::from_fn(|_| AtomicU64::new(0)),
             fail_open: AtomicU64::new(0),
+            limited: [AtomicU64::new(0), AtomicU64::new(0)],
             regions: ArcSwap::from_pointee(RegionHits::new(config)),
         }
     }
@@ -93,6 +96,11 @@ impl WorkerCounters {
 
     pub fn fail_open(&self) {
         self.fail_open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One reply over its prefix's rate, sent truncated or dropped.
+    pub fn limited(&self, slipped: bool) {
+        self.limited[usize::from(!slipped)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The region counters for a new configuration; the old ones are
@@ -121,6 +129,15 @@ impl WorkerCounters {
         metrics
             .fail_open
             .inc_by(self.fail_open.swap(0, Ordering::Relaxed));
+        for (action, count) in ["slipped", "dropped"].into_iter().zip(&self.limited) {
+            let n = count.swap(0, Ordering::Relaxed);
+            if n > 0 {
+                metrics
+                    .rate_limited
+                    .get_or_create(&ActionLabels { action })
+                    .inc_by(n);
+            }
+        }
         self.regions.load().fold(metrics);
     }
 }

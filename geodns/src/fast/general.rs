@@ -1,5 +1,6 @@
 //! The general path for datagrams a UDP worker received but may not answer
-//! itself: what hickory-server's UDP loop does with a datagram (drop
+//! itself, and for every TCP query: what hickory-server's loops do with a
+//! message (drop
 //! unanswerable sources, responses and datagrams too short for a header;
 //! FORMERR for what does not decode), then our `Handler`, run to
 //! completion on the worker thread. Nothing in the handler waits (its
@@ -20,28 +21,41 @@ use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder, Quer
 
 use crate::handler::Handler;
 
-/// The reply to `datagram` from `src`, if it gets one.
-pub fn answer(handler: &Handler, datagram: &[u8], src: SocketAddr) -> Option<Vec<u8>> {
+/// The reply to `datagram` (one DNS message, without TCP's length prefix)
+/// from `src`, if it gets one.
+pub fn answer(
+    handler: &Handler,
+    datagram: &[u8],
+    src: SocketAddr,
+    protocol: Protocol,
+) -> Option<Vec<u8>> {
     if !answerable(src) {
         return None;
     }
     let header = Header::read(&mut BinDecoder::new(datagram)).ok()?;
-    let capture = Capture::default();
-    let request = match Request::from_bytes(datagram.to_vec(), src, Protocol::Udp) {
+    let request = match Request::from_bytes(datagram.to_vec(), src, protocol) {
         Ok(request) => request,
         Err(_) => {
             // hickory answers undecodable requests with no question.
             let queries = Queries::read(&mut BinDecoder::new(&[]), 0).ok()?;
             let response = MessageResponseBuilder::new(&queries, None)
                 .error_msg(&header.metadata, ResponseCode::FormErr);
-            return encode(response).ok().map(|(_, bytes)| bytes);
+            return encode(response, protocol).ok().map(|(_, bytes)| bytes);
         }
     };
     if request.metadata.message_type == MessageType::Response {
         return None;
     }
+    let capture = Capture {
+        reply: Arc::default(),
+        protocol,
+    };
     futures::executor::block_on(handler.handle_request::<_, TokioTime>(&request, capture.clone()));
-    capture.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    capture
+        .reply
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
 }
 
 /// hickory-server's `sanitize_src_address`: no reply to port 0, the
@@ -55,8 +69,11 @@ fn answerable(src: SocketAddr) -> bool {
 }
 
 /// Keeps the encoded reply instead of sending it.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Option<Vec<u8>>>>);
+#[derive(Clone)]
+struct Capture {
+    reply: Arc<Mutex<Option<Vec<u8>>>>,
+    protocol: Protocol,
+}
 
 #[async_trait::async_trait]
 impl ResponseHandler for Capture {
@@ -71,14 +88,15 @@ impl ResponseHandler for Capture {
             impl Iterator<Item = &'a Record> + Send + 'a,
         >,
     ) -> Result<ResponseInfo, NetError> {
-        let (info, bytes) = encode(response)?;
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(bytes);
+        let (info, bytes) = encode(response, self.protocol)?;
+        *self.reply.lock().unwrap_or_else(|e| e.into_inner()) = Some(bytes);
         Ok(info)
     }
 }
 
-/// hickory's `MessageResponse::encode` for UDP (crate-private there): the
-/// client's payload size or 512 bytes, SERVFAIL when encoding fails.
+/// hickory's `MessageResponse::encode` (crate-private there): on UDP the
+/// client's payload size or 512 bytes, on TCP 65,535; SERVFAIL when
+/// encoding fails.
 fn encode<'a>(
     response: MessageResponse<
         '_,
@@ -88,9 +106,13 @@ fn encode<'a>(
         impl Iterator<Item = &'a Record> + Send + 'a,
         impl Iterator<Item = &'a Record> + Send + 'a,
     >,
+    protocol: Protocol,
 ) -> Result<(ResponseInfo, Vec<u8>), NetError> {
     let id = response.metadata().id;
-    let max = response.edns().map_or(512, |e| e.max_payload());
+    let max = match protocol {
+        Protocol::Udp => response.edns().map_or(512, |e| e.max_payload()),
+        _ => u16::MAX,
+    };
     let mut bytes = Vec::with_capacity(512);
     let mut encoder = BinEncoder::new(&mut bytes);
     encoder.set_max_size(max);

@@ -45,6 +45,7 @@
 mod counters;
 mod general;
 mod query;
+mod slip;
 mod table;
 mod worker;
 
@@ -57,10 +58,12 @@ use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
 
 pub use counters::WorkerCounters;
+pub use general::answer as general_answer;
 use table::Table;
 
 use crate::Error;
 use crate::metrics::Metrics;
+use crate::rate_limit::RateLimiter;
 use crate::state::Snapshot;
 
 /// What every worker shares: the serving snapshot and the table built
@@ -69,6 +72,8 @@ pub struct Shared {
     state: Arc<ArcSwap<Snapshot>>,
     metrics: Arc<Metrics>,
     table: ArcSwap<Table>,
+    /// Response rate limiting, checked before a datagram is answered.
+    rate_limit: Option<Arc<RateLimiter>>,
     /// One worker rebuilds a stale table while the others wait for it.
     rebuild: Mutex<()>,
 }
@@ -143,12 +148,14 @@ impl FastPath {
         sockets: Vec<UdpSocket>,
         state: Arc<ArcSwap<Snapshot>>,
         metrics: Arc<Metrics>,
+        rate_limit: Option<Arc<RateLimiter>>,
     ) -> Result<Self, Error> {
         let table = Table::build(state.load_full());
         let shared = Arc::new(Shared {
             state,
             metrics: metrics.clone(),
             table: ArcSwap::from_pointee(table),
+            rate_limit,
             rebuild: Mutex::new(()),
         });
         let stop = Arc::new(AtomicBool::new(false));

@@ -18,8 +18,10 @@ use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmm
 use super::counters::WorkerCounters;
 use super::query::{KEY_LEN, parse};
 use super::table::{Table, write_reply};
-use super::{Shared, general};
+use super::{Shared, general, slip};
 use crate::handler::Handler;
+use crate::rate_limit::Verdict;
+use hickory_server::net::xfer::Protocol;
 
 /// Datagrams per system call.
 const BATCH: usize = 32;
@@ -114,6 +116,22 @@ impl Worker {
                     continue;
                 };
                 let datagram = &recv_bufs[i][..len];
+                let verdict = self
+                    .shared
+                    .rate_limit
+                    .as_ref()
+                    .map_or(Verdict::Answer, |limit| limit.check(src.ip()));
+                if verdict != Verdict::Answer {
+                    let truncated = (verdict == Verdict::Slip)
+                        .then(|| slip::truncated(datagram, &mut send_bufs[out]))
+                        .flatten();
+                    self.counters.limited(truncated.is_some());
+                    if let Some(n) = truncated {
+                        replies[out] = (n, addr);
+                        out += 1;
+                    }
+                    continue;
+                }
                 let fast = parse(datagram, &mut key).and_then(|q| {
                     let answer = table.answer(&q, &key, src.ip())?;
                     let n = write_reply(&q, datagram, answer, &mut send_bufs[out])?;
@@ -145,9 +163,10 @@ impl Worker {
                         );
                     }
                     None => {
-                        if let (Some(reply), Some(to)) =
-                            (general::answer(&handler, datagram, src), addr)
-                        {
+                        if let (Some(reply), Some(to)) = (
+                            general::answer(&handler, datagram, src, Protocol::Udp),
+                            addr,
+                        ) {
                             // Never blocks the worker: a full send buffer
                             // drops the reply, as UDP may.
                             let _ = sendto(fd, &reply, &to, MsgFlags::MSG_DONTWAIT);
