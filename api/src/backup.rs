@@ -27,11 +27,17 @@ pub struct StateDump {
 }
 
 impl StateDump {
-    /// Every blob the state references (assets and plugin versions), once.
+    /// Every blob the state references (assets, plugin versions, large
+    /// queue messages), once.
     pub fn blobs(&self) -> BTreeMap<String, u64> {
         let assets = self.assets.values().map(|a| (a.sha256.clone(), a.size));
         let plugins = self.plugins.values().map(|p| (p.sha256.clone(), p.size));
-        assets.chain(plugins).collect()
+        let queued = self
+            .queues
+            .iter()
+            .flat_map(|q| q.large_messages.iter().chain(&q.large_dead_letters))
+            .map(|b| (b.sha256.clone(), b.size));
+        assets.chain(plugins).chain(queued).collect()
     }
 
     /// Whether there is nothing in it (a fresh cluster).
@@ -54,12 +60,8 @@ pub struct AssetRecord {
     pub last_modified: u64,
 }
 
-/// A content-addressed blob.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BlobRef {
-    pub sha256: String,
-    pub size: u64,
-}
+/// A content-addressed blob (the one definition, shared with queues).
+pub use crate::queues::BlobRef;
 
 /// A queue's spec and the bodies it holds, oldest first (dead letters
 /// included: a restore re-enqueues them as fresh messages).
@@ -69,6 +71,12 @@ pub struct QueueRecord {
     pub spec: QueueSpec,
     pub messages: Vec<String>,
     pub dead_letters: Vec<String>,
+    /// Messages whose bodies the origin keeps as blobs (over
+    /// [`crate::queues::INLINE_BODY`]); the backup copies the blobs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub large_messages: Vec<BlobRef>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub large_dead_letters: Vec<BlobRef>,
 }
 
 /// One backup: the state and what verifies it.

@@ -7,8 +7,13 @@
 //! whose lease expired and whose message went to another consumer is
 //! reported as stale instead of deleting that other delivery.
 //!
-//! Bodies are UTF-8 text (JSON in practice); binary payloads belong in an
-//! asset, with the message naming it, as the photo example does.
+//! Bodies are UTF-8 text (JSON in practice), up to [`MAX_BODY`]. The origin
+//! keeps a body over [`INLINE_BODY`] as a content-addressed blob (copied to
+//! a majority of regions like an upload) and the replicated message holds
+//! only its [`BlobRef`], so large payloads cost the Raft log and every
+//! region's memory a few dozen bytes; leases and peeks answer with the
+//! body itself. Binary payloads belong in an asset, with the message naming
+//! it, as the photo example does.
 
 use serde::{Deserialize, Serialize};
 
@@ -16,8 +21,10 @@ use crate::names::QueueName;
 
 /// Most messages in one send, lease or settle request.
 pub const MAX_BATCH: usize = 1000;
-/// Largest message body, in bytes.
-pub const MAX_BODY: usize = 1024 * 1024;
+/// Largest message body a producer may send, in bytes.
+pub const MAX_BODY: usize = 16 * 1024 * 1024;
+/// Bodies longer than this are stored as blobs by the origin.
+pub const INLINE_BODY: usize = 64 * 1024;
 /// Longest delay of a message or a retry: seven days.
 pub const MAX_DELAY_S: u64 = 7 * 24 * 3600;
 /// Longest a lease request waits for a message (long poll).
@@ -51,6 +58,31 @@ pub enum InvalidQueueInput {
     BodyTooLarge { field: String, len: usize },
     #[error("`{field}` holds {len} entries; a request holds 1 to {MAX_BATCH}")]
     Batch { field: &'static str, len: usize },
+    #[error("`{field}` is set only by the origin (send the body; large ones become blobs)")]
+    BlobFromClient { field: String },
+    #[error(
+        "`{field}` is not a blob reference (64 lowercase hex digits, a body of at most {MAX_BODY} bytes)"
+    )]
+    BadBlob { field: String },
+}
+
+/// A message body kept as a content-addressed blob in the origin's store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlobRef {
+    pub sha256: String,
+    pub size: u64,
+}
+
+impl BlobRef {
+    fn valid(&self) -> bool {
+        self.sha256.len() == 64
+            && self
+                .sha256
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            && self.size <= MAX_BODY as u64
+    }
 }
 
 fn range(
@@ -161,6 +193,10 @@ pub struct NewMessage {
     /// at a time: the next is leased once the one before is acked or dead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ordering_key: Option<String>,
+    /// Set by the origin for a body over [`INLINE_BODY`] (then `body` is
+    /// empty); a producer's is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blob: Option<BlobRef>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -175,12 +211,27 @@ impl NewMessage {
             delay_s: 0,
             dedup_id: None,
             ordering_key: None,
+            blob: None,
         }
+    }
+
+    /// The body's length, wherever it is kept.
+    pub fn body_len(&self) -> u64 {
+        self.blob
+            .as_ref()
+            .map_or(self.body.len() as u64, |b| b.size)
     }
 
     /// Checks the message as entry `index` of a send.
     pub fn check(&self, index: usize) -> Result<(), InvalidQueueInput> {
         let field = |name: &str| format!("messages[{index}].{name}");
+        if let Some(blob) = &self.blob
+            && (!blob.valid() || !self.body.is_empty())
+        {
+            return Err(InvalidQueueInput::BadBlob {
+                field: field("blob"),
+            });
+        }
         if self.body.len() > MAX_BODY {
             return Err(InvalidQueueInput::BodyTooLarge {
                 field: field("body"),
@@ -287,6 +338,10 @@ pub struct Receipt {
 pub struct Delivery {
     pub receipt: Receipt,
     pub body: String,
+    /// Only between the origin's replicated state and its answer, which
+    /// carries the blob's bytes in `body` instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blob: Option<BlobRef>,
     /// When the message was accepted (milliseconds since the Unix epoch).
     pub enqueued_at_ms: u64,
     /// When the lease ends and the message is delivered again.
@@ -397,6 +452,9 @@ pub struct QueueListing {
 pub struct StoredMessage {
     pub id: u64,
     pub body: String,
+    /// As in [`Delivery`]: resolved into `body` before the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blob: Option<BlobRef>,
     /// Deliveries so far.
     pub attempts: u32,
     pub enqueued_at_ms: u64,

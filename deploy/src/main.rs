@@ -5,6 +5,7 @@
 //! only parses flags and decides the exit code.
 
 mod cli;
+mod dashboard;
 mod up;
 
 use std::process::ExitCode;
@@ -47,6 +48,9 @@ enum Command {
     /// origin, report leader changes and write outages, check nothing
     /// acknowledged was lost.
     Failover(cli::failover::FailoverArgs),
+    /// Serve the live dashboard of every region (behind the operator's
+    /// token); `up` starts one too.
+    Dashboard(dashboard::DashboardArgs),
 }
 
 #[tokio::main]
@@ -56,7 +60,7 @@ async fn main() -> ExitCode {
     // end quietly when the reader goes, as Unix tools do, instead of
     // panicking on the write. `up` keeps ignoring SIGPIPE: it serves
     // sockets and its children's pipes.
-    if !matches!(cli.command, Command::Up(_)) {
+    if !matches!(cli.command, Command::Up(_) | Command::Dashboard(_)) {
         sigpipe::reset();
     }
     let result = match cli.command {
@@ -69,6 +73,7 @@ async fn main() -> ExitCode {
         Command::Status(args) => cli::status::run(args).await,
         Command::Region(args) => cli::region::run(args).await,
         Command::Failover(args) => cli::failover::run(args).await,
+        Command::Dashboard(args) => dashboard::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -67,6 +67,9 @@ struct OriginUpLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PluginLabels {
     plugin: String,
+    /// The version's content hash (12 hex digits), so a bad deploy shows
+    /// apart from the version it replaced.
+    version: String,
     outcome: &'static str,
 }
 
@@ -177,7 +180,7 @@ impl Metrics {
             );
         registry.register(
             "plugin_request_seconds",
-            "Time in a plugin until its response head, by plugin and outcome (ok, trap, timeout, overloaded)",
+            "Time in a plugin until its response head, by plugin, version and outcome (ok, trap, timeout, overloaded)",
             plugin_seconds.clone(),
         );
         for subsystem in subsystems {
@@ -229,10 +232,17 @@ impl Metrics {
             .set(i64::from(up));
     }
 
-    pub fn observe_plugin(&self, plugin: &str, outcome: &'static str, elapsed: Duration) {
+    pub fn observe_plugin(
+        &self,
+        plugin: &str,
+        version: &str,
+        outcome: &'static str,
+        elapsed: Duration,
+    ) {
         self.plugin_seconds
             .get_or_create(&PluginLabels {
                 plugin: plugin.to_string(),
+                version: version.to_string(),
                 outcome,
             })
             .observe(elapsed.as_secs_f64());

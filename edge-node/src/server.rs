@@ -63,7 +63,19 @@ impl Server {
     pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         let listener_metrics = Arc::new(ListenerMetrics::default());
         let feed_metrics = Arc::new(feed::FeedMetrics::default());
-        let metrics = Arc::new(Metrics::new(&[&*listener_metrics, &*feed_metrics]));
+        let tls = match &config.tls {
+            Some(t) => Some(Arc::new(TlsAcceptor::new(t)?)),
+            None => None,
+        };
+        let cert_expiry = tls
+            .as_ref()
+            .map(|t| t.expiry_collector())
+            .unwrap_or_default();
+        let metrics = Arc::new(Metrics::new(&[
+            &*listener_metrics,
+            &*feed_metrics,
+            &cert_expiry,
+        ]));
         let cache = Arc::new(Cache::open(&config.cache).map_err(|source| {
             StartError::Cache {
                 dir: config
@@ -142,10 +154,6 @@ impl Server {
             plugins.clone(),
         ));
         let limits = Arc::new(config.limits.clone());
-        let tls = match &config.tls {
-            Some(t) => Some(Arc::new(TlsAcceptor::new(t)?)),
-            None => None,
-        };
 
         let bind = |listener: &'static str, addr: SocketAddr| async move {
             TcpListener::bind(addr)

@@ -182,6 +182,52 @@ async fn rewritten_certificate_is_served_without_restart() {
     server.stop().await;
 }
 
+/// The `tls_certificate_expiry_seconds` samples an acceptor's collector
+/// gives, by certificate file.
+fn expiries(acceptor: &TlsAcceptor) -> Vec<(String, i64)> {
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register_collector(Box::new(acceptor.expiry_collector()));
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    text.lines()
+        .filter_map(|l| l.strip_prefix("tls_certificate_expiry_seconds{certificate=\""))
+        .map(|l| {
+            let (file, value) = l.split_once("\"} ").unwrap();
+            (file.to_string(), value.parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn certificate_expiry_is_exported_and_follows_a_renewal() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new();
+    let a = pki.issue_until(dir.path(), "a", &["a.test"], (2030, 1, 1));
+    let b = pki.issue_until(dir.path(), "b", &["b.test"], (2035, 6, 1));
+    let acceptor = TlsAcceptor::new(&TlsSettings {
+        certificates: vec![a.spec.clone(), b.spec.clone()],
+        reload_interval: Duration::from_secs(60),
+    })
+    .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    // 2030-01-01 and 2035-06-01, 00:00 UTC.
+    let (until_a, until_b) = (1_893_456_000 - now, 2_064_268_800 - now);
+    let got = expiries(&acceptor);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0].0, a.spec.cert.display().to_string());
+    assert!((got[0].1 - until_a).abs() <= 5, "{got:?} vs {until_a}");
+    assert!((got[1].1 - until_b).abs() <= 5, "{got:?} vs {until_b}");
+
+    // Renewed in place: the gauge follows the certificate in use.
+    pki.issue_until(dir.path(), "a", &["a.test"], (2035, 6, 1));
+    assert!(acceptor.reload().0);
+    let got = expiries(&acceptor);
+    assert!((got[0].1 - until_b).abs() <= 5, "{got:?}");
+}
+
 #[test]
 fn broken_rewrite_keeps_the_old_certificate_and_names_the_file() {
     let fx = fixture(Duration::from_secs(60));

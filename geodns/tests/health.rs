@@ -5,9 +5,13 @@
 
 mod support;
 
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use support::{HealthServer, TestServer, config_text, eventually};
+use hickory_proto::rr::RecordType;
+use support::{HealthServer, TestServer, config_text, eventually, query, udp_exchange};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dead_region_fails_over_and_comes_back() {
@@ -93,5 +97,78 @@ async fn a_redirect_is_not_healthy() {
     })
     .await
     .expect("eu is down: its health check is redirected");
+    t.server.shutdown().await;
+}
+
+/// Every query the server counted (all transports, types and codes).
+fn queries_counted(t: &TestServer) -> u64 {
+    t.server
+        .metrics_text()
+        .lines()
+        .filter(|l| l.starts_with("geodns_queries_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Two threads sending geo queries to `server` as fast as they can until
+/// `stop` (replies are left unread: the kernel drops them, as it would for
+/// a client that has gone).
+fn flood(server: SocketAddr, stop: &Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>> {
+    let bytes = query("cdn.waypost.test.", RecordType::A).to_vec().unwrap();
+    (0..2)
+        .map(|_| {
+            let (stop, bytes) = (stop.clone(), bytes.clone());
+            std::thread::spawn(move || {
+                let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = socket.send_to(&bytes, server);
+                }
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failover_happens_while_the_server_is_flooded() {
+    let mut health = HealthServer::start().await;
+    let t = TestServer::start(&config_text(&format!(", health = \"{}\"", health.url()))).await;
+    let eu_client = ["cdn.waypost.test", "A", "-b", "127.0.0.2", "+noedns"];
+    assert_eq!(t.dig(&eu_client).answer_data(), ["127.0.1.1"]);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooders = flood(t.addr, &stop);
+    // The flood is on when the server has counted thousands of its queries.
+    let start = queries_counted(&t);
+    eventually(Duration::from_secs(10), async || {
+        queries_counted(&t) > start + 5_000
+    })
+    .await
+    .expect("the flood reaches the server");
+
+    let before = queries_counted(&t);
+    let stopped = Instant::now();
+    health.stop();
+    // Interval 100 ms, fall 2: the same bound as on an idle server, with
+    // room for a loaded two-core machine. The probe waits 200 ms for its
+    // answer: the flood fills the sockets' queues, so a probe may be lost
+    // like any client's query, and is then asked again.
+    let probe = query("cdn.waypost.test.", RecordType::A);
+    let took = eventually(Duration::from_secs(3), async || {
+        let reply = udp_exchange(t.addr, "127.0.0.2", &probe, Duration::from_millis(200)).await;
+        reply.is_some_and(|r| r.answers.len() == 1 && r.answers[0].data.to_string() == "127.0.2.1")
+    })
+    .await
+    .expect("eu dropped from answers under load after its health endpoint stopped");
+    let during = queries_counted(&t) - before;
+    let rate = during as f64 / stopped.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for f in flooders {
+        f.join().unwrap();
+    }
+    eprintln!("failover after {took:?} under {rate:.0} queries/s");
+    assert!(
+        during > 1_000,
+        "the server was not under load: {during} queries"
+    );
     t.server.shutdown().await;
 }

@@ -5,18 +5,10 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use common::{Origin, header};
 use origin::config::{S3Config, StorageConfig};
 use reqwest::StatusCode;
-
-const ACCESS_KEY: &str = "waypost-test";
-const SECRET_KEY: &str = "waypost-test-secret";
-const BUCKET: &str = "waypost";
+use waypost_e2e::s3::{ACCESS_KEY, BUCKET, S3Server, SECRET_KEY};
 
 /// The asset API's behaviour that depends on the blob store.
 async fn battery(o: &Origin) {
@@ -105,82 +97,11 @@ async fn local_disk_backend() {
     battery(&o).await;
 }
 
-/// An s3s-fs process serving a temporary directory; killed on drop.
-struct S3Server {
-    child: Child,
-    endpoint: String,
-    _root: tempfile::TempDir,
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn s3s_fs_binary() -> Option<PathBuf> {
-    let home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))?;
-    let installed = home.join("bin").join("s3s-fs");
-    if installed.exists() {
-        return Some(installed);
-    }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("s3s-fs"))
-            .find(|p| p.exists())
-    })
-}
-
-fn start_s3s_fs(binary: PathBuf) -> S3Server {
-    let root = tempfile::tempdir().unwrap();
-    std::fs::create_dir(root.path().join(BUCKET)).unwrap();
-    // s3s-fs takes a fixed port: reserve a free one, release it, pass it.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(binary)
-        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-        .arg(root.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting s3s-fs");
-    // Ready when it accepts connections.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "s3s-fs did not start listening within 10 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    S3Server {
-        child,
-        endpoint: format!("http://127.0.0.1:{port}"),
-        _root: root,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_backend_against_s3s_fs() {
-    let Some(binary) = s3s_fs_binary() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "s3s-fs is not installed but CI must run the S3 backend test (.ci/run installs it)"
-        );
-        eprintln!(
-            "SKIPPED s3_backend_against_s3s_fs: s3s-fs not found; install it with \
-             `cargo install s3s-fs --version 0.14.1 --features binary --locked`"
-        );
+    let Some(s3) = S3Server::start("s3_backend_against_s3s_fs") else {
         return;
     };
-    let s3 = start_s3s_fs(binary);
     let o = Origin::start_with(|c| {
         c.storage = StorageConfig::S3(S3Config {
             bucket: BUCKET.into(),
@@ -195,9 +116,7 @@ async fn s3_backend_against_s3s_fs() {
     battery(&o).await;
     // The blobs really are in the bucket, under the prefix.
     let stored = s3
-        ._root
-        .path()
-        .join(BUCKET)
+        .bucket_dir()
         .join("region-1")
         .join("blobs")
         .join("sha256");

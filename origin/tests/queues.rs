@@ -520,3 +520,112 @@ async fn leader_kill_loses_no_acknowledged_send_and_acks_each_message_once() {
     );
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn large_bodies_live_as_blobs_and_come_back_whole_in_every_region() {
+    let c = Cluster::start(3).await;
+    let http = reqwest::Client::new();
+    let resp = http
+        .put(c.url(0, "/queues/big"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    // 3 MiB of text with characters JSON escapes, and a small message.
+    let big: String = (0..3 * 1024 * 1024)
+        .map(|i| ['a', '"', 'é', '\n', 'z'][i % 5])
+        .collect();
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(big.as_bytes()));
+    let send = json!({"messages": [{"body": big}, {"body": "small"}]});
+    let resp = http
+        .post(c.url(1, "/queues/big/messages"))
+        .bearer_auth(TOKEN)
+        .json(&send)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::OK,
+        "{}",
+        resp.text().await.unwrap()
+    );
+
+    // The replicated state holds the reference, not the body.
+    let state: Value = http
+        .get(c.url(0, "/backup/state"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let queue = &state["queues"][0];
+    assert_eq!(queue["messages"], json!(["small"]), "{queue}");
+    assert_eq!(
+        queue["large_messages"],
+        json!([{"sha256": sha, "size": big.len()}])
+    );
+
+    // Every region answers a peek with the whole body (fetching the blob
+    // from a peer if it has no copy yet).
+    for i in 0..3 {
+        let page: Value = http
+            .get(c.url(i, "/queues/big/messages"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            page["messages"][0]["body"].as_str(),
+            Some(big.as_str()),
+            "region {i}"
+        );
+        assert!(page["messages"][0].get("blob").is_none(), "region {i}");
+    }
+    let (status, leased) = post_at(&http, &c.url(2, "/queues/big/lease"), json!({"max": 10})).await;
+    assert_eq!(status, StatusCode::OK);
+    let bodies: Vec<&str> = leased["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies, [big.as_str(), "small"]);
+
+    // Only the origin makes references; past MAX_BODY is refused.
+    let forged = json!({"messages": [{"body": "", "blob": {"sha256": sha, "size": 3}}]});
+    let (status, answer) = post_at(&http, &c.url(0, "/queues/big/messages"), forged).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(answer.to_string().contains("messages[0].blob"), "{answer}");
+    let huge = "x".repeat(waypost_api::queues::MAX_BODY + 1);
+    let (status, answer) = post_at(
+        &http,
+        &c.url(0, "/queues/big/messages"),
+        json!({"messages": [{"body": huge}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(answer.to_string().contains("messages[0].body"), "{answer}");
+}
+
+async fn post_at(http: &reqwest::Client, url: &str, body: Value) -> (StatusCode, Value) {
+    let resp = http
+        .post(url)
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}

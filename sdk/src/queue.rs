@@ -82,7 +82,7 @@ pub struct Message {
 }
 
 impl Message {
-    /// A message with `body` (UTF-8 text, at most 1 MiB).
+    /// A message with `body` (UTF-8 text, at most 16 MiB; the origin keeps large ones as blobs).
     pub fn new(body: impl Into<String>) -> Self {
         Self {
             body: body.into(),

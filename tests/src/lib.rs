@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+pub mod s3;
+
 /// The directory holding the workspace's binaries for this build profile,
 /// after making sure they are built (a no-op when up to date).
 pub fn bin_dir() -> &'static Path {

@@ -171,6 +171,7 @@ fn quick_start_command_shows_three_regions_working() {
         "dig @127.0.53.7 -p 5353 cdn.waypost.test A",
         "dig @127.0.53.7 -p 5353 cdn.waypost.test A +subnet=127.0.55.0/24",
         "waypost status --origin http://127.0.53.7:7070",
+        "dashboard http://127.0.53.7:9900/",
     ];
     for line in expected {
         assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");

@@ -198,6 +198,7 @@ pub async fn run(args: QueueArgs) -> anyhow::Result<()> {
                 delay_s: delay.map_or(0, |d| d.as_secs()),
                 dedup_id,
                 ordering_key,
+                blob: None,
             };
             let bodies = if body == "-" {
                 std::io::stdin()

@@ -48,6 +48,9 @@ pub struct UpArgs {
     /// UDP/TCP port of the GeoDNS server (on region 1's address).
     #[arg(long, default_value_t = 5353)]
     dns_port: u16,
+    /// Port of the live dashboard (on region 1's address).
+    #[arg(long, default_value_t = 9900)]
+    dashboard_port: u16,
     /// Where the origins' stores and the edges' disk caches live, one
     /// directory per region.
     #[arg(long, default_value = ".waypost")]
@@ -59,6 +62,7 @@ pub struct UpArgs {
 
 /// Everything `up` started, stopped in reverse order.
 struct Platform {
+    dashboard: crate::dashboard::RunningDashboard,
     dns: geodns::RunningServer,
     edges: Vec<edge_node::RunningServer>,
     origins: Vec<origin::RunningServer>,
@@ -66,6 +70,7 @@ struct Platform {
 
 impl Platform {
     async fn shutdown(self) {
+        self.dashboard.stop();
         self.dns.shutdown().await;
         for edge in self.edges {
             edge.shutdown().await;
@@ -118,7 +123,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         edges.push(regions::start_edge(&layout, r, &data_dir, &sites).await?);
     }
     let dns = dns::start(IpAddr::V4(layout.ip(1)), args.dns_port, &layout).await?;
+    let dashboard = start_dashboard(&layout, &dns, args.dashboard_port).await?;
     let platform = Platform {
+        dashboard,
         dns,
         edges,
         origins,
@@ -129,7 +136,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         platform.shutdown().await;
         return Err(e);
     }
-    print_summary(&layout, &platform.dns, &data_dir, built.is_some());
+    print_summary(&layout, &platform, &data_dir, built.is_some());
 
     if !args.check {
         println!();
@@ -143,12 +150,32 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_summary(
+/// The dashboard of every region `up` started, on region 1's address.
+async fn start_dashboard(
     layout: &Layout,
     dns: &geodns::RunningServer,
-    data_dir: &std::path::Path,
-    plugins: bool,
-) {
+    port: u16,
+) -> anyhow::Result<crate::dashboard::RunningDashboard> {
+    let targets = crate::dashboard::Targets {
+        regions: layout
+            .regions()
+            .map(|(r, _)| crate::dashboard::RegionTarget {
+                name: layout::region_name(r),
+                origin: format!("http://{}", layout.origin(r)),
+                edge_admin: format!("http://{}", layout.edge_admin(r)),
+            })
+            .collect(),
+        geodns: Some(format!("http://{}", dns::metrics_addr(dns.udp_addrs()[0]))),
+    };
+    let addr = std::net::SocketAddr::new(IpAddr::V4(layout.ip(1)), port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for the dashboard (--dashboard-port)"))?;
+    crate::dashboard::start(listener, targets, DEV_TOKEN.to_string())
+}
+
+fn print_summary(layout: &Layout, platform: &Platform, data_dir: &std::path::Path, plugins: bool) {
+    let dns = &platform.dns;
     let n = layout.len();
     println!();
     println!(
@@ -167,6 +194,10 @@ fn print_summary(
         "  geodns    udp+tcp {} (zone waypost.test)  metrics http://{}/metrics   token {DEV_TOKEN}",
         dns.udp_addrs()[0],
         dns::metrics_addr(dns.udp_addrs()[0])
+    );
+    println!(
+        "  dashboard http://{}/   (log in with the token {DEV_TOKEN})",
+        platform.dashboard.addr
     );
     let origin = format!("http://{}", layout.origin(1));
     let flag = if origin == DEFAULT_ORIGIN {

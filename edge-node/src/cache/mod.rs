@@ -306,9 +306,12 @@ impl Cache {
                 }
             }
             Ok(Err(e)) => {
-                tracing::warn!(key = %obj.meta.key, error = %e, "cache: writing disk metadata failed; object kept in memory only, its body file deleted");
-                // Nothing on disk may point at it now: without a meta file
-                // it would be an orphan until the next restart's scan.
+                tracing::warn!(key = %obj.meta.key, error = %e, "cache: writing disk metadata failed (disk full or read-only?); object dropped, the next request fetches it again");
+                // Its body lives in that file: a later hit would open a path
+                // that is gone, so the object leaves the memory tier first.
+                // Then nothing may point at the file: without a meta file it
+                // would be an orphan until the next restart's scan.
+                self.remove_if_current(obj);
                 if !self.tiers.on_disk(&obj.meta.key) {
                     let _ = std::fs::remove_file(path);
                 }

@@ -26,6 +26,7 @@
 //! Body size is not limited here: it depends on the route, so the service
 //! enforces it (e.g. with `http_body_util::Limited`) and answers `413`.
 
+mod cert_expiry;
 mod conn;
 mod limits;
 mod metrics;
@@ -52,6 +53,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+pub use cert_expiry::ExpiryCollector;
 pub use limits::{LimitKind, Limits, LimitsError, MIN_HEADER_BYTES};
 pub use metrics::ListenerMetrics;
 pub use tls::{CertSpec, TlsAcceptor, TlsError, TlsSettings};

@@ -14,24 +14,31 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use x509_parser::extensions::GeneralName;
 
-/// One loaded certificate and the DNS names it covers.
+/// One loaded certificate, the DNS names it covers, and when it expires.
 #[derive(Clone, Debug)]
 pub(crate) struct NamedCert {
     pub(crate) key: Arc<CertifiedKey>,
     pub(crate) names: Vec<String>,
+    /// The leaf's notAfter, in seconds since the Unix epoch.
+    pub(crate) not_after: i64,
+    /// The certificate file, as configured (the metrics' label).
+    pub(crate) file: String,
 }
 
-/// The subjectAltName DNS names of an end-entity certificate, lowercased.
-pub(crate) fn dns_names(cert: &CertificateDer<'_>) -> Result<Vec<String>, String> {
-    let (_, parsed) =
-        x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|e| e.to_string())?;
+/// The subjectAltName DNS names of an end-entity certificate, lowercased,
+/// and its notAfter (seconds since the Unix epoch).
+pub(crate) fn leaf_facts(
+    cert: &CertificateDer<'_>,
+) -> Result<(Vec<String>, i64), x509_parser::nom::Err<x509_parser::error::X509Error>> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())?;
+    let not_after = parsed.validity().not_after.timestamp();
     let Some(san) = parsed
         .subject_alternative_name()
-        .map_err(|e| e.to_string())?
+        .map_err(x509_parser::nom::Err::Failure)?
     else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), not_after));
     };
-    Ok(san
+    let names = san
         .value
         .general_names
         .iter()
@@ -39,7 +46,8 @@ pub(crate) fn dns_names(cert: &CertificateDer<'_>) -> Result<Vec<String>, String
             GeneralName::DNSName(dns) => Some(normalize(dns)),
             _ => None,
         })
-        .collect())
+        .collect();
+    Ok((names, not_after))
 }
 
 fn normalize(name: &str) -> String {
@@ -148,9 +156,12 @@ mod tests {
             rustls::pki_types::PrivateKeyDer::Pkcs8(generated.key_pair.serialize_der().into());
         let provider = rustls::crypto::ring::default_provider();
         let key = CertifiedKey::from_der(vec![der.clone()], key, &provider).unwrap();
+        let (names, not_after) = leaf_facts(&der).unwrap();
         NamedCert {
             key: Arc::new(key),
-            names: dns_names(&der).unwrap(),
+            file: format!("{}.pem", names[0]),
+            names,
+            not_after,
         }
     }
 
@@ -159,9 +170,11 @@ mod tests {
     }
 
     #[test]
-    fn reads_san_dns_names() {
+    fn reads_san_dns_names_and_expiry() {
         let cert = named(&["A.Test", "*.b.test"]);
         assert_eq!(cert.names, vec!["a.test", "*.b.test"]);
+        // rcgen's default validity ends in 4096.
+        assert!(cert.not_after > 4_000_000_000, "{}", cert.not_after);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
-use super::sni::{CertStore, NamedCert, SniResolver, dns_names};
+use super::sni::{CertStore, NamedCert, SniResolver, leaf_facts};
 
 /// ALPN protocols offered, in server preference order.
 const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
@@ -155,6 +155,12 @@ impl TlsAcceptor {
             reload_interval: settings.reload_interval,
             watching: AtomicBool::new(false),
         })
+    }
+
+    /// A collector of `tls_certificate_expiry_seconds`, read from the
+    /// certificates in use at each scrape (so a reload shows at once).
+    pub fn expiry_collector(&self) -> super::cert_expiry::ExpiryCollector {
+        super::cert_expiry::ExpiryCollector::new(Arc::downgrade(&self.resolver))
     }
 
     /// Performs the server side of the handshake.
@@ -292,8 +298,8 @@ fn parse(spec: &CertSpec, pems: &Pems, provider: &CryptoProvider) -> Result<Name
     let Some(leaf) = chain.first() else {
         return Err(pem_error(&spec.cert, "no CERTIFICATE block".into()));
     };
-    let names =
-        dns_names(leaf).map_err(|e| pem_error(&spec.cert, format!("invalid certificate: {e}")))?;
+    let (names, not_after) =
+        leaf_facts(leaf).map_err(|e| pem_error(&spec.cert, format!("invalid certificate: {e}")))?;
     let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut pems.key.as_slice())
         .map_err(|e| pem_error(&spec.key, format!("invalid PEM: {e}")))?
         .ok_or_else(|| pem_error(&spec.key, "no private key block".into()))?;
@@ -305,5 +311,7 @@ fn parse(spec: &CertSpec, pems: &Pems, provider: &CryptoProvider) -> Result<Name
     Ok(NamedCert {
         key: Arc::new(key),
         names,
+        not_after,
+        file: spec.cert.display().to_string(),
     })
 }

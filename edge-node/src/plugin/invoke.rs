@@ -77,6 +77,7 @@ pub async fn run(
                 failure(
                     &plugin,
                     StatusCode::BAD_REQUEST,
+                    "the site's handler could not take this request",
                     &format!("request not accepted: {e:#}"),
                 ),
                 Outcome::Trap,
@@ -96,7 +97,7 @@ pub async fn run(
             config.timeout
         );
         return (
-            failure(&plugin, StatusCode::GATEWAY_TIMEOUT, &msg),
+            failure(&plugin, StatusCode::GATEWAY_TIMEOUT, DEADLINE, &msg),
             Outcome::Timeout,
         );
     };
@@ -126,6 +127,7 @@ pub async fn run(
             failure(
                 &plugin,
                 StatusCode::BAD_GATEWAY,
+                "the site's handler answered with an error",
                 &format!("plugin answered with error {code}"),
             ),
             Outcome::Trap,
@@ -141,7 +143,7 @@ pub async fn run(
             if matches!(err.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
                 let msg = format!("plugin exceeded its {:?} deadline", config.timeout);
                 (
-                    failure(&plugin, StatusCode::GATEWAY_TIMEOUT, &msg),
+                    failure(&plugin, StatusCode::GATEWAY_TIMEOUT, DEADLINE, &msg),
                     Outcome::Timeout,
                 )
             } else {
@@ -149,6 +151,7 @@ pub async fn run(
                     failure(
                         &plugin,
                         StatusCode::INTERNAL_SERVER_ERROR,
+                        "the site's handler failed",
                         &format!("plugin failed: {err:#}"),
                     ),
                     Outcome::Trap,
@@ -158,13 +161,22 @@ pub async fn run(
     }
 }
 
-/// The response for a failed plugin request, logged with name and version.
-pub fn failure(plugin: &LoadedPlugin, status: StatusCode, reason: &str) -> Response<Body> {
-    tracing::warn!(plugin = %plugin.config.name, version = %plugin.version, status = status.as_u16(), "{reason}");
-    let text = format!(
-        "plugin `{}` (version {}): {reason}\n",
-        plugin.config.name, plugin.version
-    );
+/// What a client reads when a plugin ran out of time.
+const DEADLINE: &str = "the site's handler did not answer before its deadline";
+
+/// The response for a failed plugin request. Strangers read the body, so it
+/// says only `public` (no trap message, backtrace, plugin name or host
+/// detail) and a request id; the log has `detail`, the plugin and its
+/// version under the same id.
+pub fn failure(
+    plugin: &LoadedPlugin,
+    status: StatusCode,
+    public: &str,
+    detail: &str,
+) -> Response<Body> {
+    let id = format!("{:016x}", rand::random::<u64>());
+    tracing::warn!(request_id = %id, plugin = %plugin.config.name, version = %plugin.version, status = status.as_u16(), "{detail}");
+    let text = format!("{public}; request id {id}\n");
     Response::builder()
         .status(status)
         .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
@@ -178,7 +190,8 @@ pub fn overloaded(plugin: &LoadedPlugin) -> Response<Body> {
     let mut resp = failure(
         plugin,
         StatusCode::SERVICE_UNAVAILABLE,
-        "too many requests are waiting for this plugin; retry shortly",
+        "the site is busy; retry shortly",
+        "too many requests are waiting for this plugin (max_concurrency and max_queue reached)",
     );
     resp.headers_mut().insert(
         http::header::RETRY_AFTER,

@@ -305,8 +305,12 @@ impl Link for PluginLink {
             let plugin = slot.current();
             let started = Instant::now();
             let Ok(permit) = slot.admit(plugin.config.max_queue).await else {
-                rt.metrics
-                    .observe_plugin(&plugin.config.name, "overloaded", started.elapsed());
+                rt.metrics.observe_plugin(
+                    &plugin.config.name,
+                    &plugin.version,
+                    "overloaded",
+                    started.elapsed(),
+                );
                 return invoke::overloaded(&plugin);
             };
             let hooks = Hooks {
@@ -325,10 +329,10 @@ impl Link for PluginLink {
                 cache: rt.cache.clone(),
                 grants: plugin.config.grants.clone(),
             };
-            let name = plugin.config.name.clone();
+            let (name, version) = (plugin.config.name.clone(), plugin.version.clone());
             let (resp, outcome) = invoke::run(plugin, req, facts.tls, hooks, edge, permit).await;
             rt.metrics
-                .observe_plugin(&name, outcome.label(), started.elapsed());
+                .observe_plugin(&name, &version, outcome.label(), started.elapsed());
             resp
         })
     }

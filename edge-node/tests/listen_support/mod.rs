@@ -219,8 +219,20 @@ impl Pki {
 
     /// Issues a certificate for `names` and writes it to `dir/stem.{crt,key}`.
     pub fn issue(&self, dir: &Path, stem: &str, names: &[&str]) -> Leaf {
+        self.issue_until(dir, stem, names, (4096, 1, 1))
+    }
+
+    /// A leaf whose validity ends on `(year, month, day)`.
+    pub fn issue_until(
+        &self,
+        dir: &Path,
+        stem: &str,
+        names: &[&str],
+        (year, month, day): (i32, u8, u8),
+    ) -> Leaf {
         let names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
-        let params = rcgen::CertificateParams::new(names).unwrap();
+        let mut params = rcgen::CertificateParams::new(names).unwrap();
+        params.not_after = rcgen::date_time_ymd(year, month, day);
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.ca_cert, &self.ca_key).unwrap();
         let spec = CertSpec {

@@ -331,3 +331,25 @@ pub fn plugin_edge_toml(
     ));
     toml
 }
+
+/// The `waypost_edge_plugin_request_seconds_count` of `plugin` and
+/// `outcome` in a metrics page, summed over versions; each version label
+/// must be a 12-hex-digit content hash.
+pub fn plugin_count(metrics: &str, plugin: &str, outcome: &str) -> Option<u64> {
+    let prefix =
+        format!("waypost_edge_plugin_request_seconds_count{{plugin=\"{plugin}\",version=\"");
+    let suffix = format!("\",outcome=\"{outcome}\"}}");
+    let counts: Vec<u64> = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .filter_map(|rest| {
+            let (version, rest) = rest.split_at_checked(12)?;
+            assert!(
+                version.bytes().all(|b| b.is_ascii_hexdigit()),
+                "version label {version:?}"
+            );
+            rest.strip_prefix(&suffix)?.trim().parse().ok()
+        })
+        .collect();
+    (!counts.is_empty()).then(|| counts.iter().sum())
+}

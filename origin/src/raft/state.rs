@@ -440,9 +440,11 @@ impl State {
         self.feed.read(after, classes, limit)
     }
 
-    /// Whether an asset or plugin version points at blob `sha256`.
+    /// Whether an asset, a plugin version or a queued message points at
+    /// blob `sha256`.
     pub fn references_blob(&self, sha256: &str) -> bool {
         self.blob_refs.size_of(sha256).is_some()
+            || self.queues.values().any(|q| q.references_blob(sha256))
     }
 
     /// How much of the feed this replica keeps from now on.

@@ -97,12 +97,14 @@ async fn dump(state: &Arc<AppState>) -> Response<ResBody> {
             .queues
             .iter()
             .map(|(name, q)| {
-                let (spec, messages, dead_letters) = q.contents();
+                let c = q.contents();
                 QueueRecord {
                     name: name.clone(),
-                    spec,
-                    messages,
-                    dead_letters,
+                    spec: c.spec,
+                    messages: c.messages,
+                    dead_letters: c.dead_letters,
+                    large_messages: c.large_messages,
+                    large_dead_letters: c.large_dead_letters,
                 }
             })
             .collect(),

@@ -14,6 +14,7 @@ mod kv;
 mod ops;
 mod plugins;
 mod query;
+mod queue_blobs;
 mod queues;
 mod sse;
 

@@ -20,14 +20,15 @@ use waypost_api::queues::{
 };
 
 use super::auth;
-use super::{AppState, body, query, write_failed};
+use super::{AppState, body, query, queue_blobs, write_failed};
 use crate::credentials::Scope;
 use crate::raft::Command;
 use crate::raft::queues::{QueueAction, QueueCommand, QueueReply};
 use crate::response::{self, ResBody};
 
-/// Largest request body: a batch of messages as JSON.
-pub const MAX_REQUEST: usize = 8 * 1024 * 1024;
+/// Largest request body: a batch of messages as JSON (room for one body
+/// of `MAX_BODY` with some escaping).
+pub const MAX_REQUEST: usize = 2 * waypost_api::queues::MAX_BODY;
 /// Most messages (or dead letters) one peek returns.
 const PAGE: usize = 100;
 /// Most bytes of bodies one peek returns (at least one message).
@@ -67,7 +68,7 @@ pub async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> Response
         ("", &Method::DELETE) => change(state, name, QueueAction::Delete).await,
         ("", _) => response::method_not_allowed("GET, PUT, DELETE"),
         ("messages", &Method::POST) => send(state, name, req).await,
-        ("messages", &Method::GET) => peek(state, &name, &req, false),
+        ("messages", &Method::GET) => peek(state, &name, &req, false).await,
         ("messages", _) => response::method_not_allowed("GET, POST"),
         ("lease", &Method::POST) => lease(state, name, req).await,
         ("ack", &Method::POST) => ack(state, name, req).await,
@@ -76,7 +77,7 @@ pub async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> Response
             let paused = sub == "pause";
             change(state, name, QueueAction::Pause { paused }).await
         }
-        ("dlq", &Method::GET) => peek(state, &name, &req, true),
+        ("dlq", &Method::GET) => peek(state, &name, &req, true).await,
         ("dlq", &Method::DELETE) => change(state, name, QueueAction::PurgeDead).await,
         ("dlq", _) => response::method_not_allowed("GET, DELETE"),
         ("dlq/replay", &Method::POST) => replay(state, name, req).await,
@@ -214,9 +215,11 @@ async fn send(state: &AppState, name: QueueName, req: Request<Incoming>) -> Resp
     if let Err(e) = request.check() {
         return response::text(StatusCode::BAD_REQUEST, e.to_string());
     }
-    let action = QueueAction::Send {
-        messages: request.messages,
-    };
+    let mut messages = request.messages;
+    if let Err(response) = queue_blobs::offload(state, &mut messages).await {
+        return response;
+    }
+    let action = QueueAction::Send { messages };
     match propose(state, name, action).await {
         Ok(QueueReply::Sent { messages }) => {
             body::json_response(StatusCode::OK, &SendResponse { messages })
@@ -226,7 +229,11 @@ async fn send(state: &AppState, name: QueueName, req: Request<Incoming>) -> Resp
     }
 }
 
-async fn lease(state: &AppState, name: QueueName, req: Request<Incoming>) -> Response<ResBody> {
+async fn lease(
+    state: &Arc<AppState>,
+    name: QueueName,
+    req: Request<Incoming>,
+) -> Response<ResBody> {
     let bytes = match body::read(req, MAX_REQUEST).await {
         Ok(b) => b,
         Err(response) => return response,
@@ -260,7 +267,14 @@ async fn lease(state: &AppState, name: QueueName, req: Request<Incoming>) -> Res
                 request_id: request.request_id.clone(),
             };
             match propose(state, name.clone(), action).await {
-                Ok(QueueReply::Leased { messages }) if !messages.is_empty() => {
+                Ok(QueueReply::Leased { mut messages }) if !messages.is_empty() => {
+                    for m in &mut messages {
+                        if let Err(response) =
+                            queue_blobs::resolve(state, &mut m.body, &mut m.blob).await
+                        {
+                            return response;
+                        }
+                    }
                     return body::json_response(StatusCode::OK, &Leased { messages });
                 }
                 Ok(QueueReply::Leased { .. }) => {}
@@ -335,8 +349,8 @@ async fn replay(state: &AppState, name: QueueName, req: Request<Incoming>) -> Re
     change(state, name, QueueAction::Replay { ids: request.ids }).await
 }
 
-fn peek(
-    state: &AppState,
+async fn peek(
+    state: &Arc<AppState>,
     name: &QueueName,
     req: &Request<Incoming>,
     dead: bool,
@@ -356,14 +370,19 @@ fn peek(
             .get(name)
             .map(|q| q.page(dead, after, PAGE, PAGE_BYTES))
     });
-    match page {
-        Some((messages, truncated)) => body::json_response(
-            StatusCode::OK,
-            &MessagePage {
-                messages,
-                truncated,
-            },
-        ),
-        None => not_found(name),
+    let Some((mut messages, truncated)) = page else {
+        return not_found(name);
+    };
+    for m in &mut messages {
+        if let Err(response) = queue_blobs::resolve(state, &mut m.body, &mut m.blob).await {
+            return response;
+        }
     }
+    body::json_response(
+        StatusCode::OK,
+        &MessagePage {
+            messages,
+            truncated,
+        },
+    )
 }

@@ -24,6 +24,7 @@ fn to_wire(m: Message) -> NewMessage {
         delay_s: options.delay_seconds,
         dedup_id: options.dedup_id,
         ordering_key: options.ordering_key,
+        blob: None,
     }
 }
 

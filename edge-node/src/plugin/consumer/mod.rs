@@ -158,7 +158,7 @@ impl Consumers {
             let started = Instant::now();
             let (outcomes, label) = self.run(&consumer, &messages).await;
             self.metrics
-                .observe_plugin(&c.name, label, started.elapsed());
+                .observe_plugin(&c.name, &consumer.version, label, started.elapsed());
             settle(&api, c, &messages, outcomes).await;
         }
     }

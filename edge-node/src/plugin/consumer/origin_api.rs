@@ -15,8 +15,10 @@ use waypost_api::queues::{
 
 use crate::plugin::capabilities::KvClient;
 
-/// Largest lease answer: the origin caps one at 4 MiB of bodies.
-const MAX_LEASE_ANSWER: usize = 16 * 1024 * 1024;
+/// Largest lease answer: the origin stops adding messages once it holds
+/// 4 MiB of bodies, so at most that plus one largest body, each byte
+/// escaped as up to six in JSON.
+const MAX_LEASE_ANSWER: usize = 6 * (4 * 1024 * 1024 + waypost_api::queues::MAX_BODY);
 
 /// Times a lease is asked for when its answer is lost.
 const LEASE_ATTEMPTS: usize = 3;

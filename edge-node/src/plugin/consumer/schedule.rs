@@ -22,6 +22,7 @@ fn tick(consumer: &str, every: Duration, slot: u64) -> NewMessage {
         delay_s: 0,
         dedup_id: Some(format!("schedule-{consumer}-{slot}")),
         ordering_key: None,
+        blob: None,
     }
 }
 

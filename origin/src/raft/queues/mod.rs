@@ -12,6 +12,7 @@
 //! time and id), holding per ordering key only the oldest message, so a
 //! lease is O(batch · log n) however many messages wait behind a key.
 
+mod held;
 mod queue;
 
 use std::collections::BTreeMap;
@@ -24,12 +25,16 @@ use waypost_api::queues::{
     Receipt, Retry, Sent, Settled,
 };
 
-pub use queue::Queue;
+pub use queue::{Contents, Queue};
 
 use super::validate::Refusal;
 
 /// Most bytes of message bodies one lease returns (at least one message).
 pub const LEASE_BYTES: usize = 4 * 1024 * 1024;
+/// Longest body a command may carry in the log itself: what origins wrote
+/// before large bodies became blobs (the routes now keep anything over
+/// `INLINE_BODY` as a blob); entries already in logs stay valid.
+pub const LOG_INLINE_MAX: usize = 1024 * 1024;
 
 /// A change to one queue, as stored in the Raft log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,10 +97,18 @@ impl QueueCommand {
     pub fn check(&self) -> Result<(), InvalidQueueInput> {
         match &self.action {
             QueueAction::Declare { spec } => spec.check(),
-            QueueAction::Send { messages } => waypost_api::queues::SendRequest {
-                messages: messages.clone(),
+            QueueAction::Send { messages } => {
+                if let Some(i) = messages.iter().position(|m| m.body.len() > LOG_INLINE_MAX) {
+                    return Err(InvalidQueueInput::BodyTooLarge {
+                        field: format!("messages[{i}].body (in the log; keep it as a blob)"),
+                        len: messages[i].body.len(),
+                    });
+                }
+                waypost_api::queues::SendRequest {
+                    messages: messages.clone(),
+                }
+                .check()
             }
-            .check(),
             QueueAction::Lease {
                 max,
                 visibility_ms,

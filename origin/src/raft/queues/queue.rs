@@ -1,59 +1,22 @@
 //! One queue: its replicated data, the index derived from it, and what
 //! each command does to them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use waypost_api::QueueName;
 use waypost_api::queues::{
-    Delivery, MAX_BACKOFF_S, NewMessage, QueueSpec, QueueStats, Receipt, Retry, Sent, Settled,
-    StoredMessage,
+    BlobRef, Delivery, MAX_BACKOFF_S, NewMessage, QueueSpec, QueueStats, Receipt, Retry, Sent,
+    Settled, StoredMessage,
 };
 
+use super::held::{Index, MESSAGE_OVERHEAD, Message};
 use super::{LEASE_BYTES, QueueReply, ms};
 use crate::raft::validate::Refusal;
 
-/// Bytes counted for a message besides its body, dedup id and key.
-const MESSAGE_OVERHEAD: u64 = 96;
 /// Most lease request ids a queue remembers (the oldest go first).
 const MAX_REMEMBERED_LEASES: usize = 10_000;
-
-/// One message as the state holds it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Message {
-    body: String,
-    enqueued_ms: u64,
-    /// When it is next deliverable: its delay or backoff, or its lease's
-    /// end while leased; for a dead letter, when it died.
-    at_ms: u64,
-    /// Deliveries so far.
-    attempts: u32,
-    leased: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    ordering_key: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    dedup_id: Option<String>,
-}
-
-impl Message {
-    fn bytes(&self) -> u64 {
-        let tags = self.ordering_key.as_ref().map_or(0, String::len)
-            + self.dedup_id.as_ref().map_or(0, String::len);
-        (self.body.len() + tags) as u64 + MESSAGE_OVERHEAD
-    }
-
-    fn stored(&self, id: u64) -> StoredMessage {
-        StoredMessage {
-            id,
-            body: self.body.clone(),
-            attempts: self.attempts,
-            enqueued_at_ms: self.enqueued_ms,
-            at_ms: self.at_ms,
-            ordering_key: self.ordering_key.clone(),
-        }
-    }
-}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Totals {
@@ -82,19 +45,13 @@ struct QueueData {
     leases: BTreeMap<String, (u64, Vec<Receipt>)>,
 }
 
-/// What is derived from [`QueueData`], rebuilt when a snapshot loads.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Index {
-    /// (due time, id) of every message that may be leased once due.
-    schedule: BTreeSet<(u64, u64)>,
-    /// Ordering key → ids of its messages; only the first is scheduled.
-    keys: BTreeMap<String, BTreeSet<u64>>,
-    /// (expiry, dedup id), to forget dedup ids in order.
-    dedup_expiry: BTreeSet<(u64, String)>,
-    /// (expiry, lease request id), likewise.
-    lease_expiry: BTreeSet<(u64, String)>,
-    /// Bytes of messages and dead letters held.
-    bytes: u64,
+/// A queue's contents for a backup ([`Queue::contents`]).
+pub struct Contents {
+    pub spec: QueueSpec,
+    pub messages: Vec<String>,
+    pub dead_letters: Vec<String>,
+    pub large_messages: Vec<BlobRef>,
+    pub large_dead_letters: Vec<BlobRef>,
 }
 
 /// One queue.
@@ -111,7 +68,7 @@ impl From<QueueData> for Queue {
     fn from(data: QueueData) -> Self {
         let mut index = Index::default();
         for (id, m) in &data.messages {
-            index.bytes += m.bytes();
+            index.hold(m);
             match &m.ordering_key {
                 Some(k) => {
                     index.keys.entry(k.clone()).or_default().insert(*id);
@@ -125,7 +82,9 @@ impl From<QueueData> for Queue {
             let first = *ids.first().expect("key sets are never empty");
             index.schedule.insert((data.messages[&first].at_ms, first));
         }
-        index.bytes += data.dead.values().map(Message::bytes).sum::<u64>();
+        for m in data.dead.values() {
+            index.hold(m);
+        }
         for (dedup_id, (_, expires)) in &data.dedup {
             index.dedup_expiry.insert((*expires, dedup_id.clone()));
         }
@@ -163,7 +122,9 @@ impl Queue {
     /// Drops every dead letter; how many there were.
     pub(super) fn purge_dead(&mut self) -> u64 {
         let dead = std::mem::take(&mut self.data.dead);
-        self.index.bytes -= dead.values().map(Message::bytes).sum::<u64>();
+        for m in dead.values() {
+            self.index.release(m);
+        }
         dead.len() as u64
     }
 
@@ -190,7 +151,7 @@ impl Queue {
                 break;
             }
             let m = self.data.dead.remove(&id).expect("just seen");
-            self.index.bytes -= m.bytes();
+            self.index.release(&m);
         }
         while let Some((expires, _)) = self.index.dedup_expiry.first() {
             if *expires > now {
@@ -231,9 +192,10 @@ impl Queue {
             .zip(&fresh)
             .filter(|(_, f)| **f)
             .map(|(m, _)| {
-                (m.body.len()
-                    + m.dedup_id.as_ref().map_or(0, String::len)
-                    + m.ordering_key.as_ref().map_or(0, String::len)) as u64
+                m.body_len()
+                    + (m.dedup_id.as_ref().map_or(0, String::len)
+                        + m.ordering_key.as_ref().map_or(0, String::len))
+                        as u64
                     + MESSAGE_OVERHEAD
             })
             .sum();
@@ -272,6 +234,7 @@ impl Queue {
                 id,
                 Message {
                     body: m.body,
+                    blob: m.blob,
                     enqueued_ms: now,
                     at_ms: now.saturating_add(ms(m.delay_s)),
                     attempts: 0,
@@ -334,7 +297,7 @@ impl Queue {
             m.leased = true;
             m.at_ms = now.saturating_add(visibility);
             self.index.schedule.insert((m.at_ms, id));
-            bytes += m.body.len();
+            bytes += m.body_len() as usize;
             out.push(self.delivery(id));
         }
         if let Some(request_id) = request_id
@@ -359,6 +322,7 @@ impl Queue {
                 attempt: m.attempts,
             },
             body: m.body.clone(),
+            blob: m.blob.clone(),
             enqueued_at_ms: m.enqueued_ms,
             lease_until_ms: m.at_ms,
             ordering_key: m.ordering_key.clone(),
@@ -432,7 +396,7 @@ impl Queue {
         }
         for old in &ids {
             let mut m = self.data.dead.remove(old).expect("filtered");
-            self.index.bytes -= m.bytes();
+            self.index.release(&m);
             let id = self.data.next_id;
             self.data.next_id += 1;
             m.attempts = 0;
@@ -447,7 +411,7 @@ impl Queue {
     }
 
     fn insert(&mut self, id: u64, m: Message) {
-        self.index.bytes += m.bytes();
+        self.index.hold(&m);
         let first = match &m.ordering_key {
             Some(k) => {
                 let ids = self.index.keys.entry(k.clone()).or_default();
@@ -465,7 +429,7 @@ impl Queue {
     /// Removes message `id`, scheduling the next one of its ordering key.
     fn remove(&mut self, id: u64) -> Option<Message> {
         let m = self.data.messages.remove(&id)?;
-        self.index.bytes -= m.bytes();
+        self.index.release(&m);
         self.index.schedule.remove(&(m.at_ms, id));
         if let Some(k) = &m.ordering_key
             && let Some(ids) = self.index.keys.get_mut(k)
@@ -504,11 +468,11 @@ impl Queue {
         if self.data.dead.len() as u64 >= self.data.spec.max_messages
             && let Some((_, oldest)) = self.data.dead.pop_first()
         {
-            self.index.bytes -= oldest.bytes();
+            self.index.release(&oldest);
         }
         m.leased = false;
         m.at_ms = now;
-        self.index.bytes += m.bytes();
+        self.index.hold(&m);
         self.data.dead.insert(id, m);
     }
 
@@ -550,15 +514,35 @@ impl Queue {
         self.index.schedule.first().map(|(due, _)| *due)
     }
 
-    /// The spec, and every body held (messages, then dead letters), oldest
-    /// first: what a backup keeps of the queue.
-    pub fn contents(&self) -> (QueueSpec, Vec<String>, Vec<String>) {
-        let bodies = |m: &BTreeMap<u64, Message>| m.values().map(|m| m.body.clone()).collect();
-        (
-            self.data.spec.clone(),
-            bodies(&self.data.messages),
-            bodies(&self.data.dead),
-        )
+    /// Whether a message or dead letter keeps its body in blob `sha256`.
+    pub fn references_blob(&self, sha256: &str) -> bool {
+        self.index.blobs.contains_key(sha256)
+    }
+
+    /// What a backup keeps of the queue: the spec, and every body held,
+    /// oldest first: messages, dead letters, and those of each kept as
+    /// blobs.
+    pub fn contents(&self) -> Contents {
+        let split = |held: &BTreeMap<u64, Message>| {
+            let mut inline = Vec::new();
+            let mut blobs = Vec::new();
+            for m in held.values() {
+                match &m.blob {
+                    Some(b) => blobs.push(b.clone()),
+                    None => inline.push(m.body.clone()),
+                }
+            }
+            (inline, blobs)
+        };
+        let (messages, large_messages) = split(&self.data.messages);
+        let (dead_letters, large_dead_letters) = split(&self.data.dead);
+        Contents {
+            spec: self.data.spec.clone(),
+            messages,
+            dead_letters,
+            large_messages,
+            large_dead_letters,
+        }
     }
 
     /// Messages (or dead letters) after id `after`, oldest first: at most
@@ -578,11 +562,12 @@ impl Queue {
         let mut page = Vec::new();
         let mut bytes = 0;
         for (id, m) in source.range(after.saturating_add(1)..) {
-            let full = page.len() == limit || bytes + m.body.len() > max_bytes;
+            let len = m.body_len() as usize;
+            let full = page.len() == limit || bytes + len > max_bytes;
             if full && !page.is_empty() {
                 return (page, true);
             }
-            bytes += m.body.len();
+            bytes += len;
             page.push(m.stored(*id));
         }
         (page, false)
