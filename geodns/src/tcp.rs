@@ -6,7 +6,9 @@
 //! trickling a query is cut), a lifetime no query pattern extends, and a
 //! pause after accept() fails for want of file descriptors instead of
 //! retrying in a busy loop. Queries on a connection are answered in order
-//! by the general path, as hickory's loop does.
+//! by the general path, as hickory's loop does. Reads are buffered and
+//! replies written together while more pipelined queries are already in
+//! the buffer (one flush per burst, not two writes per reply).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -14,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hickory_server::net::xfer::Protocol;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -29,6 +31,9 @@ use crate::metrics::{Metrics, ReasonLabels};
 /// while failures go on.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(10);
 const ACCEPT_PAUSE_MAX: Duration = Duration::from_secs(1);
+/// Read and write buffer per connection (a reply is at most 64 KiB and
+/// goes through in parts beyond this).
+const IO_BUFFER: usize = 8 * 1024;
 
 /// Serves DNS on `listener` until the task is dropped (which drops every
 /// connection with it).
@@ -128,10 +133,22 @@ async fn exchange(
     handler: &Handler,
 ) -> End {
     let end = Instant::now() + limits.max_lifetime;
+    let (reader, writer) = stream.split();
+    let mut reader = BufReader::with_capacity(IO_BUFFER, reader);
+    let mut writer = BufWriter::with_capacity(IO_BUFFER, writer);
     let mut message = Vec::new();
     loop {
+        // Replies wait while more pipelined queries are already buffered
+        // (one write for the burst); before waiting for the client, they go.
+        if reader.buffer().is_empty() && !writer.buffer().is_empty() {
+            match timeout_at(Instant::now() + limits.io_timeout, writer.flush()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return End::Client,
+                Err(_) => return End::Limit("io"),
+            }
+        }
         let idle = (Instant::now() + limits.idle_timeout).min(end);
-        let first = match timeout_at(idle, stream.read_u8()).await {
+        let first = match timeout_at(idle, reader.read_u8()).await {
             Ok(Ok(byte)) => byte,
             Ok(Err(_)) => return End::Client,
             Err(_) if idle == end => return End::Limit("lifetime"),
@@ -139,9 +156,9 @@ async fn exchange(
         };
         let io = Instant::now() + limits.io_timeout;
         let read = async {
-            let len = u16::from_be_bytes([first, stream.read_u8().await?]);
+            let len = u16::from_be_bytes([first, reader.read_u8().await?]);
             message.resize(usize::from(len), 0);
-            stream.read_exact(&mut message).await
+            reader.read_exact(&mut message).await
         };
         match timeout_at(io, read).await {
             Ok(Ok(_)) if !message.is_empty() => {}
@@ -155,8 +172,8 @@ async fn exchange(
         };
         let len = u16::try_from(reply.len()).expect("TCP replies are encoded within 65,535 bytes");
         let write = async {
-            stream.write_all(&len.to_be_bytes()).await?;
-            stream.write_all(&reply).await
+            writer.write_all(&len.to_be_bytes()).await?;
+            writer.write_all(&reply).await
         };
         match timeout_at(Instant::now() + limits.io_timeout, write).await {
             Ok(Ok(())) => {}
@@ -164,6 +181,7 @@ async fn exchange(
             Err(_) => return End::Limit("io"),
         }
         if Instant::now() >= end {
+            let _ = timeout_at(Instant::now() + limits.io_timeout, writer.flush()).await;
             return End::Limit("lifetime");
         }
     }

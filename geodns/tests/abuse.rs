@@ -340,3 +340,42 @@ async fn out_of_file_descriptors_pauses_accepts_and_recovers() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pipelined_tcp_queries_are_all_answered_in_order_even_around_one_without_reply() {
+    let t = TestServer::start(&config_text("")).await;
+    let mut stream = connect_from("127.0.0.1", t.server.tcp_addrs()[0]).await;
+    // Three queries in one write; the middle one is too short for a DNS
+    // header and gets no reply, which must not hold back the third's.
+    let mut burst = Vec::new();
+    let mut ids = Vec::new();
+    for (i, name) in ["static.waypost.test.", "cdn.waypost.test."]
+        .iter()
+        .enumerate()
+    {
+        let mut q = query(name, RecordType::A);
+        q.metadata.id = 100 + i as u16;
+        ids.push(q.metadata.id);
+        let bytes = q.to_vec().unwrap();
+        burst.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+        burst.extend_from_slice(&bytes);
+        if i == 0 {
+            burst.extend_from_slice(&[0, 3, 1, 2, 3]);
+        }
+    }
+    stream.write_all(&burst).await.unwrap();
+    for id in ids {
+        let read = async {
+            let len = stream.read_u16().await.unwrap();
+            let mut buf = vec![0; usize::from(len)];
+            stream.read_exact(&mut buf).await.unwrap();
+            Message::from_vec(&buf).unwrap()
+        };
+        let reply = tokio::time::timeout(Duration::from_secs(5), read)
+            .await
+            .expect("every answerable query in the burst is answered");
+        assert_eq!(reply.metadata.id, id);
+        assert_eq!(reply.answers.len(), 1);
+    }
+    t.server.shutdown().await;
+}

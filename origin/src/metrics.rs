@@ -69,6 +69,7 @@ pub struct Metrics {
     /// Seconds until this region's peer certificate expires (set at each
     /// scrape; absent without peer TLS).
     pub peer_cert_expiry: Gauge,
+    pub public_cert_expiry: Gauge,
     pub queue_messages: Family<QueueStateLabels, Gauge>,
     pub queue_oldest_age: Family<QueueLabels, Gauge>,
     /// Events the change feed keeps, and their weight in bytes, per class.
@@ -292,6 +293,12 @@ impl Metrics {
             "Seconds until this region's peer certificate (peer.cert_file) expires",
             peer_cert_expiry.clone(),
         );
+        let public_cert_expiry = Gauge::default();
+        registry.register(
+            "tls_certificate_expiry_seconds",
+            "Seconds until the public listener's certificate (tls.cert_file) expires; 0 without [tls]",
+            public_cert_expiry.clone(),
+        );
         Self {
             registry,
             requests,
@@ -317,6 +324,7 @@ impl Metrics {
             blob_gc_runs,
             tls_handshake_failures,
             peer_cert_expiry,
+            public_cert_expiry,
         }
     }
 

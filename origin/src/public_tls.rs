@@ -46,7 +46,16 @@ pub struct PublicTlsError {
 pub struct PublicTls {
     files: ServerTlsFiles,
     provider: Arc<CryptoProvider>,
-    current: RwLock<(Arc<CertifiedKey>, [u8; 32])>,
+    current: RwLock<Loaded>,
+}
+
+/// The certificate in use, the digest of the files it came from, and its
+/// leaf's notAfter (seconds since the Unix epoch).
+#[derive(Debug)]
+struct Loaded {
+    key: Arc<CertifiedKey>,
+    digest: [u8; 32],
+    not_after: i64,
 }
 
 impl PublicTls {
@@ -63,14 +72,32 @@ impl PublicTls {
     /// Re-reads the files if their bytes changed; `Ok(true)` when the new
     /// certificate is served. On error the previous one stays.
     pub fn reload(&self) -> Result<bool, PublicTlsError> {
-        let unchanged =
-            digest(&self.files) == Some(self.current.read().unwrap_or_else(|e| e.into_inner()).1);
+        let unchanged = digest(&self.files)
+            == Some(
+                self.current
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .digest,
+            );
         if unchanged {
             return Ok(false);
         }
         let loaded = load(&self.files, &self.provider)?;
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = loaded;
         Ok(true)
+    }
+
+    /// Seconds until the served certificate expires (negative once it
+    /// has), for `origin_tls_certificate_expiry_seconds`.
+    pub fn seconds_left(&self) -> i64 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .not_after
+            - now
     }
 
     /// TLS 1.2 and 1.3, h2 and http/1.1 by ALPN.
@@ -95,7 +122,7 @@ impl ResolvesServerCert for Resolver {
                 .current
                 .read()
                 .unwrap_or_else(|e| e.into_inner())
-                .0
+                .key
                 .clone(),
         )
     }
@@ -110,10 +137,7 @@ fn digest(files: &ServerTlsFiles) -> Option<[u8; 32]> {
     Some(hash.finalize().into())
 }
 
-fn load(
-    files: &ServerTlsFiles,
-    provider: &CryptoProvider,
-) -> Result<(Arc<CertifiedKey>, [u8; 32]), PublicTlsError> {
+fn load(files: &ServerTlsFiles, provider: &CryptoProvider) -> Result<Loaded, PublicTlsError> {
     let digest = digest(files).unwrap_or_default();
     let key =
         pem::certified_key(&files.cert_file, &files.key_file, provider).map_err(|source| {
@@ -124,5 +148,14 @@ fn load(
             };
             PublicTlsError { field, source }
         })?;
-    Ok((Arc::new(key), digest))
+    let not_after = key
+        .cert
+        .first()
+        .and_then(|leaf| x509_parser::parse_x509_certificate(leaf.as_ref()).ok())
+        .map_or(0, |(_, cert)| cert.validity().not_after.timestamp());
+    Ok(Loaded {
+        key: Arc::new(key),
+        digest,
+        not_after,
+    })
 }

@@ -214,6 +214,7 @@ impl Server {
             replica: replica.clone(),
             peers: crate::peers::PeerClient::new(&auth),
             peer_tls: peer_tls.clone(),
+            public_tls: public_tls.clone(),
             stopping: stop.graceful.clone(),
             peer_listener: peer.is_some(),
         });

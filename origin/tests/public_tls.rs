@@ -58,6 +58,24 @@ async fn the_api_is_served_over_https_to_clients_that_trust_its_ca() {
         .await
         .unwrap();
     assert_eq!(healthz.status(), StatusCode::OK);
+    // Its expiry is exported (rcgen's default validity ends in 4096).
+    let metrics = trusting
+        .get(format!("{base}/metrics"))
+        .bearer_auth(READ_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let left: i64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("origin_tls_certificate_expiry_seconds "))
+        .unwrap_or_else(|| panic!("no expiry gauge in {metrics}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(left > 50 * 365 * 86400, "{left}");
 
     let untrusting = reqwest::Client::builder()
         .tls_built_in_root_certs(false)

@@ -21,9 +21,14 @@
 //! A pristine node whose id that cluster has already registered
 //! ([`super::identity`]) is not new but wiped: it refuses to start.
 //!
-//! The one unsafe case left: a region with a new id started while *every*
-//! existing member is unreachable founds a group of its own. Add regions
-//! while the cluster is up (the admin API needs that anyway).
+//! When no listed peer answers at all, a pristine node cannot tell a fresh
+//! deployment whose other regions are not up yet from a wiped member (or a
+//! new region) whose cluster is unreachable, so it founds nothing and
+//! starts without a log: it refuses votes ([`super::intake`]) and asks
+//! again every second until a peer answers, then founds, joins, or (a
+//! wiped member after all) stops its Raft node. Founding waits for an
+//! answer in every deployment: a group of several cannot elect without a
+//! peer anyway.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -84,29 +89,50 @@ pub struct Existing {
     pub known_incarnation: Option<u64>,
 }
 
-/// A listed peer that already belongs to a cluster, if any; `None` means
-/// this node may found the cluster from its config.
+/// What the other listed members said.
+#[derive(Debug)]
+pub enum Probe {
+    /// One of them belongs to a cluster.
+    Exists(Existing),
+    /// Some answered, none with a cluster (or there is nobody to ask): a
+    /// fresh deployment, which this node may found from its config.
+    Fresh,
+    /// Nobody answered.
+    Unanswered,
+}
+
+/// Asks every other listed member whether it belongs to a cluster.
 pub async fn existing_cluster(
     http: &PeerHttp,
     node_id: NodeId,
     members: &BTreeMap<NodeId, String>,
-) -> Option<Existing> {
+) -> Probe {
     let mut probes: FuturesUnordered<_> = members
         .iter()
         .filter(|(id, _)| **id != node_id)
         .map(|(_, addr)| async move {
             let remote = probe(http, addr, PROBE_TIMEOUT).await.ok()?;
-            (!remote.members.is_empty()).then(|| Existing {
+            Some((!remote.members.is_empty()).then(|| Existing {
                 peer: addr.clone(),
                 includes_us: remote.members.iter().any(|m| m.id == node_id),
                 known_incarnation: remote.incarnations.get(&node_id).copied(),
-            })
+            }))
         })
         .collect();
+    if probes.is_empty() {
+        return Probe::Fresh;
+    }
+    let mut answered = false;
     while let Some(answer) = probes.next().await {
-        if answer.is_some() {
-            return answer;
+        match answer {
+            Some(Some(existing)) => return Probe::Exists(existing),
+            Some(None) => answered = true,
+            None => {}
         }
     }
-    None
+    if answered {
+        Probe::Fresh
+    } else {
+        Probe::Unanswered
+    }
 }

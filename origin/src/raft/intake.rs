@@ -50,6 +50,11 @@ pub enum BadRpc {
         offset: u64,
         received: u64,
     },
+    #[error(
+        "this region has no Raft log yet (a new region waiting to be added, or one whose data \
+         was lost) and votes for no one until a leader fills it"
+    )]
+    BlankVoter,
 }
 
 /// The snapshot being received: its id and how many bytes arrived.
@@ -66,6 +71,17 @@ impl Replica {
     ) -> Result<Result<VoteResponse<NodeId>, RaftError<NodeId>>, BadRpc> {
         let term = check_vote(&rpc.vote)?;
         check_log_id(rpc.last_log_id.as_ref(), term)?;
+        // A node without any log remembers neither what it acknowledged
+        // nor whom it voted for: unless it has shown it never ran here, its
+        // vote could elect a leader missing committed writes (see
+        // `identity`, `bootstrap`).
+        if self.raft.metrics().borrow().last_log_index.is_none()
+            && !self
+                .blank_may_vote
+                .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Err(BadRpc::BlankVoter);
+        }
         Ok(self.raft.vote(rpc).await)
     }
 

@@ -41,6 +41,7 @@ use openraft::{BasicNode, RaftMetrics};
 
 use crate::config::RaftTiming;
 use crate::peers::http::{PeerAuth, PeerHttp};
+use bootstrap::Probe;
 
 pub use conditions::Conditions;
 pub use event_log::Retention as FeedRetention;
@@ -62,6 +63,8 @@ pub type Raft = openraft::Raft<TypeConfig>;
 /// How long a write may wait for a leader and a majority before the client
 /// gets 503.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a pristine node that no peer answered asks again.
+const REPROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Why the replica could not start.
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +125,11 @@ pub struct Replica {
     leader_changes: Arc<std::sync::atomic::AtomicU64>,
     snapshot_intake: Arc<tokio::sync::Mutex<intake::SnapshotIntake>>,
     read_rounds: Arc<read_index::ReadRounds>,
+    /// Whether this node may vote while its log is empty: only once it has
+    /// shown it never ran in this cluster (no cluster yet, or one that
+    /// lists it without a registered incarnation). A node that could ask
+    /// nobody may be a wiped member and must not ([`intake`]).
+    blank_may_vote: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Replica {
@@ -175,8 +183,8 @@ impl Replica {
         let blank = log.is_blank() && state.applied_index() == 0;
         let mut probed = None;
         if blank {
-            let existing = bootstrap::existing_cluster(&http, node_id, &members).await;
-            if let Some(e) = &existing
+            let probe = bootstrap::existing_cluster(&http, node_id, &members).await;
+            if let Probe::Exists(e) = &probe
                 && let Some(known) = e.known_incarnation
             {
                 return Err(identity::IdentityError::WipedMember {
@@ -186,7 +194,7 @@ impl Replica {
                 }
                 .into());
             }
-            probed = Some(existing);
+            probed = Some(probe);
         }
         let me = match identity::load(dir, node_id)? {
             Some(me) if !blank => me,
@@ -194,24 +202,30 @@ impl Replica {
         };
         let raft = Raft::new(node_id, Arc::new(config), network, log, state.clone()).await?;
         let alone = members.len() == 1;
+        let blank_may_vote = Arc::new(std::sync::atomic::AtomicBool::new(true));
         if !raft.is_initialized().await? {
-            let existing = match probed {
-                Some(existing) => existing,
+            let probe = match probed {
+                Some(probe) => probe,
                 None => bootstrap::existing_cluster(&http, node_id, &members).await,
             };
-            match existing {
-                Some(existing) if existing.includes_us => tracing::info!(
-                    node_id,
-                    peer = %existing.peer,
-                    "joining the cluster a peer founded with this region as a member"
-                ),
-                Some(existing) => tracing::info!(
-                    node_id,
-                    peer = %existing.peer,
-                    "a cluster already exists; not founding one, waiting to be added \
-                     (POST /cluster/members on any member)"
-                ),
-                None => initialize(&raft, members).await?,
+            match probe {
+                Probe::Exists(existing) => joining(node_id, &existing),
+                Probe::Fresh => initialize(&raft, members).await?,
+                Probe::Unanswered => {
+                    blank_may_vote.store(false, std::sync::atomic::Ordering::Release);
+                    tracing::warn!(
+                        node_id,
+                        "no other listed region answers: not founding a cluster and not \
+                         voting until one does (asking every second)"
+                    );
+                    tokio::spawn(found_once_answered(
+                        raft.clone(),
+                        http.clone(),
+                        node_id,
+                        members,
+                        blank_may_vote.clone(),
+                    ));
+                }
             }
         }
         if alone {
@@ -232,6 +246,7 @@ impl Replica {
             leader_changes,
             snapshot_intake: Arc::default(),
             read_rounds: Arc::default(),
+            blank_may_vote,
         };
         tokio::spawn(replica.clone().register_incarnation(me.incarnation));
         Ok(replica)
@@ -411,6 +426,68 @@ impl Replica {
 
 /// Proposes `members` as the first membership; `NotAllowed` means another
 /// founding region's identical proposal got here first, which is fine.
+fn joining(node_id: NodeId, existing: &bootstrap::Existing) {
+    if existing.includes_us {
+        tracing::info!(
+            node_id,
+            peer = %existing.peer,
+            "joining the cluster a peer founded with this region as a member"
+        );
+    } else {
+        tracing::info!(
+            node_id,
+            peer = %existing.peer,
+            "a cluster already exists; not founding one, waiting to be added \
+             (POST /cluster/members on any member)"
+        );
+    }
+}
+
+/// A pristine node no peer answered: asks again every second until one
+/// does, then founds the cluster (fresh deployment), leaves it to the
+/// others (a cluster exists), or stops Raft here for good (the cluster
+/// knows this id: a wiped member, which must not vote).
+async fn found_once_answered(
+    raft: Raft,
+    http: PeerHttp,
+    node_id: NodeId,
+    members: BTreeMap<NodeId, String>,
+    blank_may_vote: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let may_vote = || blank_may_vote.store(true, std::sync::atomic::Ordering::Release);
+    loop {
+        tokio::time::sleep(REPROBE_INTERVAL).await;
+        if raft.metrics().borrow().last_log_index.is_some() {
+            return; // A leader has filled this node's log: it is a member.
+        }
+        match bootstrap::existing_cluster(&http, node_id, &members).await {
+            Probe::Unanswered => continue,
+            Probe::Fresh => {
+                may_vote();
+                if let Err(e) = initialize(&raft, members).await {
+                    tracing::error!(node_id, error = %e, "founding the cluster failed");
+                }
+                return;
+            }
+            Probe::Exists(e) if e.known_incarnation.is_some() => {
+                let error = identity::IdentityError::WipedMember {
+                    node_id,
+                    known: e.known_incarnation.unwrap_or_default(),
+                    peer: e.peer.clone(),
+                };
+                tracing::error!(node_id, "{error}; Raft is stopped in this region");
+                let _ = raft.shutdown().await;
+                return;
+            }
+            Probe::Exists(e) => {
+                may_vote();
+                joining(node_id, &e);
+                return;
+            }
+        }
+    }
+}
+
 async fn initialize(raft: &Raft, members: BTreeMap<NodeId, String>) -> Result<(), ReplicaError> {
     let members: BTreeMap<_, _> = members
         .into_iter()

@@ -50,6 +50,8 @@ pub struct AppState {
     /// Mutual TLS between regions (`[peer] ca_file...`): then only peer
     /// certificates reach `/internal/*`, and no token does.
     pub peer_tls: Option<Arc<crate::peer_tls::PeerTls>>,
+    /// The public listener's certificate, for its expiry gauge.
+    pub public_tls: Option<Arc<crate::public_tls::PublicTls>>,
 }
 
 /// The listener a request arrived on.

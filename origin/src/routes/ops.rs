@@ -70,6 +70,9 @@ pub fn metrics(state: &Arc<AppState>, method: &Method) -> Response<ResBody> {
     if let Some(tls) = &state.peer_tls {
         m.peer_cert_expiry.set(tls.seconds_left());
     }
+    if let Some(tls) = &state.public_tls {
+        m.public_cert_expiry.set(tls.seconds_left());
+    }
     for peer in &status.members {
         if let Some(lag) = peer.replication_lag {
             m.replication_lag
