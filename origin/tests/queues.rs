@@ -16,20 +16,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 async fn post(o: &Origin, path: &str, body: Value) -> (StatusCode, Value) {
-    let resp = o
-        .client
-        .post(o.url(path))
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    let text = resp.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    post_at(&o.client, &o.url(path), body).await
 }
 
 async fn get(o: &Origin, path: &str) -> Value {

@@ -107,6 +107,40 @@ impl Drop for Proc {
     }
 }
 
+/// An edge process listening on `ip` (HTTP and admin, port 0) with a
+/// 64 MiB disk cache in `dir/<name>`, caching everything from the one
+/// plain-HTTP origin `origin` (`host:port`); `token` is its admin token.
+/// Its config is written to `dir/<name>.toml`.
+pub fn start_edge(dir: &Path, name: &str, ip: &str, origin: &str, token: &str) -> Proc {
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[listen]
+http = "{ip}:0"
+[admin]
+listen = "{ip}:0"
+token = "{token}"
+[cache]
+disk = {{ dir = "{name}", capacity = "64MiB" }}
+[[pools]]
+name = "origin"
+origins = ["{origin}"]
+[[sites]]
+pool = "origin"
+"#
+        ),
+    )
+    .expect("writing the edge's config");
+    Proc::start(
+        "edge-node",
+        &["--config", config.to_str().expect("UTF-8 path")],
+        2,
+    )
+    .expect("the edge starts")
+}
+
 /// Polls `url` until it answers 200 (readiness), up to `limit`. A raw
 /// HTTP/1.1 GET keeps this helper free of an async runtime.
 pub fn wait_healthy(url: &str, limit: Duration) -> anyhow::Result<()> {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::{Value, json};
-use waypost_e2e::{Proc, free_port, wait_healthy, write_origin_cluster};
+use waypost_e2e::{Proc, free_port, start_edge, wait_healthy, write_origin_cluster};
 
 const TOKEN: &str = "e2e-dashboard-token-0123456789";
 const IPS: [&str; 3] = ["127.0.61.1", "127.0.62.1", "127.0.63.1"];
@@ -30,32 +30,6 @@ fn browser() -> bool {
         eprintln!("SKIPPED: chromium/chromedriver not installed; not testing the dashboard");
     }
     found
-}
-
-fn start_edge(dir: &std::path::Path, n: usize, origin: &str) -> Proc {
-    let config = dir.join(format!("edge{n}.toml"));
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[listen]
-http = "{ip}:0"
-[admin]
-listen = "{ip}:0"
-token = "{TOKEN}"
-[cache]
-disk = {{ dir = "cache{n}", capacity = "64MiB" }}
-[[pools]]
-name = "origin"
-origins = ["{origin}"]
-[[sites]]
-pool = "origin"
-"#,
-            ip = IPS[n - 1],
-        ),
-    )
-    .unwrap();
-    Proc::start("edge-node", &["--config", config.to_str().unwrap()], 2).unwrap()
 }
 
 /// A WebDriver session on a chromedriver this test started.
@@ -219,7 +193,15 @@ fn the_dashboard_shows_regions_traffic_and_a_region_going_down_in_a_browser() {
     let mut edges: Vec<Proc> = regions
         .iter()
         .enumerate()
-        .map(|(i, r)| start_edge(dir.path(), i + 1, &r.addr))
+        .map(|(i, r)| {
+            start_edge(
+                dir.path(),
+                &format!("edge{}", i + 1),
+                IPS[i],
+                &r.addr,
+                TOKEN,
+            )
+        })
         .collect();
     let mut args = vec![
         "dashboard".to_string(),

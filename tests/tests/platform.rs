@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use waypost_e2e::{Proc, bin_dir, wait_healthy};
+use waypost_e2e::{Proc, bin_dir, start_edge, wait_healthy};
 
 const TOKEN: &str = "e2e-test-token-0123456789";
 
@@ -25,39 +25,19 @@ fn start_origin(dir: &std::path::Path) -> Proc {
     .unwrap()
 }
 
-fn start_edge(dir: &std::path::Path, origin: &str) -> Proc {
-    let config = dir.join("edge.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[listen]
-http = "127.0.0.1:0"
-[admin]
-listen = "127.0.0.1:0"
-token = "{TOKEN}"
-[cache]
-disk = {{ dir = "cache", capacity = "256MiB" }}
-[[pools]]
-name = "origin"
-origins = ["{origin}"]
-[[sites]]
-pool = "origin"
-"#,
-            origin = origin.trim_start_matches("http://")
-        ),
-    )
-    .unwrap();
-    Proc::start("edge-node", &["--config", config.to_str().unwrap()], 2).unwrap()
-}
-
 #[tokio::test]
 async fn origin_and_edge_binaries_serve_cache_and_purge() {
     let dir = tempfile::tempdir().unwrap();
     let mut origin = start_origin(dir.path());
     let origin_url = origin.addrs[0].clone();
     wait_healthy(&format!("{origin_url}/healthz"), Duration::from_secs(10)).unwrap();
-    let edge = start_edge(dir.path(), &origin_url);
+    let edge = start_edge(
+        dir.path(),
+        "edge",
+        "127.0.0.1",
+        origin_url.trim_start_matches("http://"),
+        TOKEN,
+    );
     let (edge_url, admin_url) = (edge.addrs[0].clone(), edge.addrs[1].clone());
     wait_healthy(&format!("{admin_url}/healthz"), Duration::from_secs(10)).unwrap();
 
