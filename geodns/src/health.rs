@@ -1,9 +1,17 @@
 //! Active health checks: an HTTP GET of each endpoint's health URL on an
 //! interval, with rise/fall thresholds so one lost packet does not move
-//! traffic. The state is a flat array of flags read lock-free by every query.
+//! traffic. The state is a flat array of atomics read lock-free by every
+//! query.
+//!
+//! An endpoint with a health URL starts *unknown*: it is not answered (nor
+//! counted as up) until its first check passes, and answers that involve
+//! it get the short degraded TTL meanwhile, so a fresh server or a reload
+//! never hands out an endpoint nobody has checked for a full TTL. The first
+//! check decides at once (up or down); later ones move it only after
+//! `rise` or `fall` results in a row.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::task::JoinSet;
@@ -11,31 +19,41 @@ use tokio::task::JoinSet;
 use crate::config::{Config, HealthConfig};
 use crate::metrics::Metrics;
 
-/// Up/down per endpoint, indexed `[region][endpoint]`.
+/// An endpoint's health as the atomics hold it.
+const UNKNOWN: u8 = 0;
+const UP: u8 = 1;
+const DOWN: u8 = 2;
+
+/// Health per endpoint, indexed `[region][endpoint]`.
 #[derive(Debug)]
 pub struct Health {
-    regions: Vec<Vec<AtomicBool>>,
+    regions: Vec<Vec<AtomicU8>>,
     /// Bumped after every change, so answers prepared from one state
     /// (the fast path's) can tell they are out of date.
     generation: AtomicU64,
 }
 
 impl Health {
-    /// Everything starts up, so a fresh server answers at once; a dead
-    /// endpoint is out after `fall` checks.
+    /// Endpoints without a health URL are up; the others unknown until
+    /// their first check.
     pub fn new(config: &Config) -> Self {
         Self {
             regions: config
                 .regions
                 .iter()
-                .map(|r| r.endpoints.iter().map(|_| AtomicBool::new(true)).collect())
+                .map(|r| {
+                    r.endpoints
+                        .iter()
+                        .map(|e| AtomicU8::new(if e.health.is_some() { UNKNOWN } else { UP }))
+                        .collect()
+                })
                 .collect(),
             generation: AtomicU64::new(0),
         }
     }
 
-    /// Copies the state of endpoints that `old` also had (same region name
-    /// and address).
+    /// Copies the state of endpoints that `old` also had (same region name,
+    /// address and health URL).
     pub fn inherit(&self, config: &Config, old_config: &Config, old: &Health) {
         for (r, region) in config.regions.iter().enumerate() {
             let Some(old_r) = old_config
@@ -50,9 +68,10 @@ impl Health {
                 if let Some(old_e) = old_endpoints
                     .iter()
                     .position(|o| o.address == endpoint.address)
+                    && endpoint.health == old_endpoints[old_e].health
                 {
-                    let up = old.endpoint_up(old_r, old_e);
-                    self.regions[r][e].store(up, Ordering::Relaxed);
+                    let state = old.regions[old_r][old_e].load(Ordering::Relaxed);
+                    self.regions[r][e].store(state, Ordering::Relaxed);
                 }
             }
         }
@@ -64,21 +83,24 @@ impl Health {
     }
 
     pub fn endpoint_up(&self, region: usize, endpoint: usize) -> bool {
-        self.regions[region][endpoint].load(Ordering::Relaxed)
+        self.regions[region][endpoint].load(Ordering::Relaxed) == UP
     }
 
     pub fn region_up(&self, region: usize) -> bool {
         self.regions[region]
             .iter()
-            .any(|e| e.load(Ordering::Relaxed))
+            .any(|e| e.load(Ordering::Relaxed) == UP)
     }
 
-    /// Whether every endpoint of `regions` passes its checks; answers get
-    /// the short degraded TTL otherwise, so clients come back soon.
+    /// Whether every endpoint of `regions` passes its checks (unknown ones
+    /// do not); answers get the short degraded TTL otherwise, so clients
+    /// come back soon.
     pub fn all_up(&self, regions: &[usize]) -> bool {
-        regions
-            .iter()
-            .all(|&r| self.regions[r].iter().all(|e| e.load(Ordering::Relaxed)))
+        regions.iter().all(|&r| {
+            self.regions[r]
+                .iter()
+                .all(|e| e.load(Ordering::Relaxed) == UP)
+        })
     }
 }
 
@@ -149,7 +171,7 @@ impl Checker {
             let result = self.probe().await;
             let ok = result.is_ok();
             let flag = &self.health.regions[self.region][self.endpoint];
-            let up = flag.load(Ordering::Relaxed);
+            let state = flag.load(Ordering::Relaxed);
             if ok {
                 successes += 1;
                 failures = 0;
@@ -160,18 +182,23 @@ impl Checker {
             if let Err(error) = result {
                 last_error = error;
             }
-            let change = if !up && successes >= self.settings.rise {
-                Some(true)
-            } else if up && failures >= self.settings.fall {
-                Some(false)
-            } else {
-                None
+            let change = match state {
+                UNKNOWN => Some(ok),
+                UP if failures >= self.settings.fall => Some(false),
+                DOWN if successes >= self.settings.rise => Some(true),
+                _ => None,
             };
             if let Some(now_up) = change {
-                flag.store(now_up, Ordering::Relaxed);
+                flag.store(if now_up { UP } else { DOWN }, Ordering::Relaxed);
                 self.health.generation.fetch_add(1, Ordering::Release);
-                self.metrics
-                    .health_changed(&self.region_name, &self.address, now_up);
+                // The first result is not a change of health (alerts on
+                // changes must not fire at every start or reload).
+                self.metrics.health_known(
+                    &self.region_name,
+                    &self.address,
+                    now_up,
+                    state != UNKNOWN,
+                );
                 let region_up = self.health.region_up(self.region);
                 if now_up {
                     tracing::info!(region = %self.region_name, endpoint = %self.address, region_up, "endpoint up");

@@ -165,13 +165,18 @@ impl Metrics {
         service_base::metrics_text::render(&self.registry)
     }
 
-    pub fn health_changed(&self, region: &str, endpoint: &str, up: bool) {
+    /// An endpoint's health is now `up` (or not); `changed` when it was
+    /// known before (a first check only sets the gauge).
+    pub fn health_known(&self, region: &str, endpoint: &str, up: bool, changed: bool) {
         let labels = EndpointLabels {
             region: region.to_owned(),
             endpoint: endpoint.to_owned(),
         };
         self.endpoint_up.get_or_create(&labels).set(i64::from(up));
-        self.health_changes.get_or_create(&labels).inc();
+        let changes = self.health_changes.get_or_create(&labels);
+        if changed {
+            changes.inc();
+        }
     }
 }
 

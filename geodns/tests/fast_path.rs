@@ -512,8 +512,15 @@ async fn fast_and_general_paths_reply_byte_for_byte() {
 #[tokio::test(flavor = "multi_thread")]
 async fn fast_answers_follow_health_and_reloads() {
     let mut health = HealthServer::start().await;
-    let text = with_threads(&config_text(&format!(", health = \"{}\"", health.url())), 1);
+    let text = with_threads(
+        &config_text(&format!(
+            ", health = \"{}\", health_on_other_host = true",
+            health.url()
+        )),
+        1,
+    );
     let t = TestServer::start(&text).await;
+    t.wait_checked().await;
     let eu_client = ["cdn.waypost.test", "A", "-b", "127.0.0.2", "+noedns"];
     assert_eq!(t.dig(&eu_client).answer_data(), ["127.0.1.1"]);
     let fast_before = fast_answers(&t);

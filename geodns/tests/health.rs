@@ -16,7 +16,12 @@ use support::{HealthServer, TestServer, config_text, eventually, query, udp_exch
 #[tokio::test(flavor = "multi_thread")]
 async fn dead_region_fails_over_and_comes_back() {
     let mut health = HealthServer::start().await;
-    let t = TestServer::start(&config_text(&format!(", health = \"{}\"", health.url()))).await;
+    let t = TestServer::start(&config_text(&format!(
+        ", health = \"{}\", health_on_other_host = true",
+        health.url()
+    )))
+    .await;
+    t.wait_checked().await;
     let eu_client = ["cdn.waypost.test", "A", "-b", "127.0.0.2", "+noedns"];
     // eu is first for this client and healthy: it answers with the long TTL.
     let d = t.dig(&eu_client);
@@ -38,6 +43,11 @@ async fn dead_region_fails_over_and_comes_back() {
         metrics.contains("geodns_endpoint_up{region=\"eu\",endpoint=\"127.0.1.1\"} 0"),
         "{metrics}"
     );
+    // One change of health so far: the first check is not one.
+    assert!(
+        metrics.contains("geodns_health_changes_total{region=\"eu\",endpoint=\"127.0.1.1\"} 1"),
+        "{metrics}"
+    );
 
     health.restart().await;
     eventually(Duration::from_secs(2), async || {
@@ -57,18 +67,19 @@ async fn no_healthy_region_answers_with_every_endpoint() {
         .replace(
             r#"{ address = "127.0.4.2", weight = 1 }"#,
             &format!(
-                r#"{{ address = "127.0.4.2", weight = 1, health = "{}" }}"#,
+                r#"{{ address = "127.0.4.2", weight = 1, health = "{}", health_on_other_host = true }}"#,
                 health.url()
             ),
         )
         .replace(
             r#"{ address = "127.0.4.1", weight = 3 }"#,
             &format!(
-                r#"{{ address = "127.0.4.1", weight = 3, health = "{}" }}"#,
+                r#"{{ address = "127.0.4.1", weight = 3, health = "{}", health_on_other_host = true }}"#,
                 health.url()
             ),
         );
     let t = TestServer::start(&text).await;
+    t.wait_checked().await;
     assert_eq!(t.dig(&["weighted.waypost.test", "A"]).answers.len(), 1);
     health.stop();
     eventually(Duration::from_secs(2), async || {
@@ -90,7 +101,17 @@ async fn a_redirect_is_not_healthy() {
     // or a parking page is not the edge being up.
     let healthy = HealthServer::start().await;
     let redirect = HealthServer::redirecting(healthy.url()).await;
-    let t = TestServer::start(&config_text(&format!(", health = \"{}\"", redirect.url()))).await;
+    let t = TestServer::start(&config_text(&format!(
+        ", health = \"{}\", health_on_other_host = true",
+        redirect.url()
+    )))
+    .await;
+    t.wait_checked().await;
+    let metrics = t.server.metrics_text();
+    assert!(
+        metrics.contains("geodns_endpoint_up{region=\"eu\",endpoint=\"127.0.1.1\"} 0"),
+        "checked and down: {metrics}"
+    );
     let eu_client = ["cdn.waypost.test", "A", "-b", "127.0.0.2", "+noedns"];
     eventually(Duration::from_secs(2), async || {
         t.dig(&eu_client).answer_data() == ["127.0.2.1"]
@@ -131,7 +152,12 @@ fn flood(server: SocketAddr, stop: &Arc<AtomicBool>) -> Vec<std::thread::JoinHan
 #[tokio::test(flavor = "multi_thread")]
 async fn failover_happens_while_the_server_is_flooded() {
     let mut health = HealthServer::start().await;
-    let t = TestServer::start(&config_text(&format!(", health = \"{}\"", health.url()))).await;
+    let t = TestServer::start(&config_text(&format!(
+        ", health = \"{}\", health_on_other_host = true",
+        health.url()
+    )))
+    .await;
+    t.wait_checked().await;
     let eu_client = ["cdn.waypost.test", "A", "-b", "127.0.0.2", "+noedns"];
     assert_eq!(t.dig(&eu_client).answer_data(), ["127.0.1.1"]);
 
@@ -170,5 +196,34 @@ async fn failover_happens_while_the_server_is_flooded() {
         during > 1_000,
         "the server was not under load: {during} queries"
     );
+    t.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endpoint_is_not_answered_before_its_first_check_passes() {
+    // A health URL that accepts connections and never answers, checked
+    // with a 5 s timeout: eu stays unknown for those seconds.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/healthz", silent.local_addr().unwrap());
+    let text = config_text(&format!(
+        ", health = \"{url}\", health_on_other_host = true"
+    ))
+    .replace("timeout = \"200ms\"", "timeout = \"5s\"");
+    let t = TestServer::start(&text).await;
+    let eu_client = ["cdn.waypost.test", "A", "-b", "127.0.0.2", "+noedns"];
+    let d = t.dig(&eu_client);
+    assert_eq!(
+        d.answer_data(),
+        ["127.0.2.1"],
+        "an unchecked endpoint is not answered"
+    );
+    assert_eq!(d.ttls, [5], "the short TTL while health is unknown");
+    assert!(
+        !t.server
+            .metrics_text()
+            .contains("geodns_endpoint_up{region=\"eu\""),
+        "no health is known yet"
+    );
+    drop(silent);
     t.server.shutdown().await;
 }

@@ -82,7 +82,7 @@ async fn https_health(ca: &Ca) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
 
 fn config_with(addr: std::net::SocketAddr, ca_file: &str) -> String {
     config_text(&format!(
-        ", health = \"https://localhost:{}/healthz\"",
+        ", health = \"https://localhost:{}/healthz\", health_on_other_host = true",
         addr.port()
     ))
     .replace(
@@ -119,6 +119,12 @@ async fn a_certificate_from_another_ca_fails_the_check() {
     let (theirs, ours) = (Ca::new(), Ca::new());
     let (addr, served) = https_health(&theirs).await;
     let t = TestServer::start(&config_with(addr, &ours.write(files.path(), "ca.pem"))).await;
+    t.wait_checked().await;
+    let metrics = t.server.metrics_text();
+    assert!(
+        metrics.contains("geodns_endpoint_up{region=\"eu\",endpoint=\"127.0.1.1\"} 0"),
+        "checked and down: {metrics}"
+    );
     eventually(Duration::from_secs(2), async || {
         t.dig(&EU_CLIENT).answer_data() == ["127.0.2.1"]
     })

@@ -209,6 +209,15 @@ fn invalid_configs_name_the_field() {
             "geoip.overrides[2].cidr",
         ),
         (base.replace("test.mmdb", "missing.mmdb"), "geoip.database"),
+        // A health URL on another host than the endpoint, not declared so.
+        (
+            config_text(", health = \"http://127.0.0.9:9080/healthz\""),
+            "regions.eu.endpoints[0].health",
+        ),
+        (
+            config_text(", health = \"http://edge.example.net/healthz\""),
+            "health_on_other_host = true",
+        ),
         (
             base.replace("192.0.2.10", "not-an-ip"),
             "zones[0].records[5].value",

@@ -304,6 +304,20 @@ fn validate_region(name: &str, raw: &RawRegion) -> Result<Region, FieldError> {
                     })
             })
             .transpose()?;
+        if let Some(url) = &health
+            && !e.health_on_other_host
+            && !names_address(url, address)
+        {
+            return Err(FieldError::new(
+                format!("{f}.health"),
+                format!(
+                    "`{url}` is not on the endpoint's address {address}, so its answer says \
+                     nothing certain about what clients are sent to; use http(s)://{} or set \
+                     health_on_other_host = true for this endpoint if that host does check it",
+                    url_host(address)
+                ),
+            ));
+        }
         endpoints.push(Endpoint {
             address,
             weight: e.weight,
@@ -489,4 +503,20 @@ fn validate_zone(
         records,
         geo,
     })
+}
+
+/// Whether `url`'s host is the IP address `address`.
+fn names_address(url: &reqwest::Url, address: IpAddr) -> bool {
+    url.host_str()
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+        .and_then(|h| h.parse::<IpAddr>().ok())
+        == Some(address)
+}
+
+/// `address` as a URL host (IPv6 in brackets).
+fn url_host(address: IpAddr) -> String {
+    match address {
+        IpAddr::V4(ip) => ip.to_string(),
+        IpAddr::V6(ip) => format!("[{ip}]"),
+    }
 }

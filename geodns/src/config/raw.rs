@@ -249,8 +249,15 @@ pub struct RawEndpoint {
     #[serde(default = "default_weight")]
     pub weight: u32,
     /// `http://…` or `https://…` URL whose 2xx answer (redirects are not followed) means the endpoint is up; without it
-    /// the endpoint is always considered healthy.
+    /// the endpoint is always considered healthy. Its host must be
+    /// `address` itself unless `health_on_other_host` is set.
     pub health: Option<String>,
+    /// The health URL names another host than `address` on purpose (an
+    /// edge's private admin listener, a load balancer's status page): a
+    /// check there says something about `address` only if the operator
+    /// knows it does, so it has to be said.
+    #[serde(default)]
+    pub health_on_other_host: bool,
 }
 
 fn default_weight() -> u32 {

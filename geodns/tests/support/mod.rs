@@ -164,6 +164,29 @@ impl TestServer {
     pub fn dig(&self, args: &[&str]) -> Dig {
         dig(self.addr, args)
     }
+
+    /// Waits until every health-checked endpoint of the config has had its
+    /// first check (they start unknown, and are not answered until then).
+    pub async fn wait_checked(&self) {
+        let config = std::fs::read_to_string(&self.config_path).unwrap();
+        let checked = config.matches("health = \"").count();
+        let known = || {
+            self.server
+                .metrics_text()
+                .lines()
+                .filter(|l| l.starts_with("geodns_endpoint_up{"))
+                .count()
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while known() < checked {
+            assert!(
+                Instant::now() < deadline,
+                "{} of {checked} health-checked endpoints checked",
+                known()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 /// A query message for `name`/`qtype` with EDNS (1232-byte payload).
