@@ -222,36 +222,43 @@ fn read_snapshot(path: &Path) -> Result<Option<SnapshotFile>, SnapshotLoadError>
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
-        let (data, meta) = {
-            let applied = self.applied.read().expect("state lock");
-            let data = serde_json::to_string(&*applied)
-                .map_err(|e| StorageIOError::read_state_machine(&e))?;
-            let snapshot_id = applied.last_applied.map_or_else(
-                || "empty".to_string(),
-                |l| format!("{}-{}", l.leader_id, l.index),
-            );
-            let meta = SnapshotMeta {
-                last_log_id: applied.last_applied,
-                last_membership: applied.membership.clone(),
-                snapshot_id,
-            };
-            (data, meta)
+        // A copy under the lock, then the JSON and the file off the async
+        // workers: serialising a large state under the lock would stop
+        // every apply (and so every write) for as long as it takes.
+        let applied = self.applied.read().expect("state lock").clone();
+        let snapshot_id = applied.last_applied.map_or_else(
+            || "empty".to_string(),
+            |l| format!("{}-{}", l.leader_id, l.index),
+        );
+        let meta = SnapshotMeta {
+            last_log_id: applied.last_applied,
+            last_membership: applied.membership.clone(),
+            snapshot_id,
         };
-        let file = SnapshotFile {
-            format: SNAPSHOT_FORMAT,
-            meta: meta.clone(),
-            data,
-        };
-        // When a newer snapshot is already on disk this one is not stored;
-        // returning it is still right: openraft keeps the newer one it knows.
         let files = self.files.clone();
-        let file = tokio::task::spawn_blocking(move || files.store(&file).map(|()| file))
-            .await
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        let file_meta = meta.clone();
+        let built = tokio::task::spawn_blocking(move || {
+            let data = serde_json::to_string(&applied)
+                .map_err(|e| StorageIOError::read_state_machine(&e))?;
+            drop(applied);
+            let file = SnapshotFile {
+                format: SNAPSHOT_FORMAT,
+                meta: file_meta,
+                data,
+            };
+            // When a newer snapshot is already on disk this one is not
+            // stored; returning it is still right: openraft keeps the
+            // newer one it knows.
+            files
+                .store(&file)
+                .map_err(|e| StorageIOError::write_snapshot(Some(file.meta.signature()), &e))?;
+            Ok::<_, StorageIOError<NodeId>>(file)
+        })
+        .await
+        .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))??;
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(file.data.into_bytes())),
+            snapshot: Box::new(Cursor::new(built.data.into_bytes())),
         })
     }
 }
