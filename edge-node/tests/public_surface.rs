@@ -236,3 +236,100 @@ fn admin_configs_copied_from_the_docs_are_refused() {
     let err = load(&odd_prefix).unwrap_err().to_string();
     assert!(err.contains("path_prefix"), "{err}");
 }
+
+#[tokio::test]
+async fn connect_is_refused_and_reaches_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let origin = ScriptedOrigin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let edge = start_edge_with(&edge_toml(&[origin.addr], dir.path(), ""), dir.path()).await;
+    let mut tcp = tokio::net::TcpStream::connect(edge.http_addr().unwrap())
+        .await
+        .unwrap();
+    let target = origin.addr;
+    tcp.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut head = vec![0u8; 64];
+    let n = tcp.read(&mut head).await.unwrap();
+    let head = String::from_utf8_lossy(&head[..n]);
+    assert!(head.starts_with("HTTP/1.1 405"), "{head}");
+    assert_eq!(origin.hits("/"), 0);
+}
+
+#[tokio::test]
+async fn an_object_over_max_object_size_passes_through_uncached() {
+    let origin = ScriptedOrigin::start().await;
+    let big: &'static str = Box::leak("x".repeat(200 * 1024).into_boxed_str());
+    origin.route("/big", fresh(big));
+    origin.route("/small", fresh("small"));
+    let dir = tempfile::tempdir().unwrap();
+    let toml = edge_toml(&[origin.addr], dir.path(), "").replace(
+        "max_memory_object = \"1MiB\"",
+        "max_memory_object = \"64KiB\"\nmax_object_size = \"64KiB\"",
+    );
+    let edge = start_edge_with(&toml, dir.path()).await;
+    let c = client();
+    for _ in 0..2 {
+        let r = c.get(url(&edge, "/big")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.text().await.unwrap().len(), big.len(), "whole body");
+        let r = c.get(url(&edge, "/small")).send().await.unwrap();
+        assert_eq!(r.text().await.unwrap(), "small");
+    }
+    assert_eq!(
+        origin.hits("/big"),
+        2,
+        "over max_object_size: fetched each time"
+    );
+    assert_eq!(origin.hits("/small"), 1, "under it: cached");
+}
+
+#[tokio::test]
+async fn cache_files_are_readable_by_the_edge_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let origin = ScriptedOrigin::start().await;
+    let body: &'static str = Box::leak("y".repeat(2 * 1024 * 1024).into_boxed_str());
+    origin.route("/large", fresh(body));
+    let dir = tempfile::tempdir().unwrap();
+    let edge = start_edge_with(&edge_toml(&[origin.addr], dir.path(), ""), dir.path()).await;
+    let c = client();
+    for _ in 0..2 {
+        let r = c.get(url(&edge, "/large")).send().await.unwrap();
+        assert_eq!(r.bytes().await.unwrap().len(), body.len());
+    }
+    assert_eq!(origin.hits("/large"), 1);
+    let mut files = 0;
+    let mut stack = vec![dir.path().join("cache")];
+    while let Some(d) = stack.pop() {
+        let mode = std::fs::metadata(&d).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{} is {mode:o}", d.display());
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode, 0o600, "{} is {mode:o}", path.display());
+                files += 1;
+            }
+        }
+    }
+    assert!(files >= 1, "the 2 MiB object is on disk");
+}
+
+#[test]
+fn a_health_path_that_is_not_a_path_is_refused_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = edge_toml(&["127.0.0.1:9".parse().unwrap()], dir.path(), "");
+    for bad in ["healthz", "/health z", "http://elsewhere/healthz"] {
+        let toml = base.replace(
+            "health_interval",
+            &format!("health_path = \"{bad}\"\nhealth_interval"),
+        );
+        let err = edge_node::Config::from_toml(&dir.path().join("edge.toml"), &toml)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("health_path"), "{bad}: {err}");
+    }
+}
