@@ -238,8 +238,9 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let files = self.files.clone();
         let file_meta = meta.clone();
         let built = tokio::task::spawn_blocking(move || {
+            // Boxed: the error is large, the Ok path should not pay for it.
             let data = serde_json::to_string(&applied)
-                .map_err(|e| StorageIOError::read_state_machine(&e))?;
+                .map_err(|e| Box::new(StorageIOError::read_state_machine(&e)))?;
             drop(applied);
             let file = SnapshotFile {
                 format: SNAPSHOT_FORMAT,
@@ -249,13 +250,17 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             // When a newer snapshot is already on disk this one is not
             // stored; returning it is still right: openraft keeps the
             // newer one it knows.
-            files
-                .store(&file)
-                .map_err(|e| StorageIOError::write_snapshot(Some(file.meta.signature()), &e))?;
-            Ok::<_, StorageIOError<NodeId>>(file)
+            files.store(&file).map_err(|e| {
+                Box::new(StorageIOError::write_snapshot(
+                    Some(file.meta.signature()),
+                    &e,
+                ))
+            })?;
+            Ok::<_, Box<StorageIOError<NodeId>>>(file)
         })
         .await
-        .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))??;
+        .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?
+        .map_err(|e| *e)?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(built.data.into_bytes())),
