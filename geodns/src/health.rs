@@ -165,7 +165,7 @@ impl Checker {
         let mut ticker = tokio::time::interval(self.settings.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (mut successes, mut failures) = (0u32, 0u32);
-        let mut last_error = String::new();
+        let mut last_error = None;
         loop {
             ticker.tick().await;
             let result = self.probe().await;
@@ -180,7 +180,7 @@ impl Checker {
                 successes = 0;
             }
             if let Err(error) = result {
-                last_error = error;
+                last_error = Some(error);
             }
             let change = match state {
                 UNKNOWN => Some(ok),
@@ -203,7 +203,11 @@ impl Checker {
                 if now_up {
                     tracing::info!(region = %self.region_name, endpoint = %self.address, region_up, "endpoint up");
                 } else {
-                    tracing::warn!(region = %self.region_name, endpoint = %self.address, region_up, url = %self.url, error = %last_error, "endpoint down");
+                    let error = last_error
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default();
+                    tracing::warn!(region = %self.region_name, endpoint = %self.address, region_up, url = %self.url, %error, "endpoint down");
                 }
             }
         }
@@ -211,16 +215,28 @@ impl Checker {
 
     /// One check; the error says why it failed (a TLS failure carries
     /// rustls' reason, e.g. "invalid peer certificate: UnknownIssuer").
-    async fn probe(&self) -> Result<(), String> {
+    async fn probe(&self) -> Result<(), ProbeError> {
         let request = self.client.get(self.url.clone()).send();
         match tokio::time::timeout(self.settings.timeout + Duration::from_millis(50), request).await
         {
             Ok(Ok(response)) if response.status().is_success() => Ok(()),
-            Ok(Ok(response)) => Err(format!("answered {}", response.status())),
-            Ok(Err(e)) => Err(error_chain(&e)),
-            Err(_) => Err(format!("no answer within {:?}", self.settings.timeout)),
+            Ok(Ok(response)) => Err(ProbeError::Status(response.status())),
+            Ok(Err(e)) => Err(ProbeError::Request(e)),
+            Err(_) => Err(ProbeError::Timeout(self.settings.timeout)),
         }
     }
+}
+
+/// Why one health check failed.
+#[derive(Debug, thiserror::Error)]
+enum ProbeError {
+    /// Anything but 2xx, redirects included.
+    #[error("answered {0}")]
+    Status(reqwest::StatusCode),
+    #[error("{}", error_chain(.0))]
+    Request(reqwest::Error),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
 }
 
 /// `e` and its sources, so the rustls reason under reqwest's "error

@@ -129,17 +129,17 @@ impl SpecArgs {
     }
 }
 
-fn parse_receipt(s: &str) -> Result<Receipt, String> {
-    let (id, attempt) = s
-        .split_once(':')
-        .ok_or_else(|| format!("{s:?} is not ID:ATTEMPT (as `pull` prints it)"))?;
+/// A receipt on the command line that is not `ID:ATTEMPT`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not ID:ATTEMPT (two numbers, as `pull` prints them)")]
+struct BadReceipt(String);
+
+fn parse_receipt(s: &str) -> Result<Receipt, BadReceipt> {
+    let bad = || BadReceipt(s.to_string());
+    let (id, attempt) = s.split_once(':').ok_or_else(bad)?;
     Ok(Receipt {
-        id: id
-            .parse()
-            .map_err(|_| format!("{id:?} is not a message id"))?,
-        attempt: attempt
-            .parse()
-            .map_err(|_| format!("{attempt:?} is not an attempt number"))?,
+        id: id.parse().map_err(|_| bad())?,
+        attempt: attempt.parse().map_err(|_| bad())?,
     })
 }
 

@@ -82,14 +82,28 @@ pub enum PeerTlsError {
     },
 }
 
+/// Why a certificate names no node.
+#[derive(Debug, thiserror::Error)]
+pub enum NoNodeId {
+    #[error("not an X.509 certificate: {0}")]
+    NotX509(#[source] x509_parser::nom::Err<x509_parser::error::X509Error>),
+    #[error("bad subjectAltName: {0}")]
+    BadSan(#[source] x509_parser::error::X509Error),
+    #[error("no subjectAltName URI {NODE_URI_PREFIX}<id>: not a Waypost peer certificate")]
+    Missing,
+    #[error("`{NODE_URI_PREFIX}{0}` is not a node id")]
+    NotANumber(String),
+    #[error("more than one node id")]
+    Several,
+}
+
 /// The node id a peer certificate (DER) names, or why it names none.
-pub fn node_id_of(der: &[u8]) -> Result<NodeId, String> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der)
-        .map_err(|e| format!("not an X.509 certificate: {e}"))?;
+pub fn node_id_of(der: &[u8]) -> Result<NodeId, NoNodeId> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(NoNodeId::NotX509)?;
     let san = cert
         .subject_alternative_name()
-        .map_err(|e| format!("bad subjectAltName: {e}"))?
-        .ok_or_else(|| format!("no subjectAltName, so no {NODE_URI_PREFIX}<id>"))?;
+        .map_err(NoNodeId::BadSan)?
+        .ok_or(NoNodeId::Missing)?;
     let ids: Vec<&str> = san
         .value
         .general_names
@@ -102,11 +116,9 @@ pub fn node_id_of(der: &[u8]) -> Result<NodeId, String> {
     match ids.as_slice() {
         [one] => one
             .parse()
-            .map_err(|_| format!("`{NODE_URI_PREFIX}{one}` is not a node id")),
-        [] => Err(format!(
-            "no subjectAltName URI {NODE_URI_PREFIX}<id>: not a Waypost peer certificate"
-        )),
-        _ => Err("more than one node id".into()),
+            .map_err(|_| NoNodeId::NotANumber(one.to_string())),
+        [] => Err(NoNodeId::Missing),
+        _ => Err(NoNodeId::Several),
     }
 }
 
@@ -249,7 +261,8 @@ fn load(
             PeerTlsError::Pem { field, source }
         })?;
     let leaf = &key.cert[0];
-    let found = node_id_of(leaf).map_err(|r| invalid("cert_file", &files.cert_file, r))?;
+    let found =
+        node_id_of(leaf).map_err(|r| invalid("cert_file", &files.cert_file, r.to_string()))?;
     if found != node_id {
         return Err(PeerTlsError::WrongNode {
             path: files.cert_file.clone(),

@@ -16,7 +16,7 @@ use super::{PeerTls, node_id_of};
 /// A certificate the CA signed that is not a peer's: no node id.
 #[derive(Debug, thiserror::Error)]
 #[error("not a peer certificate: {0}")]
-struct NotAPeer(String);
+struct NotAPeer(#[source] super::NoNodeId);
 
 fn require_node_id(end_entity: &CertificateDer<'_>) -> Result<(), Error> {
     node_id_of(end_entity).map(|_| ()).map_err(|reason| {

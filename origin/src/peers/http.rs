@@ -74,7 +74,9 @@ impl PeerHttp {
     /// peer TLS. The handshake already checked the CA, the address's name
     /// and that the certificate names some node; which node is for the
     /// caller to compare with the one it meant to reach.
-    pub fn node_of(response: &reqwest::Response) -> Option<Result<NodeId, String>> {
+    pub fn node_of(
+        response: &reqwest::Response,
+    ) -> Option<Result<NodeId, crate::peer_tls::NoNodeId>> {
         let der = response
             .extensions()
             .get::<reqwest::tls::TlsInfo>()?

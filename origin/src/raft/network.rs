@@ -112,12 +112,12 @@ impl Peer {
                 }
             })?;
         if let Some(node) = PeerHttp::node_of(&response)
-            && node.as_ref() != Ok(&self.target)
+            && !matches!(node, Ok(id) if id == self.target)
         {
             // Another region answers at this member's address (a stale
             // address after a move, or a misissued certificate): its
             // answer must not count as the target's.
-            let found = node.map_or_else(|e| e, |id| format!("node {id}"));
+            let found = node.map_or_else(|e| e.to_string(), |id| format!("node {id}"));
             let e = std::io::Error::other(format!(
                 "the peer at {} presented the certificate of {found}, not node {}",
                 self.addr, self.target

@@ -48,7 +48,7 @@ impl Host for EdgeCtx {
         let (status, content_type, body) = api
             .request_typed(Method::GET, &asset.url_path(), Bytes::new(), "", MAX_ASSET)
             .await
-            .map_err(Error::Unavailable)?;
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
         match status {
             StatusCode::OK => Ok(Some(Asset {
                 body: body.to_vec(),
@@ -86,7 +86,7 @@ impl Host for EdgeCtx {
                 64 * 1024,
             )
             .await
-            .map_err(Error::Unavailable)?;
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
         if status.is_success() {
             Ok(())
         } else {

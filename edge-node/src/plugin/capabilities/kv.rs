@@ -23,6 +23,17 @@ const MAX_VALUE: usize = waypost_api::names::MAX_KV_VALUE;
 /// 1,000; this bounds how many pages one plugin call may pull).
 const MAX_LIST_KEYS: usize = 10_000;
 
+/// Why a call to the origin's API got no answer to judge.
+#[derive(Debug, thiserror::Error)]
+pub enum OriginCallError {
+    #[error("the request to the origin could not be built: {0}")]
+    Request(#[from] http::Error),
+    #[error("the origin was not reached: {0}")]
+    Unreachable(#[from] crate::upstream::FetchError),
+    #[error("reading the origin's response: {0}")]
+    Body(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
 pub struct KvClient {
     pool: Arc<Pool>,
     token: Option<String>,
@@ -63,7 +74,7 @@ impl KvClient {
         path: &str,
         body: Bytes,
         limit: usize,
-    ) -> Result<(StatusCode, Bytes), String> {
+    ) -> Result<(StatusCode, Bytes), OriginCallError> {
         self.request_typed(method, path, body, "application/json", limit)
             .await
             .map(|(status, _, body)| (status, body))
@@ -77,7 +88,7 @@ impl KvClient {
         body: Bytes,
         content_type: &str,
         limit: usize,
-    ) -> Result<(StatusCode, Option<String>, Bytes), String> {
+    ) -> Result<(StatusCode, Option<String>, Bytes), OriginCallError> {
         let mut req = Request::builder().method(method).uri(path);
         if let Some(t) = &self.token {
             req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
@@ -87,9 +98,8 @@ impl KvClient {
         }
         let req = req
             .header(http::header::HOST, "origin-api")
-            .body(crate::body::full(body))
-            .map_err(|e| e.to_string())?;
-        let resp = self.pool.send(req, true).await.map_err(|e| e.to_string())?;
+            .body(crate::body::full(body))?;
+        let resp = self.pool.send(req, true).await?;
         let status = resp.status();
         let answer_type = resp
             .headers()
@@ -99,7 +109,7 @@ impl KvClient {
         let body = http_body_util::Limited::new(resp.into_body(), limit)
             .collect()
             .await
-            .map_err(|e| format!("reading the origin's response: {e}"))?
+            .map_err(OriginCallError::Body)?
             .to_bytes();
         Ok((status, answer_type, body))
     }
@@ -113,7 +123,7 @@ impl KvClient {
         let (status, body) = self
             .request(method, &path, body, MAX_VALUE + 4096)
             .await
-            .map_err(Error::Unavailable)?;
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
         if status.is_server_error() {
             return Err(Error::Unavailable(format!(
                 "origin KV answered {status}: {}",

@@ -14,7 +14,7 @@ mod queue;
 use std::sync::Arc;
 
 pub use geo::{GeoDb, unknown as unknown_location};
-pub use kv::KvClient;
+pub use kv::{KvClient, OriginCallError};
 
 use crate::cache::Cache;
 use crate::config::Grants;

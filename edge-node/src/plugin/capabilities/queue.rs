@@ -54,7 +54,7 @@ async fn send(ctx: &EdgeCtx, queue: &str, messages: Vec<Message>) -> Result<Vec<
     let (status, answer) = api
         .request(Method::POST, &path, body, MAX_ANSWER)
         .await
-        .map_err(Error::Unavailable)?;
+        .map_err(|e| Error::Unavailable(e.to_string()))?;
     let reason = || String::from_utf8_lossy(&answer).trim().to_string();
     match status {
         StatusCode::OK => {
