@@ -45,6 +45,31 @@ pub enum InvalidAssetPath {
     ReservedSuffix,
 }
 
+/// The one rule of an asset name (already decoded).
+fn check(name: &str) -> Result<(), InvalidAssetPath> {
+    if name.is_empty() {
+        return Err(InvalidAssetPath::Empty);
+    }
+    if name.len() > MAX_LEN {
+        return Err(InvalidAssetPath::TooLong);
+    }
+    name.split('/').try_for_each(check_segment)
+}
+
+impl TryFrom<String> for AssetPath {
+    type Error = InvalidAssetPath;
+    fn try_from(name: String) -> Result<Self, InvalidAssetPath> {
+        check(&name)?;
+        Ok(Self(name))
+    }
+}
+
+impl From<AssetPath> for String {
+    fn from(path: AssetPath) -> String {
+        path.0
+    }
+}
+
 impl AssetPath {
     /// Decodes and validates the raw (still percent-encoded) URL path that
     /// follows `/assets/`.
@@ -57,15 +82,7 @@ impl AssetPath {
 
     /// Validates an already-decoded asset name.
     pub fn new(name: &str) -> Result<Self, InvalidAssetPath> {
-        if name.is_empty() {
-            return Err(InvalidAssetPath::Empty);
-        }
-        if name.len() > MAX_LEN {
-            return Err(InvalidAssetPath::TooLong);
-        }
-        for segment in name.split('/') {
-            check_segment(segment)?;
-        }
+        check(name)?;
         Ok(Self(name.to_string()))
     }
 
@@ -155,5 +172,12 @@ mod tests {
         }
         assert_eq!(AssetPath::new(&"a".repeat(300)), Err(SegmentTooLong));
         assert_eq!(AssetPath::new(&"a/".repeat(600)), Err(TooLong));
+        // The same rule through TryFrom<String>.
+        assert_eq!(
+            AssetPath::try_from("a/../b".to_string()),
+            Err(DotSegment("..".into()))
+        );
+        let ok = AssetPath::try_from("img/logo.svg".to_string()).unwrap();
+        assert_eq!(String::from(ok), "img/logo.svg");
     }
 }

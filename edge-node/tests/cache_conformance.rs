@@ -573,3 +573,46 @@ async fn only_if_cached_never_reaches_the_origin() {
     assert_eq!(r.status(), 504, "stored but stale");
     assert_eq!((origin.hits("/oic"), origin.hits("/oic-stale")), (1, 1));
 }
+
+#[tokio::test]
+async fn a_stored_error_status_is_served_stale_as_its_directives_allow() {
+    // RFC 9111 §4.2.4: any stored response may be served stale where
+    // allowed, whatever its status: a 404 and a 503 with explicit
+    // freshness, already stale (Age past max-age), with stale-if-error.
+    let origin = ScriptedOrigin::start().await;
+    for (path, status) in [("/missing", 404u16), ("/maintenance", 503)] {
+        origin.route(path, move |_, n| {
+            if n == 0 {
+                resp(
+                    status,
+                    "stored error page",
+                    &[
+                        ("cache-control", "max-age=1, stale-if-error=600"),
+                        ("age", "5"),
+                    ],
+                )
+            } else {
+                resp(500, "broken", &[])
+            }
+        });
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let edge = start_edge(&origin, dir.path()).await;
+    let c = client();
+    for (path, status) in [("/missing", 404u16), ("/maintenance", 503)] {
+        let first = get_with(&c, &url(&edge, path), &[]).await;
+        assert_eq!(first.status(), status);
+        first.text().await.unwrap();
+        // Stale on arrival: the edge revalidates, the origin answers 500,
+        // and the stored error page is served stale instead.
+        let r = get_with(&c, &url(&edge, path), &[]).await;
+        assert_eq!(r.status(), status, "{path}");
+        assert!(
+            cache_status(&r).contains("stale-if-error"),
+            "{path}: {}",
+            cache_status(&r)
+        );
+        assert_eq!(r.text().await.unwrap(), "stored error page");
+        assert_eq!(origin.hits(path), 2, "{path}");
+    }
+}
