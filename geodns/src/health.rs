@@ -6,7 +6,9 @@
 //! An endpoint with a health URL starts *unknown*: it is not answered (nor
 //! counted as up) until its first check passes, and answers that involve
 //! it get the short degraded TTL meanwhile, so a fresh server or a reload
-//! never hands out an endpoint nobody has checked for a full TTL. The first
+//! never hands out an endpoint nobody has checked for a full TTL (while
+//! nothing at all is known up, the geo answer fails open with every
+//! endpoint, as it does when all are down, with that short TTL). The first
 //! check decides at once (up or down); later ones move it only after
 //! `rise` or `fall` results in a row.
 

@@ -137,22 +137,23 @@ async fn exchange(
     let mut reader = BufReader::with_capacity(IO_BUFFER, reader);
     let mut writer = BufWriter::with_capacity(IO_BUFFER, writer);
     let mut message = Vec::new();
-    loop {
-        // Replies wait while more pipelined queries are already buffered
-        // (one write for the burst); before waiting for the client, they go.
-        if reader.buffer().is_empty() && !writer.buffer().is_empty() {
+    let ended = loop {
+        // Replies wait while another whole pipelined query is already
+        // buffered (one write for the burst); before waiting for the
+        // client, even for the rest of a query, they go.
+        if !holds_whole_query(reader.buffer()) && !writer.buffer().is_empty() {
             match timeout_at(Instant::now() + limits.io_timeout, writer.flush()).await {
                 Ok(Ok(())) => {}
-                Ok(Err(_)) => return End::Client,
-                Err(_) => return End::Limit("io"),
+                Ok(Err(_)) => break End::Client,
+                Err(_) => break End::Limit("io"),
             }
         }
         let idle = (Instant::now() + limits.idle_timeout).min(end);
         let first = match timeout_at(idle, reader.read_u8()).await {
             Ok(Ok(byte)) => byte,
-            Ok(Err(_)) => return End::Client,
-            Err(_) if idle == end => return End::Limit("lifetime"),
-            Err(_) => return End::Limit("idle"),
+            Ok(Err(_)) => break End::Client,
+            Err(_) if idle == end => break End::Limit("lifetime"),
+            Err(_) => break End::Limit("idle"),
         };
         let io = Instant::now() + limits.io_timeout;
         let read = async {
@@ -162,8 +163,8 @@ async fn exchange(
         };
         match timeout_at(io, read).await {
             Ok(Ok(_)) if !message.is_empty() => {}
-            Ok(_) => return End::Client,
-            Err(_) => return End::Limit("io"),
+            Ok(_) => break End::Client,
+            Err(_) => break End::Limit("io"),
         }
         // Messages too short for a header, and responses, get no reply
         // (as on hickory's loop); the connection stays open.
@@ -177,13 +178,24 @@ async fn exchange(
         };
         match timeout_at(Instant::now() + limits.io_timeout, write).await {
             Ok(Ok(())) => {}
-            Ok(Err(_)) => return End::Client,
-            Err(_) => return End::Limit("io"),
+            Ok(Err(_)) => break End::Client,
+            Err(_) => break End::Limit("io"),
         }
         if Instant::now() >= end {
-            let _ = timeout_at(Instant::now() + limits.io_timeout, writer.flush()).await;
-            return End::Limit("lifetime");
+            break End::Limit("lifetime");
         }
+    };
+    // Replies to queries answered before the connection ended still go
+    // (a malformed query after good ones must not swallow their answers).
+    let _ = timeout_at(Instant::now() + limits.io_timeout, writer.flush()).await;
+    ended
+}
+
+/// Whether `buffered` starts with a complete length-prefixed message.
+fn holds_whole_query(buffered: &[u8]) -> bool {
+    match buffered {
+        [high, low, rest @ ..] => rest.len() >= usize::from(u16::from_be_bytes([*high, *low])),
+        _ => false,
     }
 }
 

@@ -377,5 +377,25 @@ async fn pipelined_tcp_queries_are_all_answered_in_order_even_around_one_without
         assert_eq!(reply.metadata.id, id);
         assert_eq!(reply.answers.len(), 1);
     }
+    // A query, then an empty message that ends the connection: the
+    // query's answer still arrives before the close.
+    let mut stream = connect_from("127.0.0.1", t.server.tcp_addrs()[0]).await;
+    let q = query("static.waypost.test.", RecordType::A)
+        .to_vec()
+        .unwrap();
+    let mut burst = (q.len() as u16).to_be_bytes().to_vec();
+    burst.extend_from_slice(&q);
+    burst.extend_from_slice(&[0, 0]);
+    stream.write_all(&burst).await.unwrap();
+    let read = async {
+        let len = stream.read_u16().await.unwrap();
+        let mut buf = vec![0; usize::from(len)];
+        stream.read_exact(&mut buf).await.unwrap();
+        Message::from_vec(&buf).unwrap()
+    };
+    let reply = tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .expect("the answer before the end");
+    assert_eq!(reply.answers.len(), 1);
     t.server.shutdown().await;
 }

@@ -1,6 +1,7 @@
-//! The last hour in memory: one point per region per scrape in a ring of
-//! fixed length, so the dashboard needs no database and its memory is
-//! bounded (3,600 points × regions). A restart of the dashboard starts an
+//! The last hour in memory: per scrape, eight numbers per region in a ring
+//! of fixed length (3,600 × regions × ~80 bytes), so the dashboard needs no
+//! database and its memory does not grow with queues or plugins; only the
+//! newest reading keeps every detail. A restart of the dashboard starts an
 //! empty hour; Prometheus (`deploy/monitoring/`) is the long-term store.
 
 use std::collections::VecDeque;
@@ -15,8 +16,10 @@ pub const POINTS: usize = 3600;
 #[derive(Debug)]
 pub struct History {
     names: Vec<String>,
-    /// (seconds since the Unix epoch, one point per region)
-    points: VecDeque<(f64, Vec<RegionPoint>)>,
+    /// (seconds since the Unix epoch, the charted figures per region)
+    points: VecDeque<(f64, Vec<Series>)>,
+    /// The newest reading, whole.
+    latest: Option<Vec<RegionPoint>>,
     dns: DnsPoint,
 }
 
@@ -35,7 +38,7 @@ pub struct State<'a> {
     pub series: Vec<(f64, Vec<Series>)>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Series(
     Option<f64>,
     Option<f64>,
@@ -52,6 +55,7 @@ impl History {
         Self {
             names,
             points: VecDeque::with_capacity(POINTS),
+            latest: None,
             dns: DnsPoint::default(),
         }
     }
@@ -60,7 +64,9 @@ impl History {
         if self.points.len() == POINTS {
             self.points.pop_front();
         }
-        self.points.push_back((at, reading.regions));
+        let series = reading.regions.iter().map(Series::of).collect();
+        self.points.push_back((at, series));
+        self.latest = Some(reading.regions);
         self.dns = reading.dns;
     }
 
@@ -69,33 +75,32 @@ impl History {
             .points
             .iter()
             .filter(|(t, _)| *t > since)
-            .map(|(t, regions)| {
-                let values = regions
-                    .iter()
-                    .map(|p| {
-                        let up = p.edge_up && p.origin_up;
-                        Series(
-                            p.edge_up.then_some(p.requests_per_s),
-                            p.hit_ratio,
-                            p.p99_ms,
-                            up,
-                            p.edge_up.then_some(p.bytes_out_per_s),
-                            p.edge_up.then_some(p.server_errors_per_s),
-                            p.origin_up.then_some(p.lag),
-                            p.origin_fetch_p99_ms,
-                        )
-                    })
-                    .collect();
-                (*t, values)
-            })
+            .cloned()
             .collect();
         State {
             now: self.points.back().map_or(since, |(t, _)| *t),
             regions: &self.names,
-            latest: self.points.back().map(|(_, r)| r.as_slice()),
+            latest: self.latest.as_deref(),
             dns: &self.dns,
             series,
         }
+    }
+}
+
+impl Series {
+    /// What the charts draw of one region's reading.
+    fn of(p: &RegionPoint) -> Self {
+        let up = p.edge_up && p.origin_up;
+        Series(
+            p.edge_up.then_some(p.requests_per_s),
+            p.hit_ratio,
+            p.p99_ms,
+            up,
+            p.edge_up.then_some(p.bytes_out_per_s),
+            p.edge_up.then_some(p.server_errors_per_s),
+            p.origin_up.then_some(p.lag),
+            p.origin_fetch_p99_ms,
+        )
     }
 }
 

@@ -65,7 +65,16 @@ impl RunningDashboard {
     }
 }
 
+/// Shortest operator token the dashboard accepts: it guards a login.
+const MIN_TOKEN_LEN: usize = 16;
+
 pub async fn run(args: DashboardArgs) -> anyhow::Result<()> {
+    if args.token.trim().len() < MIN_TOKEN_LEN {
+        anyhow::bail!(
+            "--token (WAYPOST_TOKEN) must be the operator's token, at least {MIN_TOKEN_LEN} \
+             characters: it logs browsers in"
+        );
+    }
     let mut regions = Vec::new();
     for spec in &args.regions {
         regions.push(parse_region(spec)?);

@@ -94,6 +94,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize()?;
     regions::claim_data_dir(&layout, &data_dir)?;
+    // Bound first, so a port in use is refused before anything starts.
+    let dashboard_addr = std::net::SocketAddr::new(IpAddr::V4(layout.ip(1)), args.dashboard_port);
+    let dashboard_listener = tokio::net::TcpListener::bind(dashboard_addr)
+        .await
+        .with_context(|| {
+            format!("cannot listen on {dashboard_addr} for the dashboard (--dashboard-port)")
+        })?;
     let client = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))
@@ -123,7 +130,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         edges.push(regions::start_edge(&layout, r, &data_dir, &sites).await?);
     }
     let dns = dns::start(IpAddr::V4(layout.ip(1)), args.dns_port, &layout).await?;
-    let dashboard = start_dashboard(&layout, &dns, args.dashboard_port).await?;
+    let dashboard = start_dashboard(&layout, &dns, dashboard_listener)?;
     let platform = Platform {
         dashboard,
         dns,
@@ -151,10 +158,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 }
 
 /// The dashboard of every region `up` started, on region 1's address.
-async fn start_dashboard(
+fn start_dashboard(
     layout: &Layout,
     dns: &geodns::RunningServer,
-    port: u16,
+    listener: tokio::net::TcpListener,
 ) -> anyhow::Result<crate::dashboard::RunningDashboard> {
     let targets = crate::dashboard::Targets {
         regions: layout
@@ -167,10 +174,6 @@ async fn start_dashboard(
             .collect(),
         geodns: Some(format!("http://{}", dns::metrics_addr(dns.udp_addrs()[0]))),
     };
-    let addr = std::net::SocketAddr::new(IpAddr::V4(layout.ip(1)), port);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} for the dashboard (--dashboard-port)"))?;
     crate::dashboard::start(listener, targets, DEV_TOKEN.to_string())
 }
 

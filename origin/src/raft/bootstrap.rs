@@ -21,14 +21,17 @@
 //! A pristine node whose id that cluster has already registered
 //! ([`super::identity`]) is not new but wiped: it refuses to start.
 //!
-//! When no listed peer answers at all, a pristine node cannot tell a fresh
-//! deployment whose other regions are not up yet from a wiped member (or a
-//! new region) whose cluster is unreachable, so it founds nothing and
-//! starts without a log: it refuses votes ([`super::intake`]) and asks
-//! again every second until a peer answers, then founds, joins, or (a
-//! wiped member after all) stops its Raft node. Founding waits for an
-//! answer in every deployment: a group of several cannot elect without a
-//! peer anyway.
+//! A pristine node founds only when *every* other listed member answers
+//! without a cluster. While one does not answer, it cannot tell a fresh
+//! deployment whose other regions are not up yet from a wiped member (or
+//! two) whose cluster's log lives on the region that is down, so it founds
+//! nothing and starts without a log: it refuses votes ([`super::intake`])
+//! and asks again every second, then founds, joins, or (a wiped member
+//! after all) stops its Raft node. So a new deployment forms once all its
+//! regions are up; one started with a region missing for good should list
+//! only the regions it has. A node a leader fills before it could ask
+//! anyone checks its incarnation against the replicated registry and stops
+//! if the cluster knows another ([`super::identity`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -94,10 +97,11 @@ pub struct Existing {
 pub enum Probe {
     /// One of them belongs to a cluster.
     Exists(Existing),
-    /// Some answered, none with a cluster (or there is nobody to ask): a
-    /// fresh deployment, which this node may found from its config.
+    /// Every other listed member answered, none with a cluster (or there
+    /// is nobody to ask): a fresh deployment, which this node may found
+    /// from its config.
     Fresh,
-    /// Nobody answered.
+    /// Some listed member did not answer: it may hold the cluster's log.
     Unanswered,
 }
 
@@ -119,18 +123,16 @@ pub async fn existing_cluster(
             }))
         })
         .collect();
-    if probes.is_empty() {
-        return Probe::Fresh;
-    }
-    let mut answered = false;
+    let asked = probes.len();
+    let mut fresh = 0;
     while let Some(answer) = probes.next().await {
         match answer {
             Some(Some(existing)) => return Probe::Exists(existing),
-            Some(None) => answered = true,
+            Some(None) => fresh += 1,
             None => {}
         }
     }
-    if answered {
+    if fresh == asked {
         Probe::Fresh
     } else {
         Probe::Unanswered

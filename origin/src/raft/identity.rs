@@ -134,11 +134,25 @@ impl Replica {
             incarnation,
         };
         loop {
-            if self
+            match self
                 .state
-                .read(|s| s.incarnations.contains_key(&self.node_id))
+                .read(|s| s.incarnations.get(&self.node_id).copied())
             {
-                return;
+                Some(known) if known == incarnation => return,
+                Some(known) => {
+                    // This store was blank yet a leader filled it before
+                    // any peer could tell it is a wiped member: the
+                    // cluster knows another incarnation under this id.
+                    let error = IdentityError::WipedMember {
+                        node_id: self.node_id,
+                        known,
+                        peer: "this region's replicated state".into(),
+                    };
+                    tracing::error!("{error}; Raft is stopped in this region");
+                    let _ = self.raft.shutdown().await;
+                    return;
+                }
+                None => {}
             }
             match self.write(command.clone()).await {
                 Ok(_) | Err(WriteError::Stopped(_)) => return,

@@ -424,8 +424,7 @@ impl Replica {
     }
 }
 
-/// Proposes `members` as the first membership; `NotAllowed` means another
-/// founding region's identical proposal got here first, which is fine.
+/// Logs that this pristine node waits for a cluster that exists.
 fn joining(node_id: NodeId, existing: &bootstrap::Existing) {
     if existing.includes_us {
         tracing::info!(
@@ -488,6 +487,8 @@ async fn found_once_answered(
     }
 }
 
+/// Proposes `members` as the first membership; `NotAllowed` means another
+/// founding region's identical proposal got here first, which is fine.
 async fn initialize(raft: &Raft, members: BTreeMap<NodeId, String>) -> Result<(), ReplicaError> {
     let members: BTreeMap<_, _> = members
         .into_iter()

@@ -19,9 +19,16 @@ use waypost_api::queues::{BlobRef, INLINE_BODY, InvalidQueueInput, NewMessage};
 use super::{AppState, blob_body, body};
 use crate::response::{self, ResBody};
 
+/// Most bytes of bodies one send keeps in its Raft entry: past it the
+/// largest bodies become blobs too, so a batch of many bodies just under
+/// [`INLINE_BODY`] is still a small entry that crosses a slow link within
+/// the append timeout.
+const INLINE_BATCH: usize = 512 * 1024;
+
 /// Refuses a reference sent by a client (only the origin makes them), then
 /// keeps every body over [`INLINE_BODY`] as a blob held by a majority of
-/// regions.
+/// regions, and the largest others too while the inline bodies together
+/// pass [`INLINE_BATCH`].
 #[allow(clippy::result_large_err)]
 pub async fn offload(
     state: &AppState,
@@ -33,7 +40,16 @@ pub async fn offload(
         };
         return Err(response::text(StatusCode::BAD_REQUEST, e.to_string()));
     }
-    for m in messages.iter_mut().filter(|m| m.body.len() > INLINE_BODY) {
+    let mut by_size: Vec<usize> = (0..messages.len()).collect();
+    by_size.sort_by_key(|&i| std::cmp::Reverse(messages[i].body.len()));
+    let mut inline: usize = messages.iter().map(|m| m.body.len()).sum();
+    for i in by_size {
+        let len = messages[i].body.len();
+        if len <= INLINE_BODY && inline <= INLINE_BATCH {
+            break;
+        }
+        inline -= len;
+        let m = &mut messages[i];
         let bytes = Bytes::from(std::mem::take(&mut m.body));
         let chunks = futures::stream::iter([Ok::<_, std::io::Error>(bytes)]);
         let stored = match state.store.blobs.put_stream(chunks, |_| {}).await {

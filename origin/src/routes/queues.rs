@@ -267,15 +267,22 @@ async fn lease(
                 request_id: request.request_id.clone(),
             };
             match propose(state, name.clone(), action).await {
-                Ok(QueueReply::Leased { mut messages }) if !messages.is_empty() => {
-                    for m in &mut messages {
-                        if let Err(response) =
-                            queue_blobs::resolve(state, &mut m.body, &mut m.blob).await
-                        {
-                            return response;
+                Ok(QueueReply::Leased { messages }) if !messages.is_empty() => {
+                    // A body no region can read back is left out (logged):
+                    // its lease ends and it is delivered again, alone a
+                    // poison message, instead of failing its whole batch.
+                    let mut readable = Vec::with_capacity(messages.len());
+                    let mut failed = None;
+                    for mut m in messages {
+                        match queue_blobs::resolve(state, &mut m.body, &mut m.blob).await {
+                            Ok(()) => readable.push(m),
+                            Err(response) => failed = Some(response),
                         }
                     }
-                    return body::json_response(StatusCode::OK, &Leased { messages });
+                    if let (true, Some(response)) = (readable.is_empty(), failed) {
+                        return response;
+                    }
+                    return body::json_response(StatusCode::OK, &Leased { messages: readable });
                 }
                 Ok(QueueReply::Leased { .. }) => {}
                 Ok(other) => return unexpected(&other),
