@@ -61,6 +61,19 @@ async fn tcp_query(stream: &mut TcpStream, message: &Message, wait: Duration) ->
     tokio::time::timeout(wait, read).await.ok()?
 }
 
+/// The next length-prefixed reply on `stream`, if one comes within 5 s.
+async fn read_reply(stream: &mut TcpStream) -> Option<Message> {
+    let read = async {
+        let len = stream.read_u16().await.ok()?;
+        let mut buf = vec![0; usize::from(len)];
+        stream.read_exact(&mut buf).await.ok()?;
+        Message::from_vec(&buf).ok()
+    };
+    tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .ok()?
+}
+
 /// Whether the server closed `stream` (EOF) within `wait`.
 async fn closed_by_server(stream: &mut TcpStream, wait: Duration) -> bool {
     let mut byte = [0u8; 1];
@@ -365,13 +378,7 @@ async fn pipelined_tcp_queries_are_all_answered_in_order_even_around_one_without
     }
     stream.write_all(&burst).await.unwrap();
     for id in ids {
-        let read = async {
-            let len = stream.read_u16().await.unwrap();
-            let mut buf = vec![0; usize::from(len)];
-            stream.read_exact(&mut buf).await.unwrap();
-            Message::from_vec(&buf).unwrap()
-        };
-        let reply = tokio::time::timeout(Duration::from_secs(5), read)
+        let reply = read_reply(&mut stream)
             .await
             .expect("every answerable query in the burst is answered");
         assert_eq!(reply.metadata.id, id);
@@ -387,13 +394,7 @@ async fn pipelined_tcp_queries_are_all_answered_in_order_even_around_one_without
     burst.extend_from_slice(&q);
     burst.extend_from_slice(&[0, 0]);
     stream.write_all(&burst).await.unwrap();
-    let read = async {
-        let len = stream.read_u16().await.unwrap();
-        let mut buf = vec![0; usize::from(len)];
-        stream.read_exact(&mut buf).await.unwrap();
-        Message::from_vec(&buf).unwrap()
-    };
-    let reply = tokio::time::timeout(Duration::from_secs(5), read)
+    let reply = read_reply(&mut stream)
         .await
         .expect("the answer before the end");
     assert_eq!(reply.answers.len(), 1);
