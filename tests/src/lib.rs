@@ -191,6 +191,32 @@ pub struct OriginRegion {
     pub config: PathBuf,
 }
 
+/// Writes the configs of three origin regions (see
+/// [`write_origin_cluster`]), starts them as processes and waits until each
+/// answers `/healthz` (a leader elected, its log applied).
+pub fn start_origin_cluster(
+    dir: &Path,
+    ips: [&str; 3],
+    token: &str,
+) -> (Vec<OriginRegion>, Vec<Proc>) {
+    let regions = write_origin_cluster(dir, ips, token);
+    let procs = regions
+        .iter()
+        .map(|r| {
+            let config = r.config.to_str().expect("UTF-8 path");
+            Proc::start("origin", &["--config", config], 1).expect("the origin starts")
+        })
+        .collect();
+    for r in &regions {
+        wait_healthy(
+            &format!("http://{}/healthz", r.addr),
+            Duration::from_secs(30),
+        )
+        .expect("the origin becomes healthy");
+    }
+    (regions, procs)
+}
+
 /// Writes the configs of three origin regions that list each other as one
 /// Raft group: region N listens on `ips[N-1]` (a free port) and keeps its
 /// data under `dir/originN`. Starting them is the caller's business.

@@ -12,25 +12,13 @@ use std::time::Duration;
 
 use serde_json::Value;
 use waypost_e2e::s3::{BUCKET, S3Server};
-use waypost_e2e::{OriginRegion, Proc, bin_dir, wait_healthy, write_origin_cluster};
+use waypost_e2e::{OriginRegion, Proc, bin_dir, start_origin_cluster};
 
 const TOKEN: &str = "backup-test-token-0123456789";
 
 fn cluster(dir: &Path, ips: [&str; 3]) -> (Vec<OriginRegion>, Vec<Proc>) {
     std::fs::create_dir_all(dir).unwrap();
-    let regions = write_origin_cluster(dir, ips, TOKEN);
-    let procs = regions
-        .iter()
-        .map(|r| Proc::start("origin", &["--config", r.config.to_str().unwrap()], 1).unwrap())
-        .collect();
-    for r in &regions {
-        wait_healthy(
-            &format!("http://{}/healthz", r.addr),
-            Duration::from_secs(20),
-        )
-        .unwrap();
-    }
-    (regions, procs)
+    start_origin_cluster(dir, ips, TOKEN)
 }
 
 /// The `AWS_*` variables of the S3 server the test runs, if any.

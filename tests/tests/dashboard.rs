@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::{Value, json};
-use waypost_e2e::{Proc, free_port, start_edge, wait_healthy, write_origin_cluster};
+use waypost_e2e::{Proc, free_port, start_edge, start_origin_cluster};
 
 const TOKEN: &str = "e2e-dashboard-token-0123456789";
 const IPS: [&str; 3] = ["127.0.61.1", "127.0.62.1", "127.0.63.1"];
@@ -178,18 +178,7 @@ fn the_dashboard_shows_regions_traffic_and_a_region_going_down_in_a_browser() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let regions = write_origin_cluster(dir.path(), IPS, TOKEN);
-    let mut origins: Vec<Proc> = regions
-        .iter()
-        .map(|r| Proc::start("origin", &["--config", r.config.to_str().unwrap()], 1).unwrap())
-        .collect();
-    for r in &regions {
-        wait_healthy(
-            &format!("http://{}/healthz", r.addr),
-            Duration::from_secs(30),
-        )
-        .unwrap();
-    }
+    let (regions, mut origins) = start_origin_cluster(dir.path(), IPS, TOKEN);
     let mut edges: Vec<Proc> = regions
         .iter()
         .enumerate()

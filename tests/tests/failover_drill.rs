@@ -8,22 +8,15 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use waypost_e2e::{Proc, bin_dir, wait_healthy, write_origin_cluster};
+use waypost_e2e::{Proc, bin_dir, start_origin_cluster};
 
 const TOKEN: &str = "e2e-test-token-0123456789";
 
 /// Starts three origin regions that form one cluster.
 fn start_regions(dir: &Path) -> (Vec<String>, Vec<Proc>) {
-    let regions = write_origin_cluster(dir, ["127.0.81.9", "127.0.82.9", "127.0.83.9"], TOKEN);
-    let procs = regions
-        .iter()
-        .map(|r| Proc::start("origin", &["--config", r.config.to_str().unwrap()], 1).unwrap())
-        .collect();
-    let addrs: Vec<String> = regions.into_iter().map(|r| r.addr).collect();
-    for addr in &addrs {
-        wait_healthy(&format!("http://{addr}/healthz"), Duration::from_secs(20)).unwrap();
-    }
-    (addrs, procs)
+    let ips = ["127.0.81.9", "127.0.82.9", "127.0.83.9"];
+    let (regions, procs) = start_origin_cluster(dir, ips, TOKEN);
+    (regions.into_iter().map(|r| r.addr).collect(), procs)
 }
 
 /// The leader's member id as region `addr` reports it.
