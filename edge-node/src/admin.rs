@@ -13,6 +13,7 @@ use std::sync::Arc;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
+use service_base::secrets::constant_time_eq;
 
 use crate::body::{self, Body};
 use crate::cache::{self, Cache};
@@ -169,12 +170,6 @@ impl Admin {
         );
         resp
     }
-}
-
-/// Compares without an early exit, so response timing does not reveal how
-/// much of a guessed token was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn text(status: StatusCode, msg: &str) -> Response<Body> {

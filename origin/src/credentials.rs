@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use service_base::secrets::constant_time_eq;
 use sha2::{Digest, Sha256};
 
 /// How often `tokens_file` is checked for changes.
@@ -230,12 +231,6 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<Entry>, TokensFileError> {
         });
     }
     Ok(entries)
-}
-
-/// Compares without an early exit, so response timing does not reveal how
-/// much of a guessed token was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

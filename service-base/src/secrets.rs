@@ -1,7 +1,8 @@
 //! Checks on credentials every server applies at start: a token copied
 //! from the documentation (`change-me`) is known to everyone who read it,
 //! so a server refuses to run with one rather than be open with a
-//! password in its README.
+//! password in its README. Presented credentials are compared in constant
+//! time ([`constant_time_eq`]).
 
 /// Whether `token` is one of the placeholders documentation and examples
 /// use, or too short to resist guessing (under 16 characters).
@@ -38,9 +39,23 @@ pub fn too_short(token: &str) -> Option<&'static str> {
         .then_some("is shorter than 16 characters; generate one, e.g. `openssl rand -hex 32`")
 }
 
+/// Compares a presented credential with the expected one without an early
+/// exit, so response timing does not reveal how much of a guess was right.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 #[cfg(test)]
 mod tests {
-    use super::weakness;
+    use super::{constant_time_eq, weakness};
+
+    #[test]
+    fn equal_only_when_every_byte_and_the_length_match() {
+        assert!(constant_time_eq(b"token-1", b"token-1"));
+        assert!(!constant_time_eq(b"token-1", b"token-2"));
+        assert!(!constant_time_eq(b"token", b"token-1"));
+        assert!(constant_time_eq(b"", b""));
+    }
 
     #[test]
     fn placeholders_and_short_tokens_are_weak() {

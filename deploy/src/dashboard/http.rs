@@ -14,6 +14,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
+use service_base::secrets::constant_time_eq;
 
 use super::history::History;
 
@@ -161,12 +162,6 @@ fn session_cookie<B>(req: &Request<B>) -> Option<String> {
                 .strip_prefix(&format!("{COOKIE}="))
                 .map(str::to_string)
         })
-}
-
-/// Compares without an early exit, so timing does not reveal how much of a
-/// guessed token was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn login_page(status: StatusCode, message: &str) -> Response<Full<Bytes>> {

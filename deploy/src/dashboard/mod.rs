@@ -65,15 +65,10 @@ impl RunningDashboard {
     }
 }
 
-/// Shortest operator token the dashboard accepts: it guards a login.
-const MIN_TOKEN_LEN: usize = 16;
-
 pub async fn run(args: DashboardArgs) -> anyhow::Result<()> {
-    if args.token.trim().len() < MIN_TOKEN_LEN {
-        anyhow::bail!(
-            "--token (WAYPOST_TOKEN) must be the operator's token, at least {MIN_TOKEN_LEN} \
-             characters: it logs browsers in"
-        );
+    // It logs browsers in: the same rule as every server's tokens.
+    if let Some(weakness) = service_base::secrets::weakness(args.token.trim()) {
+        anyhow::bail!("--token (WAYPOST_TOKEN) {weakness}");
     }
     let mut regions = Vec::new();
     for spec in &args.regions {
