@@ -221,13 +221,15 @@ fn the_dashboard_shows_regions_traffic_and_a_region_going_down_in_a_browser() {
         &format!("/element/{button}/click"),
         json!({}),
     );
-    let message = browser.script("return document.getElementById('message').textContent;");
-    assert!(
-        message
-            .as_str()
-            .unwrap_or("")
-            .contains("not the operator's token"),
-        "{message}"
+    // The click posts the form; the answer is a new page, read once loaded.
+    browser.until(
+        "the wrong token is refused on the login page",
+        "return document.getElementById('message').textContent;",
+        |v| {
+            v.as_str()
+                .unwrap_or("")
+                .contains("not the operator's token")
+        },
     );
     let field = browser.element("#token");
     browser.call(
