@@ -24,6 +24,7 @@
 # makes single runs swing by ±20%.
 #
 # Knobs (environment): DURATION=10 QUERIES=200000 REPS=3 PORT_BASE=19000 SKIP_BUILD=0 KEEP_WORK=0
+# ROWS="geo static aaaa tcp" (a subset for a quick comparison)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -129,7 +130,7 @@ print(f"{qps:.0f} {per_cpu:.0f} {1e6 / per_cpu if per_cpu else 0:.2f}")
 PY
 }
 
-ROWS=(geo static aaaa tcp)
+read -r -a ROWS <<< "${ROWS:-geo static aaaa tcp}"
 args_of() {
   case $1 in
     geo) echo "-c 1 -B -d $WORK/geo.bin" ;;

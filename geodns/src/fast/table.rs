@@ -4,7 +4,6 @@
 //! by hickory, so the bytes are the general path's bytes. A query patches
 //! in its ID, flags, question and OPT.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -27,7 +26,8 @@ pub struct Table {
     pub snapshot: Arc<Snapshot>,
     /// The health generation the answers were built from.
     pub generation: u64,
-    entries: HashMap<Box<[u8]>, Entry>,
+    /// foldhash: one lookup per query, keyed by zone names only.
+    entries: foldhash::HashMap<Box<[u8]>, Entry>,
 }
 
 #[derive(Debug)]
@@ -89,7 +89,7 @@ pub struct Answer<'t> {
 impl Table {
     pub fn build(snapshot: Arc<Snapshot>) -> Self {
         let generation = snapshot.health.generation();
-        let mut entries = HashMap::new();
+        let mut entries = foldhash::HashMap::default();
         for zone in snapshot.zones.iter() {
             for (name, types, geo) in zone.names() {
                 let mut wanted = vec![RecordType::A, RecordType::AAAA];

@@ -23,8 +23,10 @@ use crate::handler::Handler;
 use crate::rate_limit::Verdict;
 use hickory_server::net::xfer::Protocol;
 
-/// Datagrams per system call.
-const BATCH: usize = 32;
+/// Datagrams per system call: gdnsd's width. A wider batch measured no
+/// faster here (the kernel's per-datagram work dominates) and holds the
+/// first query of a batch back while the others are answered.
+const BATCH: usize = 16;
 /// Receive buffer per datagram (hickory's UDP buffer is as large).
 const RECV_BUF: usize = 4096;
 /// A fast reply never exceeds the largest payload we send.

@@ -10,6 +10,7 @@
 
 mod db;
 mod rank;
+mod v4;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -18,6 +19,7 @@ use crate::config::Config;
 pub use db::DbError;
 use db::host_mask;
 pub use rank::{Location, great_circle_km};
+use v4::V4Index;
 
 /// An address as a 128-bit key; IPv4 lives at `::ffff:0:0/96`.
 pub type Key = u128;
@@ -41,7 +43,9 @@ pub fn key(addr: IpAddr) -> Key {
 /// Region orders for every region list a geo name uses.
 #[derive(Debug)]
 pub struct GeoMap {
-    tables: HashMap<Vec<usize>, Table>,
+    /// Looked up on every geo query, hence foldhash (its keys come from
+    /// the config, not from clients).
+    tables: foldhash::HashMap<Vec<usize>, Table>,
 }
 
 /// The answer for one client: best-first region indexes and the ECS scope.
@@ -60,11 +64,8 @@ struct Table {
     /// Class of each range: an index into `orders`.
     classes: Vec<u32>,
     orders: Vec<Vec<u16>>,
-    /// For each IPv4 /16 `p`, the range holding its first address
-    /// (and, at `p + 1`, the next one's): an IPv4 lookup bisects only the
-    /// few ranges inside its /16 instead of the whole table, which keeps
-    /// a query to a handful of cache misses.
-    v4_first: Box<[u32]>,
+    /// The same ranges for IPv4 clients, laid out per /16.
+    v4: V4Index,
 }
 
 impl GeoMap {
@@ -74,7 +75,7 @@ impl GeoMap {
             Some(path) => db::read(path)?,
             None => db::Networks::default(),
         };
-        let mut tables = HashMap::new();
+        let mut tables = foldhash::HashMap::default();
         for zone in &config.zones {
             for geo in &zone.geo {
                 if !tables.contains_key(&geo.regions) {
@@ -90,22 +91,22 @@ impl GeoMap {
     /// for a geo name over `regions`.
     pub fn place(&self, regions: &[usize], addr: IpAddr) -> Option<Placement<'_>> {
         let table = self.tables.get(regions)?;
+        if let IpAddr::V4(a) = addr {
+            let place = table.v4.place(u32::from(a));
+            return Some(Placement {
+                order: &table.orders[place.class as usize],
+                scope: place.scope as u8,
+            });
+        }
+        // An IPv6 subnet (a v4-mapped one too: RFC 7871 §6 counts SCOPE in
+        // the FAMILY's address bits).
         let k = key(addr);
-        let i = table.range_of(k);
+        let i = table.starts.partition_point(|&s| s <= k) - 1;
         let first = table.starts[i];
         let last = table.starts.get(i + 1).map_or(Key::MAX, |next| next - 1);
-        let len = widest_prefix(k, first, last);
-        // An IPv4 client's scope counts IPv4 bits; a v4-mapped IPv6 ECS
-        // address is an IPv6 subnet, whose scope counts IPv6 bits
-        // (RFC 7871 §6: SCOPE is in the FAMILY's address bits).
-        let scope = if k & !host_mask(96) == V4_BASE && addr.is_ipv4() {
-            len.saturating_sub(96)
-        } else {
-            len
-        };
         Some(Placement {
             order: &table.orders[table.classes[i] as usize],
-            scope: scope as u8,
+            scope: widest_prefix(k, first, last) as u8,
         })
     }
 }
@@ -174,26 +175,12 @@ impl Table {
         }
         points.dedup_by(|next, prev| next.1 == prev.1);
         let (starts, classes): (Vec<Key>, Vec<u32>) = points.into_iter().unzip();
-        let range = |k: Key| (starts.partition_point(|&s| s <= k) - 1) as u32;
-        let v4_first = (0..=1u128 << 16)
-            .map(|p| range(V4_BASE + (p << 16)))
-            .collect();
+        let v4 = V4Index::build(&starts, &classes, V4_BASE);
         Self {
             starts,
             classes,
             orders,
-            v4_first,
-        }
-    }
-
-    /// Index of the range holding `k`.
-    fn range_of(&self, k: Key) -> usize {
-        if k & !host_mask(96) == V4_BASE {
-            let p = ((k >> 16) & 0xffff) as usize;
-            let (lo, hi) = (self.v4_first[p] as usize, self.v4_first[p + 1] as usize);
-            lo + self.starts[lo..=hi].partition_point(|&s| s <= k) - 1
-        } else {
-            self.starts.partition_point(|&s| s <= k) - 1
+            v4,
         }
     }
 }
@@ -236,44 +223,6 @@ mod tests {
         assert_eq!(points, vec![(0, 0), (100, 1), (120, 2), (130, 1), (200, 0)]);
         overlay(&mut points, 0, Key::MAX, 3);
         assert_eq!(points, vec![(0, 3)]);
-    }
-
-    #[test]
-    fn v4_index_finds_the_same_range_as_a_full_search() {
-        let mut points = vec![(0, 0)];
-        let at = |a: [u8; 4]| v4_key(Ipv4Addr::from(a));
-        push_range(&mut points, at([10, 0, 0, 0]), at([10, 0, 255, 255]), 1, 0);
-        push_range(&mut points, at([10, 1, 2, 0]), at([10, 1, 2, 127]), 2, 0);
-        push_range(&mut points, at([10, 1, 2, 200]), at([10, 3, 0, 0]), 3, 0);
-        push_range(&mut points, at([255, 255, 255, 0]), Key::MAX, 4, 0);
-        let (starts, classes): (Vec<Key>, Vec<u32>) = points.into_iter().unzip();
-        let range = |k: Key| (starts.partition_point(|&s| s <= k) - 1) as u32;
-        let v4_first = (0..=1u128 << 16)
-            .map(|p| range(V4_BASE + (p << 16)))
-            .collect();
-        let table = Table {
-            starts: starts.clone(),
-            classes,
-            orders: Vec::new(),
-            v4_first,
-        };
-        for a in [
-            [0, 0, 0, 0],
-            [10, 0, 0, 0],
-            [10, 0, 255, 255],
-            [10, 1, 2, 127],
-            [10, 1, 2, 128],
-            [10, 1, 2, 200],
-            [10, 2, 9, 9],
-            [10, 3, 0, 1],
-            [255, 255, 255, 255],
-            [9, 255, 255, 255],
-        ] {
-            let k = at(a);
-            assert_eq!(table.range_of(k), range(k) as usize, "{a:?}");
-        }
-        let v6: Key = 0x2001_0db8 << 96;
-        assert_eq!(table.range_of(v6), range(v6) as usize);
     }
 
     #[test]
