@@ -86,6 +86,22 @@ pub struct Health {
     pub lag: Option<u64>,
 }
 
+/// `GET /cluster/health`: one member as the region asked reached it over
+/// the links between regions (which the CLI cannot use: with mutual TLS
+/// they take only the cluster's certificates).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberHealth {
+    pub id: NodeId,
+    pub addr: String,
+    pub voter: bool,
+    /// Its own `/healthz` answer; `None` when it did not answer.
+    pub health: Option<Health>,
+    /// Its applied index, from its own `/cluster`.
+    pub applied_index: Option<u64>,
+    /// Entries it is behind the leader's log, as the leader sees it.
+    pub replication_lag: Option<u64>,
+}
+
 /// `POST /cluster/members`: the region to add.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

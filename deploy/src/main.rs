@@ -51,6 +51,9 @@ enum Command {
     /// Serve the live dashboard of every region (behind the operator's
     /// token); `up` starts one too.
     Dashboard(dashboard::DashboardArgs),
+    /// Issue certificates for one more region from `waypost up`'s local
+    /// CA, printed as origin config lines (to add a region to it).
+    Cert(up::tls::CertArgs),
 }
 
 #[tokio::main]
@@ -74,6 +77,7 @@ async fn main() -> ExitCode {
         Command::Region(args) => cli::region::run(args).await,
         Command::Failover(args) => cli::failover::run(args).await,
         Command::Dashboard(args) => dashboard::run(args).await,
+        Command::Cert(args) => up::tls::run_cert(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -61,13 +61,14 @@ pub fn bin_dir() -> &'static Path {
 /// A child process killed when dropped.
 pub struct Proc {
     pub child: Child,
-    /// Every `http://` address the process announced on stdout, in order.
+    /// Every `http://` or `https://` address the process announced on
+    /// stdout, in order.
     pub addrs: Vec<String>,
 }
 
 impl Proc {
     /// Starts `bin` with `args` and waits until it has printed `lines`
-    /// lines containing `http://` (its listening addresses).
+    /// lines containing `http://` or `https://` (its listening addresses).
     pub fn start(bin: &str, args: &[&str], lines: usize) -> anyhow::Result<Self> {
         let path = bin_dir().join(bin);
         let mut child = Command::new(&path)
@@ -86,7 +87,7 @@ impl Proc {
                 let status = child.wait()?;
                 bail!("{bin} exited ({status}) before announcing its addresses");
             }
-            if let Some(i) = line.find("http://") {
+            if let Some(i) = line.find("http://").or_else(|| line.find("https://")) {
                 addrs.push(line[i..].trim().to_string());
             }
         }
@@ -215,6 +216,94 @@ pub fn start_origin_cluster(
         .expect("the origin becomes healthy");
     }
     (regions, procs)
+}
+
+/// Three origin regions as [`start_origin_cluster`] starts them, but with
+/// TLS on every hop, as `waypost up` runs them: certificates from a CA in
+/// `dir/tls` (made by `waypost cert`), HTTPS on the public listeners and
+/// mutual TLS between the regions on `[peer]` listeners of their own (the
+/// members' addresses). `OriginRegion::addr` is the public listener.
+/// Returns the CA file clients trust too.
+pub fn start_origin_cluster_tls(
+    dir: &Path,
+    ips: [&str; 3],
+    token: &str,
+) -> (Vec<OriginRegion>, Vec<Proc>, PathBuf) {
+    let peers: Vec<String> = ips
+        .iter()
+        .map(|ip| format!("{ip}:{}", free_port(ip)))
+        .collect();
+    let members: Vec<String> = peers
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("{{ id = {}, addr = \"{a}\" }}", i + 1))
+        .collect();
+    let mut regions = Vec::new();
+    for (i, (ip, peer)) in ips.iter().zip(&peers).enumerate() {
+        let node = (i + 1).to_string();
+        let port = peer.rsplit_once(':').expect("ip:port").1;
+        let out = std::process::Command::new(bin_dir().join("waypost"))
+            .args(["cert", "--node", &node, "--ip", ip, "--peer-port", port])
+            .arg("--data-dir")
+            .arg(dir)
+            .output()
+            .expect("waypost cert runs");
+        assert!(
+            out.status.success(),
+            "waypost cert: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let tls = String::from_utf8(out.stdout).expect("UTF-8 config lines");
+        let addr = format!("{ip}:{}", free_port(ip));
+        let config = dir.join(format!("origin{node}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"{addr}\"\ndata_dir = \"{}\"\ntoken = \"{token}\"\n{tls}\n\
+                 [cluster]\nnode_id = {node}\nmembers = [{}]\n",
+                dir.join(format!("origin{node}")).display(),
+                members.join(", ")
+            ),
+        )
+        .unwrap_or_else(|e| panic!("writing {}: {e}", config.display()));
+        regions.push(OriginRegion { addr, config });
+    }
+    let ca_file = dir.join("tls").join("ca.pem");
+    let procs = regions
+        .iter()
+        .map(|r| {
+            let config = r.config.to_str().expect("UTF-8 path");
+            Proc::start("origin", &["--config", config], 1).expect("the origin starts")
+        })
+        .collect();
+    let client = https_client(&ca_file);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for r in &regions {
+        let url = format!("https://{}/healthz", r.addr);
+        while !client
+            .get(&url)
+            .send()
+            .is_ok_and(|resp| resp.status().is_success())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{url} is not healthy within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    (regions, procs, ca_file)
+}
+
+/// A blocking client that trusts the CA in `ca_file` (and no proxy).
+pub fn https_client(ca_file: &Path) -> reqwest::blocking::Client {
+    let pem = std::fs::read(ca_file).unwrap_or_else(|e| panic!("{}: {e}", ca_file.display()));
+    reqwest::blocking::Client::builder()
+        .no_proxy()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("a PEM certificate"))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("a client")
 }
 
 /// Writes the configs of three origin regions that list each other as one

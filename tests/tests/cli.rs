@@ -5,23 +5,45 @@
 //! geodns; finally `up` must stop cleanly on SIGTERM. Readiness is polled,
 //! never slept on.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use waypost_e2e::{Proc, bin_dir, free_port, wait_healthy};
+use waypost_e2e::{Proc, bin_dir};
 
 const TOKEN: &str = "waypost-dev-token";
-const ORIGIN: &str = "http://127.0.71.1:7070";
+const ORIGIN: &str = "https://127.0.71.1:7070";
 
-/// Runs `waypost args...` against region 1's origin.
-fn waypost(args: &[&str]) -> Output {
-    Command::new(bin_dir().join("waypost"))
-        .args(args)
+/// The local CA of the platform under test (`<data dir>/tls/ca.pem`),
+/// which the commands are told to trust as an operator would.
+static CA_FILE: OnceLock<PathBuf> = OnceLock::new();
+
+/// `waypost args...` against region 1's origin, trusting the local CA.
+fn command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin_dir().join("waypost"));
+    cmd.args(args)
         .env("WAYPOST_ORIGIN", ORIGIN)
+        .env(
+            "WAYPOST_CA_FILE",
+            CA_FILE.get().expect("the platform started"),
+        )
         .env_remove("WAYPOST_TOKEN")
-        .env("RUST_BACKTRACE", "0")
-        .output()
+        .env("RUST_BACKTRACE", "0");
+    cmd
+}
+
+fn waypost(args: &[&str]) -> Output {
+    command(args).output().unwrap()
+}
+
+/// A client that trusts the local CA, as a browser told to would.
+fn client() -> reqwest::Client {
+    let pem = std::fs::read(CA_FILE.get().expect("the platform started")).unwrap();
+    reqwest::Client::builder()
+        .no_proxy()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .build()
         .unwrap()
 }
 
@@ -63,14 +85,7 @@ fn get(url: &str) -> (String, String) {
         .build()
         .unwrap();
     rt.block_on(async {
-        let r = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .unwrap()
-            .get(url)
-            .send()
-            .await
-            .unwrap();
+        let r = client().get(url).send().await.unwrap();
         let cs = r
             .headers()
             .get("cache-status")
@@ -84,6 +99,7 @@ fn get(url: &str) -> (String, String) {
 fn commands_operate_a_running_platform() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
+    CA_FILE.set(data.join("tls").join("ca.pem")).unwrap();
     // Returns once `up` printed the three region lines: it has started
     // everything and shown the demo by then.
     let mut up = Proc::start(
@@ -133,9 +149,8 @@ fn queue_round_trip() {
         "created queue jobs\n"
     );
     assert!(ok(&["queue", "send", "jobs", "first"]).starts_with("sent 1"));
-    let mut child = Command::new(bin_dir().join("waypost"))
-        .args(["queue", "send", "jobs", "-"])
-        .env("WAYPOST_ORIGIN", "http://127.0.72.1:7070")
+    let mut child = command(&["queue", "send", "jobs", "-"])
+        .env("WAYPOST_ORIGIN", "https://127.0.72.1:7070")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -174,7 +189,7 @@ fn queue_round_trip() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let r = reqwest::Client::new()
+        let r = client()
             .post(format!("{ORIGIN}/queues/jobs/nack"))
             .bearer_auth(TOKEN)
             .json(&nack_body)
@@ -205,7 +220,7 @@ fn queue_round_trip() {
 }
 
 fn kv_round_trip() {
-    let via2 = ["--origin", "http://127.0.72.1:7070"];
+    let via2 = ["--origin", "https://127.0.72.1:7070"];
     let put = ok(&[
         "kv", "put", "demo", "greeting", "hi there", via2[0], via2[1],
     ]);
@@ -220,7 +235,7 @@ fn kv_round_trip() {
         "greeting",
         "--strong",
         "--origin",
-        "http://127.0.73.1:7070",
+        "https://127.0.73.1:7070",
     ]);
     assert_eq!(get, "hi again\n");
     ok(&["kv", "put", "demo", "a/b c", "spaced"]);
@@ -246,7 +261,7 @@ fn kv_round_trip() {
         "demo",
         "k",
         "--origin",
-        "http://127.0.79.1:7070",
+        "https://127.0.79.1:7070",
     ]);
     assert!(
         err.contains("cannot reach the origin") && err.contains("--origin"),
@@ -264,21 +279,14 @@ fn public_edge_serves_no_private_data() {
             .build()
             .unwrap();
         rt.block_on(async {
-            let r = reqwest::Client::builder()
-                .no_proxy()
-                .build()
-                .unwrap()
-                .get(url)
-                .send()
-                .await
-                .unwrap();
+            let r = client().get(url).send().await.unwrap();
             (r.status().as_u16(), r.text().await.unwrap())
         })
     };
     for base in [
         "http://127.0.71.1:8080",
         "http://127.0.72.1:8080",
-        "http://127.0.71.1:7070",
+        "https://127.0.71.1:7070",
     ] {
         for path in [
             "/kv/sessions/user42",
@@ -336,7 +344,8 @@ fn status_shows_the_cluster() {
             .lines()
             .find(|l| l.trim_start().starts_with(&format!("{n} ")))
             .unwrap_or_else(|| panic!("no row for region {n}:\n{out}"));
-        assert!(row.contains(&format!("127.0.7{n}.1:7070")), "{row}");
+        // The members' addresses are their peer listeners (mutual TLS).
+        assert!(row.contains(&format!("127.0.7{n}.1:7071")), "{row}");
         assert!(row.contains("voter") && row.contains(" ok "), "{row}");
     }
     assert!(out.contains("edge http://127.0.72.1:9080: 200 OK"), "{out}");
@@ -434,25 +443,44 @@ fn plugin_from_scaffold_to_every_region(dir: &Path) {
 /// The runtime membership drill: a fourth origin process joins as a
 /// learner, becomes a voter, and is removed again.
 fn region_add_and_remove(dir: &Path) {
-    let addr = format!("127.0.74.1:{}", free_port("127.0.74.1"));
+    // The fourth origin's certificates come from the platform's CA, as
+    // `waypost cert` prints them for its config.
+    let data = CA_FILE.get().unwrap().parent().unwrap().parent().unwrap();
+    let tls = ok(&[
+        "cert",
+        "--node",
+        "4",
+        "--ip",
+        "127.0.74.1",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert!(
+        tls.contains("[peer]\nlisten = \"127.0.74.1:7071\""),
+        "{tls}"
+    );
+    let addr = format!("127.0.74.1:{}", waypost_e2e::free_port("127.0.74.1"));
     let config = dir.join("origin-4.toml");
     std::fs::write(
         &config,
         format!(
-            "listen = \"{addr}\"\ndata_dir = \"{}\"\ntoken = \"{TOKEN}\"\n[cluster]\nnode_id = 4\n\
-             members = [{{ id = 1, addr = \"127.0.71.1:7070\" }}, {{ id = 2, addr = \"127.0.72.1:7070\" }}, \
-             {{ id = 3, addr = \"127.0.73.1:7070\" }}, {{ id = 4, addr = \"{addr}\" }}]\n",
+            "listen = \"{addr}\"\ndata_dir = \"{}\"\ntoken = \"{TOKEN}\"\n{tls}\n[cluster]\nnode_id = 4\n\
+             members = [{{ id = 1, addr = \"127.0.71.1:7071\" }}, {{ id = 2, addr = \"127.0.72.1:7071\" }}, \
+             {{ id = 3, addr = \"127.0.73.1:7071\" }}, {{ id = 4, addr = \"127.0.74.1:7071\" }}]\n",
             dir.join("origin-4").display()
         ),
     )
     .unwrap();
     let fourth = Proc::start("origin", &["--config", config.to_str().unwrap()], 1).unwrap();
-    let out = ok(&["region", "add", "--id", "4", "--addr", &addr]);
+    let out = ok(&["region", "add", "--id", "4", "--addr", "127.0.74.1:7071"]);
     assert!(out.contains("voters [1,2,3,4]"), "{out}");
-    // Caught up: it serves what was written before it joined.
-    wait_healthy(&format!("http://{addr}/healthz"), Duration::from_secs(10)).unwrap();
-    let out = ok(&["kv", "list", "demo", "--origin", &format!("http://{addr}")]);
-    assert!(out.contains("a/b c\tspaced"), "{out}");
+    // Caught up: it serves, over HTTPS, what was written before it joined.
+    let origin4 = format!("https://{addr}");
+    eventually("region 4 serves the KV", Duration::from_secs(10), || {
+        let out = waypost(&["kv", "list", "demo", "--origin", &origin4]);
+        (out.status.success() && String::from_utf8_lossy(&out.stdout).contains("a/b c\tspaced"))
+            .then_some(())
+    });
 
     let out = ok(&["region", "remove", "4"]);
     assert!(out.contains("voters [1,2,3]"), "{out}");

@@ -121,14 +121,17 @@ fn referenced(text: &str) -> BTreeSet<String> {
     names
 }
 
-fn get(url: &str, token: Option<&str>) -> String {
+/// GETs `url`, trusting the platform's local CA at `ca_file`.
+fn get(url: &str, token: Option<&str>, ca_file: &std::path::Path) -> String {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(ca_file).unwrap()).unwrap();
     rt.block_on(async {
         let mut req = reqwest::Client::builder()
             .no_proxy()
+            .add_root_certificate(ca)
             .build()
             .unwrap()
             .get(url);
@@ -157,13 +160,20 @@ fn rules_and_dashboard_use_only_exported_metrics() {
         3,
     )
     .unwrap();
+    let ca = data.join("tls").join("ca.pem");
     let mut names = BTreeSet::new();
     exported(
-        &get("http://127.0.91.1:7070/metrics", Some(READ_TOKEN)),
+        &get("https://127.0.91.1:7070/metrics", Some(READ_TOKEN), &ca),
         &mut names,
     );
-    exported(&get("http://127.0.91.1:9080/metrics", None), &mut names);
-    exported(&get("http://127.0.91.1:9153/metrics", None), &mut names);
+    exported(
+        &get("http://127.0.91.1:9080/metrics", None, &ca),
+        &mut names,
+    );
+    exported(
+        &get("http://127.0.91.1:9153/metrics", None, &ca),
+        &mut names,
+    );
     for family in [
         "origin_http_requests_total",
         "waypost_edge_requests_total",

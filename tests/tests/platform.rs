@@ -145,12 +145,13 @@ fn quick_start_command_shows_three_regions_working() {
         "PUT /photos/demo -> 202 Accepted",
         "GET /assets/photos/thumbnails/demo.png at region 3's edge -> 256x171 thumbnail",
         "Waypost is up (3 region(s)",
-        "region 2  edge http://127.0.54.7:8080  admin http://127.0.54.7:9080  origin http://127.0.54.7:7070",
+        "region 2  edge http://127.0.54.7:8080  admin http://127.0.54.7:9080  origin https://127.0.54.7:7070",
+        "TLS       origins and the links between them use the local CA ",
         "curl -i http://127.0.53.7:8080/assets/hello.txt",
         "curl -i http://127.0.55.7:8080/assets/hello.txt",
         "dig @127.0.53.7 -p 5353 cdn.waypost.test A",
         "dig @127.0.53.7 -p 5353 cdn.waypost.test A +subnet=127.0.55.0/24",
-        "waypost status --origin http://127.0.53.7:7070",
+        "waypost status --origin https://127.0.53.7:7070 --ca-file ",
         "dashboard http://127.0.53.7:9900/",
     ];
     for line in expected {

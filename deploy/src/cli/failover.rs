@@ -30,6 +30,12 @@ pub struct FailoverArgs {
     /// Pause between probe writes.
     #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = humantime::parse_duration)]
     interval: Duration,
+    /// Every region's origin URL (comma-separated), to write through
+    /// whichever answers. Needed when the origins reach each other on a
+    /// `[peer]` listener (the cluster then knows only those addresses);
+    /// otherwise the members' addresses are used.
+    #[arg(long, value_name = "URL,...", value_delimiter = ',')]
+    origins: Vec<String>,
 }
 
 /// What the drill saw.
@@ -45,7 +51,14 @@ struct Record {
 pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
     // Short timeouts: a dead region must cost one interval, not a minute.
     let http = args.origin.client(Duration::from_secs(1))?;
-    let members = members(&http, &args.origin).await?;
+    let members = match args.origins.is_empty() {
+        true => members(&http, &args.origin).await?,
+        false => args
+            .origins
+            .iter()
+            .map(|o| o.trim_end_matches('/').to_string())
+            .collect(),
+    };
     let run_id = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();
@@ -102,11 +115,17 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
     verify(&http, &args.origin.token, &members, run_id, &record).await
 }
 
-/// Every member's address, from the cluster view of `--origin`.
+/// Every member's URL, from the cluster view of `--origin` (its
+/// addresses with `--origin`'s scheme).
 async fn members(http: &reqwest::Client, origin: &OriginArgs) -> anyhow::Result<Vec<String>> {
     let resp = send(http.get(origin.url("/cluster")), "the origin").await?;
     let cluster: ClusterStatus = success(resp, "GET /cluster").await?.json().await?;
-    let members: Vec<String> = cluster.members.into_iter().map(|m| m.addr).collect();
+    let scheme = origin.origin.split_once("://").map_or("http", |(s, _)| s);
+    let members: Vec<String> = cluster
+        .members
+        .into_iter()
+        .map(|m| format!("{scheme}://{}", m.addr))
+        .collect();
     anyhow::ensure!(!members.is_empty(), "the origin lists no cluster members");
     Ok(members)
 }
@@ -122,7 +141,7 @@ async fn put_anywhere(
 ) -> Result<Option<u64>, String> {
     let addr = &members[*via % members.len()];
     let put = http
-        .put(format!("http://{addr}/kv/{NAMESPACE}/{key}"))
+        .put(format!("{addr}/kv/{NAMESPACE}/{key}"))
         .bearer_auth(token)
         .body("probe")
         .send()
@@ -143,8 +162,7 @@ async fn put_anywhere(
             return Err(format!("via {addr}: unreachable ({e})"));
         }
     }
-    let view: Option<ClusterStatus> = match http.get(format!("http://{addr}/cluster")).send().await
-    {
+    let view: Option<ClusterStatus> = match http.get(format!("{addr}/cluster")).send().await {
         Ok(r) => r.json().await.ok(),
         Err(_) => None,
     };
@@ -185,7 +203,7 @@ async fn verify(
     );
     for key in &keys {
         let _ = http
-            .delete(format!("http://{addr}/kv/{NAMESPACE}/{key}"))
+            .delete(format!("{addr}/kv/{NAMESPACE}/{key}"))
             .bearer_auth(token)
             .send()
             .await;
@@ -205,7 +223,7 @@ async fn probe_keys(
     loop {
         let after: String = keys.last().cloned().unwrap_or_default();
         let page: Listing = http
-            .get(format!("http://{addr}/kv/{NAMESPACE}"))
+            .get(format!("{addr}/kv/{NAMESPACE}"))
             .query(&[
                 ("prefix", format!("{run_id}-").as_str()),
                 ("after", after.as_str()),

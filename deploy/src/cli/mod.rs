@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::up::{DEFAULT_ORIGIN, DEV_TOKEN};
+use crate::up::{DEFAULT_DATA_DIR, DEFAULT_ORIGIN, DEV_TOKEN};
 
 /// Which origin to talk to and the token for writes.
 #[derive(clap::Args, Debug, Clone)]
@@ -39,7 +39,8 @@ pub struct OriginArgs {
     pub token: String,
     /// PEM file of CA certificates to trust for an `https://` origin, on
     /// top of the built-in public roots (for an origin whose `[tls]`
-    /// certificate comes from a private CA).
+    /// certificate comes from a private CA). Without it, `waypost up`'s CA
+    /// in `./.waypost/tls/ca.pem` is trusted when that file exists.
     #[arg(long, global = true, env = "WAYPOST_CA_FILE", value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
 }
@@ -63,8 +64,8 @@ impl OriginArgs {
         let headers =
             reqwest::header::HeaderMap::from_iter([(reqwest::header::AUTHORIZATION, auth)]);
         let mut builder = builder(timeout).default_headers(headers);
-        if let Some(path) = &self.ca_file {
-            for ca in read_cas(path)? {
+        if let Some(path) = self.ca_file.clone().or_else(default_ca_file) {
+            for ca in read_cas(&path)? {
                 builder = builder.add_root_certificate(ca);
             }
         }
@@ -72,8 +73,17 @@ impl OriginArgs {
     }
 }
 
+/// `waypost up`'s CA in the default data dir under the working directory,
+/// if there is one.
+pub fn default_ca_file() -> Option<PathBuf> {
+    let path = Path::new(DEFAULT_DATA_DIR)
+        .join(crate::up::tls::TLS_DIR)
+        .join(crate::up::tls::CA_FILE);
+    path.is_file().then_some(path)
+}
+
 /// The certificates in the PEM file `path`; an error names it.
-fn read_cas(path: &Path) -> anyhow::Result<Vec<reqwest::Certificate>> {
+pub(crate) fn read_cas(path: &Path) -> anyhow::Result<Vec<reqwest::Certificate>> {
     let pem = std::fs::read(path)
         .with_context(|| format!("--ca-file: cannot read {}", path.display()))?;
     let cas = reqwest::Certificate::from_pem_bundle(&pem)
@@ -110,6 +120,12 @@ pub async fn send(req: reqwest::RequestBuilder, what: &str) -> anyhow::Result<re
         while let Some(s) = source {
             cause = format!(": {s}");
             source = s.source();
+        }
+        if cause.contains("certificate") {
+            return anyhow::anyhow!(
+                "cannot reach {what}{url}{cause}. Trust its CA with --ca-file or WAYPOST_CA_FILE \
+                 (`waypost up` keeps its own in <data dir>/tls/ca.pem)"
+            );
         }
         anyhow::anyhow!(
             "cannot reach {what}{url}{cause}. Is it running (`waypost up`)? Point the command \

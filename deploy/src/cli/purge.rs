@@ -51,7 +51,9 @@ async fn cluster_wide(args: &PurgeArgs) -> anyhow::Result<()> {
         surrogate_keys: args.keys.clone(),
         soft: args.soft,
     };
-    let req = client(Duration::from_secs(30))?
+    let req = args
+        .origin
+        .client(Duration::from_secs(30))?
         .post(args.origin.url("/purge"))
         .bearer_auth(&args.origin.token)
         .json(&body);

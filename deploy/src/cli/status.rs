@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use waypost_api::cluster::{ClusterStatus, Health};
+use waypost_api::cluster::{ClusterStatus, MemberHealth};
 use waypost_api::writes::PluginListing;
 
 use super::{OriginArgs, client, send, success};
@@ -21,22 +21,13 @@ pub struct StatusArgs {
 
 pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
     let http = args.origin.client(Duration::from_secs(5))?;
-    let asked = args.origin.url("/cluster");
-    let resp = send(http.get(&asked), "the origin").await?;
-    let mut cluster: ClusterStatus = success(resp, "GET /cluster").await?.json().await?;
-    // Replication lag per member is only known to the leader.
-    if let Some(leader) = cluster.leader_addr.clone()
-        && !cluster.is_leader()
-        && let Ok(Ok(view)) = http
-            .get(format!("http://{leader}/cluster"))
-            .send()
-            .await
-            .map(|r| r.error_for_status())
-        && let Ok(view) = view.json().await
-    {
-        cluster = view;
-    }
-    print_cluster(&http, &cluster).await;
+    let resp = send(http.get(args.origin.url("/cluster")), "the origin").await?;
+    let cluster: ClusterStatus = success(resp, "GET /cluster").await?.json().await?;
+    // The members as the cluster reaches them: their addresses are the
+    // links between regions, which take only the cluster's certificates.
+    let resp = send(http.get(args.origin.url("/cluster/health")), "the origin").await?;
+    let members: Vec<MemberHealth> = success(resp, "GET /cluster/health").await?.json().await?;
+    print_cluster(&cluster, &members);
     print_plugins(&http, &args.origin).await;
     let plain = client(Duration::from_secs(5))?;
     for edge in &args.edges {
@@ -53,7 +44,7 @@ fn ids(list: &[u64]) -> String {
     list.join(",")
 }
 
-async fn print_cluster(http: &reqwest::Client, c: &ClusterStatus) {
+fn print_cluster(c: &ClusterStatus, members: &[MemberHealth]) {
     let leader = match (c.leader, &c.leader_addr) {
         (Some(id), Some(addr)) => format!("region {id} ({addr})"),
         _ => "NONE (no majority answering?)".into(),
@@ -68,9 +59,15 @@ async fn print_cluster(http: &reqwest::Client, c: &ClusterStatus) {
         "  {:<7} {:<22} {:<8} {:<12} {:<9} {:>8} {:>11}",
         "region", "origin", "member", "health", "role", "applied", "repl. lag"
     );
-    for m in &c.members {
-        let (health, role, applied) = member_health(http, &m.addr).await;
-        let lag = m.replication_lag.map_or("-".to_string(), |l| l.to_string());
+    for m in members {
+        let (health, role) = match &m.health {
+            None => ("unreachable".to_string(), "-".to_string()),
+            Some(h) => match h.lag {
+                Some(lag) if lag > 0 => (format!("{}({lag})", h.status.as_str()), h.role.clone()),
+                _ => (h.status.as_str().to_string(), h.role.clone()),
+            },
+        };
+        let dash = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
         println!(
             "  {:<7} {:<22} {:<8} {:<12} {:<9} {:>8} {:>11}",
             m.id,
@@ -78,34 +75,10 @@ async fn print_cluster(http: &reqwest::Client, c: &ClusterStatus) {
             if m.voter { "voter" } else { "learner" },
             health,
             role,
-            applied,
-            lag
+            dash(m.applied_index),
+            dash(m.replication_lag)
         );
     }
-}
-
-/// A member's own `/healthz` verdict and role, and its `/cluster` applied
-/// index; `unreachable` when it does not answer.
-async fn member_health(http: &reqwest::Client, addr: &str) -> (String, String, String) {
-    let health: Option<Health> = match http.get(format!("http://{addr}/healthz")).send().await {
-        Ok(r) => r.json().await.ok(),
-        Err(_) => return ("unreachable".into(), "-".into(), "-".into()),
-    };
-    let applied = match http.get(format!("http://{addr}/cluster")).send().await {
-        Ok(r) => r
-            .json::<ClusterStatus>()
-            .await
-            .map_or("?".to_string(), |c| c.applied_index.to_string()),
-        Err(_) => "-".into(),
-    };
-    let Some(health) = health else {
-        return ("?".into(), "?".into(), applied);
-    };
-    let status = match health.lag {
-        Some(lag) if lag > 0 => format!("{}({lag})", health.status.as_str()),
-        _ => health.status.as_str().to_string(),
-    };
-    (status, health.role, applied)
 }
 
 async fn print_plugins(http: &reqwest::Client, origin: &OriginArgs) {

@@ -49,6 +49,11 @@ pub struct DashboardArgs {
     /// The operator's token: it reads the origins and logs browsers in.
     #[arg(long, env = "WAYPOST_TOKEN", hide_env_values = true)]
     token: String,
+    /// PEM file of CA certificates to trust for `https://` origins (as
+    /// the other commands' `--ca-file`; `waypost up`'s is
+    /// `.waypost/tls/ca.pem`).
+    #[arg(long, env = "WAYPOST_CA_FILE", value_name = "FILE")]
+    ca_file: Option<std::path::PathBuf>,
 }
 
 /// A started dashboard; dropping it does not stop it.
@@ -81,7 +86,11 @@ pub async fn run(args: DashboardArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
-    let dashboard = start(listener, targets, args.token)?;
+    let roots = match &args.ca_file {
+        Some(path) => crate::cli::read_cas(path)?,
+        None => Vec::new(),
+    };
+    let dashboard = start(listener, targets, args.token, roots)?;
     println!("waypost dashboard on http://{}/", dashboard.addr);
     service_base::shutdown::requested()
         .await
@@ -116,17 +125,23 @@ fn parse_region(spec: &str) -> anyhow::Result<RegionTarget> {
     })
 }
 
-/// Starts scraping `targets` and serving on `listener`.
+/// Starts scraping `targets` (trusting `roots` besides the public ones)
+/// and serving on `listener`.
 pub fn start(
     listener: TcpListener,
     targets: Targets,
     token: String,
+    roots: Vec<reqwest::Certificate>,
 ) -> anyhow::Result<RunningDashboard> {
     let addr = listener.local_addr()?;
     let history = Arc::new(Mutex::new(history::History::new(
         targets.regions.iter().map(|r| r.name.clone()).collect(),
     )));
-    let client = reqwest::Client::builder()
+    let client = roots
+        .into_iter()
+        .fold(reqwest::Client::builder(), |b, root| {
+            b.add_root_certificate(root)
+        })
         .no_proxy()
         .timeout(SCRAPE_TIMEOUT)
         .build()?;

@@ -64,9 +64,9 @@ pub async fn show(client: &Client, layout: &Layout, plugins: bool) -> anyhow::Re
 /// Declares the photo queue (idempotent) so uploads can be queued; the
 /// consumers retry until it exists.
 pub async fn declare_photo_queue(client: &Client, layout: &Layout) -> anyhow::Result<()> {
-    let origin = layout.origin(1);
+    let origin = layout.origin_url(1);
     let resp = client
-        .put(format!("http://{origin}/queues/{PHOTO_QUEUE}"))
+        .put(format!("{origin}/queues/{PHOTO_QUEUE}"))
         .bearer_auth(DEV_TOKEN)
         .json(&serde_json::json!({"max_attempts": 5}))
         .send()
@@ -137,10 +137,10 @@ fn png_size(png: &[u8]) -> Option<(u32, u32)> {
 
 /// Uploads the samples through region 1's origin.
 async fn upload_samples(client: &Client, layout: &Layout) -> anyhow::Result<()> {
-    let origin = layout.origin(1);
+    let origin = layout.origin_url(1);
     for (path, ctype, keys, body) in SAMPLES {
         let resp = client
-            .put(format!("http://{origin}/assets/{path}"))
+            .put(format!("{origin}/assets/{path}"))
             .bearer_auth(DEV_TOKEN)
             .header("content-type", *ctype)
             .header("surrogate-key", *keys)
@@ -194,7 +194,7 @@ async fn miss_then_hit(client: &Client, layout: &Layout) -> anyhow::Result<()> {
 async fn cross_region(client: &Client, layout: &Layout) -> anyhow::Result<()> {
     let n = layout.len();
     let started = Instant::now();
-    let at_origin = format!("http://{}/assets/index.html", layout.origin(n));
+    let at_origin = format!("{}/assets/index.html", layout.origin_url(n));
     while !client
         .head(&at_origin)
         .send()

@@ -117,6 +117,7 @@ mod tests {
             http: 8080,
             admin: 9080,
             origin: 7070,
+            peer: 7071,
         };
         let layout = Layout::new(Ipv4Addr::new(127, 0, 1, 1), 3, ports).unwrap();
         let text = config_toml("127.0.1.1:5353".parse().unwrap(), &layout);

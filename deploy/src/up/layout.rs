@@ -17,6 +17,8 @@ pub struct Ports {
     pub http: u16,
     pub admin: u16,
     pub origin: u16,
+    /// The origins' listener for each other (Raft, forwarded writes).
+    pub peer: u16,
 }
 
 /// The addresses of every region of one local platform.
@@ -24,6 +26,8 @@ pub struct Ports {
 pub struct Layout {
     ips: Vec<Ipv4Addr>,
     ports: Ports,
+    /// Whether the origins speak HTTPS (the default; `--plaintext` not).
+    tls: bool,
 }
 
 /// A layout that cannot be laid out on loopback; each names the flag to
@@ -67,7 +71,21 @@ impl Layout {
             .map(|i| c.checked_add(i).map(|c| Ipv4Addr::new(a, b, c, d)))
             .collect::<Option<Vec<_>>>()
             .ok_or(LayoutError::Overflow { first, regions })?;
-        Ok(Self { ips, ports })
+        Ok(Self {
+            ips,
+            ports,
+            tls: true,
+        })
+    }
+
+    /// The same layout with the origins on plaintext HTTP.
+    pub fn plaintext(self) -> Self {
+        Self { tls: false, ..self }
+    }
+
+    /// Whether the origins speak HTTPS.
+    pub fn tls(&self) -> bool {
+        self.tls
     }
 
     /// How many regions there are.
@@ -87,6 +105,17 @@ impl Layout {
 
     pub fn origin(&self, n: usize) -> SocketAddr {
         SocketAddr::new(self.ip(n).into(), self.ports.origin)
+    }
+
+    /// Region `n`'s origin as a URL base (no trailing slash).
+    pub fn origin_url(&self, n: usize) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.origin(n))
+    }
+
+    /// Where region `n`'s origin listens for the other origins.
+    pub fn origin_peer(&self, n: usize) -> SocketAddr {
+        SocketAddr::new(self.ip(n).into(), self.ports.peer)
     }
 
     pub fn edge_http(&self, n: usize) -> SocketAddr {
@@ -120,6 +149,7 @@ mod tests {
         http: 8080,
         admin: 9080,
         origin: 7070,
+        peer: 7071,
     };
 
     #[test]
@@ -128,6 +158,12 @@ mod tests {
         let ips: Vec<_> = l.regions().map(|(_, ip)| ip.to_string()).collect();
         assert_eq!(ips, ["127.0.53.7", "127.0.54.7", "127.0.55.7"]);
         assert_eq!(l.origin(2).to_string(), "127.0.54.7:7070");
+        assert_eq!(l.origin_url(2), "https://127.0.54.7:7070");
+        assert_eq!(l.origin_peer(2).to_string(), "127.0.54.7:7071");
+        assert_eq!(
+            l.clone().plaintext().origin_url(1),
+            "http://127.0.53.7:7070"
+        );
         assert_eq!(l.preference(2), [2, 1, 3]);
         assert_eq!(l.preference(1), [1, 2, 3]);
     }

@@ -9,6 +9,7 @@ mod dns;
 pub mod layout;
 mod plugins;
 mod regions;
+pub mod tls;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
@@ -25,7 +26,10 @@ pub const DEV_TOKEN: &str = "waypost-dev-token";
 pub const DEV_READ_TOKEN: &str = "waypost-dev-read-token";
 /// Region 1's origin as `up` starts it by default: what the other commands
 /// talk to unless told otherwise.
-pub const DEFAULT_ORIGIN: &str = "http://127.0.1.1:7070";
+pub const DEFAULT_ORIGIN: &str = "https://127.0.1.1:7070";
+/// `up`'s data dir unless `--data-dir` says otherwise; the other commands
+/// trust the CA in it (`tls/ca.pem`) when no `--ca-file` is given.
+pub const DEFAULT_DATA_DIR: &str = ".waypost";
 
 #[derive(clap::Args)]
 pub struct UpArgs {
@@ -45,6 +49,9 @@ pub struct UpArgs {
     /// Port of each region's origin.
     #[arg(long, default_value_t = 7070)]
     origin_port: u16,
+    /// Port on which the origins reach each other (mutual TLS).
+    #[arg(long, default_value_t = 7071)]
+    peer_port: u16,
     /// UDP/TCP port of the GeoDNS server (on region 1's address).
     #[arg(long, default_value_t = 5353)]
     dns_port: u16,
@@ -53,8 +60,13 @@ pub struct UpArgs {
     dashboard_port: u16,
     /// Where the origins' stores and the edges' disk caches live, one
     /// directory per region.
-    #[arg(long, default_value = ".waypost")]
+    #[arg(long, default_value = DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
+    /// Plaintext HTTP between the services instead of TLS from the local
+    /// CA in `<data dir>/tls` (for benchmarks; credentials then cross
+    /// loopback in clear).
+    #[arg(long)]
+    plaintext: bool,
     /// Exit after showing the platform working instead of serving.
     #[arg(long)]
     check: bool,
@@ -86,9 +98,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         http: args.http_port,
         admin: args.admin_port,
         origin: args.origin_port,
+        peer: args.peer_port,
     };
     // Refused before anything binds or is written.
-    let layout = Layout::new(args.ip, args.regions, ports)?;
+    let mut layout = Layout::new(args.ip, args.regions, ports)?;
+    if args.plaintext {
+        layout = layout.plaintext();
+    }
     init_logging();
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
@@ -101,14 +117,24 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .with_context(|| {
             format!("cannot listen on {dashboard_addr} for the dashboard (--dashboard-port)")
         })?;
-    let client = reqwest::Client::builder()
+    let tls = match layout.tls() {
+        true => Some(tls::LocalTls::prepare(&data_dir, &layout)?),
+        false => None,
+    };
+    let roots: Vec<reqwest::Certificate> =
+        tls.iter().map(|t| t.root()).collect::<Result<_, _>>()?;
+    let client = roots
+        .iter()
+        .fold(reqwest::Client::builder(), |b, root| {
+            b.add_root_certificate(root.clone())
+        })
         .no_proxy()
         .timeout(Duration::from_secs(10))
         .build()?;
     let n = layout.len();
 
     eprintln!("[1/4] starting {n} origin(s), one Raft group ...");
-    let origins = regions::start_origins(&layout, &data_dir).await?;
+    let origins = regions::start_origins(&layout, &data_dir, tls.as_ref()).await?;
     regions::wait_origins(&layout, &client, &data_dir).await?;
 
     eprintln!("[2/4] starting {n} edge(s) and geodns ...");
@@ -127,10 +153,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             )?,
             None => String::new(),
         };
-        edges.push(regions::start_edge(&layout, r, &data_dir, &sites).await?);
+        edges.push(regions::start_edge(&layout, r, &data_dir, &sites, tls.as_ref()).await?);
     }
     let dns = dns::start(IpAddr::V4(layout.ip(1)), args.dns_port, &layout).await?;
-    let dashboard = start_dashboard(&layout, &dns, dashboard_listener)?;
+    let dashboard = start_dashboard(&layout, &dns, dashboard_listener, roots)?;
     let platform = Platform {
         dashboard,
         dns,
@@ -143,7 +169,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         platform.shutdown().await;
         return Err(e);
     }
-    print_summary(&layout, &platform, &data_dir, built.is_some());
+    print_summary(&layout, &platform, &data_dir, tls.as_ref(), built.is_some());
 
     if !args.check {
         println!();
@@ -162,22 +188,29 @@ fn start_dashboard(
     layout: &Layout,
     dns: &geodns::RunningServer,
     listener: tokio::net::TcpListener,
+    roots: Vec<reqwest::Certificate>,
 ) -> anyhow::Result<crate::dashboard::RunningDashboard> {
     let targets = crate::dashboard::Targets {
         regions: layout
             .regions()
             .map(|(r, _)| crate::dashboard::RegionTarget {
                 name: layout::region_name(r),
-                origin: format!("http://{}", layout.origin(r)),
+                origin: layout.origin_url(r),
                 edge_admin: format!("http://{}", layout.edge_admin(r)),
             })
             .collect(),
         geodns: Some(format!("http://{}", dns::metrics_addr(dns.udp_addrs()[0]))),
     };
-    crate::dashboard::start(listener, targets, DEV_TOKEN.to_string())
+    crate::dashboard::start(listener, targets, DEV_TOKEN.to_string(), roots)
 }
 
-fn print_summary(layout: &Layout, platform: &Platform, data_dir: &std::path::Path, plugins: bool) {
+fn print_summary(
+    layout: &Layout,
+    platform: &Platform,
+    data_dir: &std::path::Path,
+    tls: Option<&tls::LocalTls>,
+    plugins: bool,
+) {
     let dns = &platform.dns;
     let n = layout.len();
     println!();
@@ -187,11 +220,18 @@ fn print_summary(layout: &Layout, platform: &Platform, data_dir: &std::path::Pat
     );
     for (r, _) in layout.regions() {
         println!(
-            "  region {r}  edge http://{}  admin http://{}  origin http://{}",
+            "  region {r}  edge http://{}  admin http://{}  origin {}",
             layout.edge_http(r),
             layout.edge_admin(r),
-            layout.origin(r)
+            layout.origin_url(r)
         );
+    }
+    match tls {
+        Some(t) => println!(
+            "  TLS       origins and the links between them use the local CA {}",
+            t.ca_file.display()
+        ),
+        None => println!("  TLS       off (--plaintext): tokens cross loopback in clear"),
     }
     println!(
         "  geodns    udp+tcp {} (zone waypost.test)  metrics http://{}/metrics   token {DEV_TOKEN}",
@@ -202,12 +242,18 @@ fn print_summary(layout: &Layout, platform: &Platform, data_dir: &std::path::Pat
         "  dashboard http://{}/   (log in with the token {DEV_TOKEN})",
         platform.dashboard.addr
     );
-    let origin = format!("http://{}", layout.origin(1));
-    let flag = if origin == DEFAULT_ORIGIN {
+    let origin = layout.origin_url(1);
+    let mut flag = if origin == DEFAULT_ORIGIN {
         String::new()
     } else {
         format!(" --origin {origin}")
     };
+    // The commands find the CA of the default data dir by themselves.
+    if let Some(t) = tls
+        && !uses_default_ca(&t.ca_file)
+    {
+        flag.push_str(&format!(" --ca-file {}", t.ca_file.display()));
+    }
     let (first, last) = (layout.edge_http(1), layout.edge_http(n));
     println!();
     println!("Try:");
@@ -236,6 +282,11 @@ fn print_summary(layout: &Layout, platform: &Platform, data_dir: &std::path::Pat
     println!("  waypost status{flag}");
     println!("  waypost purge{flag} --key demo   # every region, through the change feed");
     println!("  waypost kv put{flag} demo greeting hello");
+}
+
+/// Whether `ca_file` is the one the commands trust without `--ca-file`.
+fn uses_default_ca(ca_file: &std::path::Path) -> bool {
+    crate::cli::default_ca_file().is_some_and(|d| d.canonicalize().ok().as_deref() == Some(ca_file))
 }
 
 /// The servers' JSON logs on stderr: as `RUST_LOG` says when it is set,

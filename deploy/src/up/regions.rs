@@ -12,6 +12,7 @@ use origin::config::ClusterConfig;
 use tokio::net::TcpListener;
 
 use super::layout::{Layout, region_name};
+use super::tls::LocalTls;
 use super::{DEV_READ_TOKEN, DEV_TOKEN};
 
 /// How long the origins get to elect a leader and report healthy. A fresh
@@ -48,15 +49,24 @@ pub fn claim_data_dir(layout: &Layout, data_dir: &Path) -> anyhow::Result<()> {
     }
 }
 
-/// Starts every region's origin as one Raft group. The listeners are bound
-/// first, so a port in use fails before any region starts.
+/// Starts every region's origin as one Raft group: with `tls`, HTTPS for
+/// clients and mutual TLS between the origins on a peer listener of their
+/// own. The public listeners are bound first, so a port in use fails
+/// before any region starts.
 pub async fn start_origins(
     layout: &Layout,
     data_dir: &Path,
+    tls: Option<&LocalTls>,
 ) -> anyhow::Result<Vec<origin::RunningServer>> {
     let members: BTreeMap<u64, String> = layout
         .regions()
-        .map(|(n, _)| (n as u64, layout.origin(n).to_string()))
+        .map(|(n, _)| {
+            let addr = match tls {
+                Some(_) => layout.origin_peer(n),
+                None => layout.origin(n),
+            };
+            (n as u64, addr.to_string())
+        })
         .collect();
     let mut listeners = Vec::new();
     for (n, _) in layout.regions() {
@@ -80,6 +90,15 @@ pub async fn start_origins(
             node_id: n as u64,
             members: members.clone(),
         });
+        if let Some(tls) = tls {
+            let certs = tls.region(n);
+            config.tls = Some(certs.api.clone());
+            config.peer = Some(origin::config::PeerListener {
+                listen: layout.origin_peer(n),
+                limits: origin::listen::Limits::PEER,
+                tls: Some(certs.peer.clone()),
+            });
+        }
         let server = origin::Server::start_on(config, listener)
             .await
             .with_context(|| format!("starting region {n}'s origin"))?;
@@ -97,7 +116,7 @@ pub async fn wait_origins(
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     for (n, _) in layout.regions() {
-        let url = format!("http://{}/healthz", layout.origin(n));
+        let url = format!("{}/healthz", layout.origin_url(n));
         loop {
             let ok = client
                 .get(&url)
@@ -124,9 +143,10 @@ pub async fn start_edge(
     n: usize,
     data_dir: &Path,
     plugin_sites: &str,
+    tls: Option<&LocalTls>,
 ) -> anyhow::Result<edge_node::RunningServer> {
     let dir = data_dir.join(region_name(n));
-    let toml = edge_toml(layout, n, &dir, plugin_sites);
+    let toml = edge_toml(layout, n, &dir, plugin_sites, tls);
     let config = edge_node::Config::from_toml(&dir.join("edge.toml"), &toml)
         .with_context(|| format!("region {n}'s edge config"))?;
     edge_node::Server::start(config)
@@ -135,8 +155,15 @@ pub async fn start_edge(
 }
 
 /// Region `n`'s edge config: a pool of every region's origin, its own
-/// first, and the change feed through that pool.
-fn edge_toml(layout: &Layout, n: usize, dir: &Path, plugin_sites: &str) -> String {
+/// first (over HTTPS checked against the local CA with `tls`), and the
+/// change feed through that pool.
+fn edge_toml(
+    layout: &Layout,
+    n: usize,
+    dir: &Path,
+    plugin_sites: &str,
+    tls: Option<&LocalTls>,
+) -> String {
     let regions: Vec<String> = layout
         .preference(n)
         .into_iter()
@@ -144,7 +171,7 @@ fn edge_toml(layout: &Layout, n: usize, dir: &Path, plugin_sites: &str) -> Strin
             format!(
                 "{{ name = \"{}\", origins = [\"{}\"] }}",
                 region_name(m),
-                layout.origin(m)
+                layout.origin_url(m)
             )
         })
         .collect();
@@ -161,6 +188,7 @@ disk = {{ dir = "{cache}", capacity = "4GiB" }}
 [[pools]]
 name = "origin"
 regions = [{regions}]
+{pool_tls}
 [feed]
 pool = "origin"
 token = "{DEV_READ_TOKEN}"
@@ -175,5 +203,9 @@ pool = "origin"
         admin = layout.edge_admin(n),
         cache = dir.join("edge-cache").display(),
         regions = regions.join(", "),
+        pool_tls = tls.map_or_else(String::new, |t| format!(
+            "tls = {{ ca_file = \"{}\" }}",
+            t.ca_file.display()
+        )),
     )
 }

@@ -3,6 +3,8 @@
 //!
 //! - `GET /cluster`: [`crate::raft::ClusterStatus`] from this node,
 //!   including `voters` and `learners`.
+//! - `GET /cluster/health`: every member's health as this node reaches it
+//!   ([`super::cluster_health`]).
 //! - `POST /cluster/members` `{"id": 4, "addr": "10.0.4.10:7070"}`: adds a
 //!   region; it catches up as a learner, then becomes a voter. The answer
 //!   (200) comes once it votes. The new region must already run: see
@@ -37,6 +39,12 @@ pub async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> Response
     if path == "/cluster" {
         return match method {
             Method::GET => body::json_response(StatusCode::OK, &state.replica.status()),
+            _ => response::method_not_allowed("GET"),
+        };
+    }
+    if path == "/cluster/health" {
+        return match method {
+            Method::GET => super::cluster_health::members(state).await,
             _ => response::method_not_allowed("GET"),
         };
     }

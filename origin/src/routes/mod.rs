@@ -8,6 +8,7 @@ mod backup;
 mod blob_body;
 mod body;
 mod cluster;
+mod cluster_health;
 mod events;
 mod internal;
 mod kv;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use waypost_api::writes::StoredPlugin;
 
-use super::{OriginArgs, client, send, success};
+use super::{OriginArgs, send, success};
 
 #[derive(clap::Args, Debug)]
 pub struct PluginArgs {
@@ -62,7 +62,8 @@ async fn publish(args: PublishArgs) -> anyhow::Result<()> {
         args.file.display()
     );
     let o = &args.origin;
-    let req = client(Duration::from_secs(120))?
+    let req = o
+        .client(Duration::from_secs(120))?
         .put(o.url(&format!("/plugins/{}", args.name)))
         .bearer_auth(&o.token)
         .header("content-type", "application/wasm")
