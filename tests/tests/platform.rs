@@ -178,7 +178,7 @@ fn quick_start_runs_one_region_too() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        stderr.contains("was created for other regions (origins 127.0.57.7:7070)"),
+        stderr.contains("was created for other regions (members 127.0.57.7:7071)"),
         "{stderr}"
     );
     assert!(started.elapsed() < Duration::from_secs(5));

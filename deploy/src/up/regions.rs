@@ -19,26 +19,43 @@ use super::{DEV_READ_TOKEN, DEV_TOKEN};
 /// group takes about a second.
 const READY_LIMIT: Duration = Duration::from_secs(30);
 
-/// The file in the data dir naming the origins it was created for.
+/// The file in the data dir naming the Raft members it was created for.
 const LAYOUT_FILE: &str = "layout";
-/// First line of [`LAYOUT_FILE`]; a new format gets a new version.
-const LAYOUT_VERSION: &str = "waypost-up-layout 1";
+/// First line of [`LAYOUT_FILE`]; a new format gets a new version. Version
+/// 1 named the origins' public addresses, which were the members until
+/// `up` ran the links between regions on TLS listeners of their own.
+const LAYOUT_VERSION: &str = "waypost-up-layout 2";
 
-/// Refuses a data dir made for other regions: its Raft logs name those
-/// members, and the origins would wait for peers that never come (seen
-/// only after a timeout, under a flood of Raft errors). A new data dir is
-/// marked with this layout.
+/// The Raft members' addresses of `layout`: the peer listeners with TLS,
+/// the public ones with `--plaintext`.
+fn member_addr(layout: &Layout, n: usize) -> std::net::SocketAddr {
+    if layout.tls() {
+        layout.origin_peer(n)
+    } else {
+        layout.origin(n)
+    }
+}
+
+/// Refuses a data dir made for other members: its Raft logs name those,
+/// and the origins would wait for peers that never come (seen only after
+/// a timeout, under a flood of Raft errors). A new data dir is marked with
+/// this layout.
 pub fn claim_data_dir(layout: &Layout, data_dir: &Path) -> anyhow::Result<()> {
     let mut expected = format!("{LAYOUT_VERSION}\n");
     for (n, _) in layout.regions() {
-        expected.push_str(&format!("{}\n", layout.origin(n)));
+        expected.push_str(&format!("{}\n", member_addr(layout, n)));
     }
     let file = data_dir.join(LAYOUT_FILE);
     match std::fs::read_to_string(&file) {
         Ok(found) if found == expected => Ok(()),
+        Ok(found) if found.lines().next() != Some(LAYOUT_VERSION) => anyhow::bail!(
+            "{} was made by an older `waypost up`, whose regions reached each other on another \
+             address; pass another --data-dir (or remove this one: its data is sample data)",
+            data_dir.display()
+        ),
         Ok(found) => anyhow::bail!(
-            "{} was created for other regions (origins {}); start with the --regions, --ip and \
-             --origin-port it was made with, or pass another --data-dir",
+            "{} was created for other regions (members {}); start with the --regions, --ip, \
+             --origin-port, --peer-port and --plaintext it was made with, or pass another --data-dir",
             data_dir.display(),
             found.lines().skip(1).collect::<Vec<_>>().join(", ")
         ),
@@ -60,13 +77,7 @@ pub async fn start_origins(
 ) -> anyhow::Result<Vec<origin::RunningServer>> {
     let members: BTreeMap<u64, String> = layout
         .regions()
-        .map(|(n, _)| {
-            let addr = match tls {
-                Some(_) => layout.origin_peer(n),
-                None => layout.origin(n),
-            };
-            (n as u64, addr.to_string())
-        })
+        .map(|(n, _)| (n as u64, member_addr(layout, n).to_string()))
         .collect();
     let mut listeners = Vec::new();
     for (n, _) in layout.regions() {
