@@ -201,13 +201,7 @@ pub fn start_origin_cluster(
     token: &str,
 ) -> (Vec<OriginRegion>, Vec<Proc>) {
     let regions = write_origin_cluster(dir, ips, token);
-    let procs = regions
-        .iter()
-        .map(|r| {
-            let config = r.config.to_str().expect("UTF-8 path");
-            Proc::start("origin", &["--config", config], 1).expect("the origin starts")
-        })
-        .collect();
+    let procs = start_origins(&regions);
     for r in &regions {
         wait_healthy(
             &format!("http://{}/healthz", r.addr),
@@ -229,15 +223,7 @@ pub fn start_origin_cluster_tls(
     ips: [&str; 3],
     token: &str,
 ) -> (Vec<OriginRegion>, Vec<Proc>, PathBuf) {
-    let peers: Vec<String> = ips
-        .iter()
-        .map(|ip| format!("{ip}:{}", free_port(ip)))
-        .collect();
-    let members: Vec<String> = peers
-        .iter()
-        .enumerate()
-        .map(|(i, a)| format!("{{ id = {}, addr = \"{a}\" }}", i + 1))
-        .collect();
+    let (peers, members) = cluster_addrs(ips);
     let mut regions = Vec::new();
     for (i, (ip, peer)) in ips.iter().zip(&peers).enumerate() {
         let node = (i + 1).to_string();
@@ -260,22 +246,15 @@ pub fn start_origin_cluster_tls(
             &config,
             format!(
                 "listen = \"{addr}\"\ndata_dir = \"{}\"\ntoken = \"{token}\"\n{tls}\n\
-                 [cluster]\nnode_id = {node}\nmembers = [{}]\n",
+                 [cluster]\nnode_id = {node}\nmembers = [{members}]\n",
                 dir.join(format!("origin{node}")).display(),
-                members.join(", ")
             ),
         )
         .unwrap_or_else(|e| panic!("writing {}: {e}", config.display()));
         regions.push(OriginRegion { addr, config });
     }
     let ca_file = dir.join("tls").join("ca.pem");
-    let procs = regions
-        .iter()
-        .map(|r| {
-            let config = r.config.to_str().expect("UTF-8 path");
-            Proc::start("origin", &["--config", config], 1).expect("the origin starts")
-        })
-        .collect();
+    let procs = start_origins(&regions);
     let client = https_client(&ca_file);
     let deadline = Instant::now() + Duration::from_secs(30);
     for r in &regions {
@@ -306,10 +285,20 @@ pub fn https_client(ca_file: &Path) -> reqwest::blocking::Client {
         .expect("a client")
 }
 
-/// Writes the configs of three origin regions that list each other as one
-/// Raft group: region N listens on `ips[N-1]` (a free port) and keeps its
-/// data under `dir/originN`. Starting them is the caller's business.
-pub fn write_origin_cluster(dir: &Path, ips: [&str; 3], token: &str) -> Vec<OriginRegion> {
+/// One origin process per region, started on its config.
+fn start_origins(regions: &[OriginRegion]) -> Vec<Proc> {
+    regions
+        .iter()
+        .map(|r| {
+            let config = r.config.to_str().expect("UTF-8 path");
+            Proc::start("origin", &["--config", config], 1).expect("the origin starts")
+        })
+        .collect()
+}
+
+/// A free address on each of `ips`, and the `[cluster] members` entries
+/// that list them as nodes 1, 2 and 3.
+fn cluster_addrs(ips: [&str; 3]) -> (Vec<String>, String) {
     let addrs: Vec<String> = ips
         .iter()
         .map(|ip| format!("{ip}:{}", free_port(ip)))
@@ -319,6 +308,14 @@ pub fn write_origin_cluster(dir: &Path, ips: [&str; 3], token: &str) -> Vec<Orig
         .enumerate()
         .map(|(i, a)| format!("{{ id = {}, addr = \"{a}\" }}", i + 1))
         .collect();
+    (addrs, members.join(", "))
+}
+
+/// Writes the configs of three origin regions that list each other as one
+/// Raft group: region N listens on `ips[N-1]` (a free port) and keeps its
+/// data under `dir/originN`. Starting them is the caller's business.
+pub fn write_origin_cluster(dir: &Path, ips: [&str; 3], token: &str) -> Vec<OriginRegion> {
+    let (addrs, members) = cluster_addrs(ips);
     addrs
         .into_iter()
         .enumerate()
@@ -328,10 +325,9 @@ pub fn write_origin_cluster(dir: &Path, ips: [&str; 3], token: &str) -> Vec<Orig
                 &config,
                 format!(
                     "listen = \"{addr}\"\ndata_dir = \"{}\"\ntoken = \"{token}\"\n\
-                     [cluster]\nnode_id = {}\nmembers = [{}]\n",
+                     [cluster]\nnode_id = {}\nmembers = [{members}]\n",
                     dir.join(format!("origin{}", i + 1)).display(),
                     i + 1,
-                    members.join(", ")
                 ),
             )
             .unwrap_or_else(|e| panic!("writing {}: {e}", config.display()));

@@ -51,13 +51,13 @@ struct Record {
 pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
     // Short timeouts: a dead region must cost one interval, not a minute.
     let http = args.origin.client(Duration::from_secs(1))?;
-    let members = match args.origins.is_empty() {
-        true => members(&http, &args.origin).await?,
-        false => args
-            .origins
+    let members = if args.origins.is_empty() {
+        members(&http, &args.origin).await?
+    } else {
+        args.origins
             .iter()
             .map(|o| o.trim_end_matches('/').to_string())
-            .collect(),
+            .collect()
     };
     let run_id = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?

@@ -117,10 +117,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .with_context(|| {
             format!("cannot listen on {dashboard_addr} for the dashboard (--dashboard-port)")
         })?;
-    let tls = match layout.tls() {
-        true => Some(tls::LocalTls::prepare(&data_dir, &layout)?),
-        false => None,
-    };
+    let tls = layout
+        .tls()
+        .then(|| tls::LocalTls::prepare(&data_dir, &layout))
+        .transpose()?;
     let roots: Vec<reqwest::Certificate> =
         tls.iter().map(|t| t.root()).collect::<Result<_, _>>()?;
     let client = roots
