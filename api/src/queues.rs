@@ -406,7 +406,9 @@ impl NackRequest {
 /// What an ack or a nack answers.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settled {
-    /// Ids acked (deleted) or scheduled for another delivery.
+    /// Ids acked (deleted) or scheduled for another delivery, by this
+    /// request or by an earlier one with the same receipt (a retry after
+    /// a lost answer is answered the same and changes nothing).
     pub settled: Vec<u64>,
     /// Ids whose receipt is not the current delivery (the lease expired
     /// and the message was leased again, or it is gone): nothing changed.

@@ -14,6 +14,7 @@
 
 mod held;
 mod queue;
+mod recent_acks;
 
 use std::collections::BTreeMap;
 
@@ -194,7 +195,7 @@ pub fn apply(queues: &mut Queues, command: QueueCommand) -> Result<QueueReply, R
             visibility_ms,
             request_id,
         } => Ok(queue.lease(max, visibility_ms, request_id, now)),
-        QueueAction::Ack { receipts } => Ok(queue.ack(&receipts)),
+        QueueAction::Ack { receipts } => Ok(queue.ack(&receipts, now)),
         QueueAction::Nack { retries } => Ok(queue.nack(&retries, now)),
         QueueAction::Pause { paused } => {
             queue.pause(paused);

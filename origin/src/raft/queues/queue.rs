@@ -5,15 +5,18 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use waypost_api::QueueName;
 use waypost_api::queues::{
-    BlobRef, Delivery, MAX_BACKOFF_S, NewMessage, QueueSpec, QueueStats, Receipt, Retry, Sent,
-    Settled, StoredMessage,
+    Delivery, MAX_BACKOFF_S, NewMessage, QueueSpec, Receipt, Retry, Sent, Settled,
 };
 
 use super::held::{Index, MESSAGE_OVERHEAD, Message};
+use super::recent_acks::RecentAcks;
 use super::{LEASE_BYTES, QueueReply, ms};
 use crate::raft::validate::Refusal;
+
+mod views;
+
+pub use views::Contents;
 
 /// Most lease request ids a queue remembers (the oldest go first).
 const MAX_REMEMBERED_LEASES: usize = 10_000;
@@ -43,15 +46,9 @@ struct QueueData {
     /// lease ends.
     #[serde(default)]
     leases: BTreeMap<String, (u64, Vec<Receipt>)>,
-}
-
-/// A queue's contents for a backup ([`Queue::contents`]).
-pub struct Contents {
-    pub spec: QueueSpec,
-    pub messages: Vec<String>,
-    pub dead_letters: Vec<String>,
-    pub large_messages: Vec<BlobRef>,
-    pub large_dead_letters: Vec<BlobRef>,
+    /// Receipts acked recently: a retried ack answers the same.
+    #[serde(default)]
+    acked: RecentAcks,
 }
 
 /// One queue.
@@ -107,6 +104,7 @@ impl Queue {
             dedup: BTreeMap::new(),
             totals: Totals::default(),
             leases: BTreeMap::new(),
+            acked: RecentAcks::default(),
         }
         .into()
     }
@@ -167,6 +165,7 @@ impl Queue {
             let (_, request_id) = self.index.lease_expiry.pop_first().expect("just seen");
             self.data.leases.remove(&request_id);
         }
+        self.data.acked.expire(now);
     }
 
     pub(super) fn send(
@@ -337,12 +336,18 @@ impl Queue {
             .is_some_and(|m| m.leased && m.attempts == receipt.attempt)
     }
 
-    pub(super) fn ack(&mut self, receipts: &[Receipt]) -> QueueReply {
+    /// Deletes the messages `receipts` name. A receipt acked before (a
+    /// retry whose first answer was lost) is answered as settled again
+    /// and changes nothing.
+    pub(super) fn ack(&mut self, receipts: &[Receipt], now: u64) -> QueueReply {
         let mut settled = Settled::default();
         for r in receipts {
             if self.current(r) {
                 self.remove(r.id);
                 self.data.totals.acked += 1;
+                self.data.acked.remember(*r, now);
+                settled.settled.push(r.id);
+            } else if self.data.acked.contains(r) {
                 settled.settled.push(r.id);
             } else {
                 settled.stale.push(r.id);
@@ -351,12 +356,21 @@ impl Queue {
         QueueReply::Settled { settled }
     }
 
+    /// Schedules another delivery of each message `retries` name, or
+    /// moves it to the dead letters on its last attempt. A retry of a nack
+    /// already applied (the message waits, not leased, at the receipt's
+    /// attempt, or died at it) answers the same and changes nothing.
     pub(super) fn nack(&mut self, retries: &[Retry], now: u64) -> QueueReply {
         let mut settled = Settled::default();
         for r in retries {
             let id = r.receipt.id;
             if !self.current(&r.receipt) {
-                settled.stale.push(id);
+                let at_attempt = |m: &Message| m.attempts == r.receipt.attempt;
+                match (self.data.messages.get(&id), self.data.dead.get(&id)) {
+                    (Some(m), _) if !m.leased && at_attempt(m) => settled.settled.push(id),
+                    (None, Some(m)) if at_attempt(m) => settled.dead_lettered.push(id),
+                    _ => settled.stale.push(id),
+                }
                 continue;
             }
             let attempts = self.data.messages[&id].attempts;
@@ -474,103 +488,6 @@ impl Queue {
         m.at_ms = now;
         self.index.hold(&m);
         self.data.dead.insert(id, m);
-    }
-
-    /// The queue's figures at `now_ms` (no earlier than its clock).
-    pub fn stats(&self, name: &QueueName, now_ms: u64) -> QueueStats {
-        let now = self.data.clock_ms.max(now_ms);
-        let (mut in_flight, mut delayed) = (0, 0);
-        for m in self.data.messages.values() {
-            match (m.leased, m.at_ms > now) {
-                (true, true) => in_flight += 1,
-                (false, true) => delayed += 1,
-                _ => {}
-            }
-        }
-        let depth = self.data.messages.len() as u64;
-        let oldest = self.data.messages.values().next();
-        QueueStats {
-            name: name.clone(),
-            spec: self.data.spec.clone(),
-            paused: self.data.paused,
-            depth,
-            ready: depth - in_flight - delayed,
-            delayed,
-            in_flight,
-            oldest_age_s: oldest.map_or(0, |m| now.saturating_sub(m.enqueued_ms) / 1000),
-            dead_letters: self.data.dead.len() as u64,
-            sent: self.data.totals.sent,
-            acked: self.data.totals.acked,
-            redeliveries: self.data.totals.redeliveries,
-        }
-    }
-
-    /// Whether a lease at `now_ms` would find a message (or a dead one to
-    /// move): what a long-polling lease waits for.
-    pub fn ready_at(&self) -> Option<u64> {
-        if self.data.paused {
-            return None;
-        }
-        self.index.schedule.first().map(|(due, _)| *due)
-    }
-
-    /// Whether a message or dead letter keeps its body in blob `sha256`.
-    pub fn references_blob(&self, sha256: &str) -> bool {
-        self.index.blobs.contains_key(sha256)
-    }
-
-    /// What a backup keeps of the queue: the spec, and every body held,
-    /// oldest first: messages, dead letters, and those of each kept as
-    /// blobs.
-    pub fn contents(&self) -> Contents {
-        let split = |held: &BTreeMap<u64, Message>| {
-            let mut inline = Vec::new();
-            let mut blobs = Vec::new();
-            for m in held.values() {
-                match &m.blob {
-                    Some(b) => blobs.push(b.clone()),
-                    None => inline.push(m.body.clone()),
-                }
-            }
-            (inline, blobs)
-        };
-        let (messages, large_messages) = split(&self.data.messages);
-        let (dead_letters, large_dead_letters) = split(&self.data.dead);
-        Contents {
-            spec: self.data.spec.clone(),
-            messages,
-            dead_letters,
-            large_messages,
-            large_dead_letters,
-        }
-    }
-
-    /// Messages (or dead letters) after id `after`, oldest first: at most
-    /// `limit` and `max_bytes` of bodies (at least one); whether more follow.
-    pub fn page(
-        &self,
-        dead: bool,
-        after: u64,
-        limit: usize,
-        max_bytes: usize,
-    ) -> (Vec<StoredMessage>, bool) {
-        let source = if dead {
-            &self.data.dead
-        } else {
-            &self.data.messages
-        };
-        let mut page = Vec::new();
-        let mut bytes = 0;
-        for (id, m) in source.range(after.saturating_add(1)..) {
-            let len = m.body_len() as usize;
-            let full = page.len() == limit || bytes + len > max_bytes;
-            if full && !page.is_empty() {
-                return (page, true);
-            }
-            bytes += len;
-            page.push(m.stored(*id));
-        }
-        (page, false)
     }
 }
 

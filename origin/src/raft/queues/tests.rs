@@ -102,7 +102,64 @@ fn a_late_ack_from_an_expired_lease_is_stale_and_deletes_nothing() {
     assert_eq!(stats(&q, 30_001).depth, 1);
     assert_eq!(ack(&mut q, 30_002, vec![new]).settled, [new.id]);
     assert_eq!(stats(&q, 30_002).depth, 0);
-    assert_eq!(ack(&mut q, 30_003, vec![new]).stale, [new.id]);
+    let late = ack(&mut q, 30_003, vec![old]);
+    assert_eq!(late.stale, [old.id], "the expired delivery is still stale");
+}
+
+#[test]
+fn a_retried_ack_answers_the_same_settlement_and_changes_nothing() {
+    let mut q = declared(QueueSpec::default());
+    send(&mut q, 0, texts(2));
+    let r = lease(&mut q, 0, 2);
+    let first = ack(&mut q, 10, vec![r[0].receipt]);
+    assert_eq!(first.settled, [r[0].receipt.id]);
+    // The answer was lost; the consumer retries with both receipts.
+    let retry = ack(&mut q, 20, vec![r[0].receipt, r[1].receipt]);
+    assert_eq!(retry.settled, [r[0].receipt.id, r[1].receipt.id]);
+    assert!(retry.stale.is_empty());
+    let s = stats(&q, 20);
+    assert_eq!((s.depth, s.acked), (0, 2), "each message acked once");
+    // A snapshot keeps the memory; an older snapshot without it loads.
+    let json = serde_json::to_value(&q).unwrap();
+    let back: Queues = serde_json::from_value(json.clone()).unwrap();
+    assert_eq!(back, q);
+    let mut old = json;
+    old["jobs"]
+        .as_object_mut()
+        .unwrap()
+        .remove("acked")
+        .unwrap();
+    let mut old: Queues = serde_json::from_value(old).unwrap();
+    assert_eq!(
+        ack(&mut old, 30, vec![r[0].receipt]).stale,
+        [r[0].receipt.id]
+    );
+}
+
+#[test]
+fn a_retried_nack_answers_the_same_and_schedules_one_retry() {
+    let spec = QueueSpec {
+        max_attempts: 2,
+        ..QueueSpec::default()
+    };
+    let mut q = declared(spec);
+    send(&mut q, 0, texts(1));
+    let r1 = lease(&mut q, 0, 1)[0].receipt;
+    assert_eq!(nack(&mut q, 0, r1, Some(5)).settled, [r1.id]);
+    assert_eq!(nack(&mut q, 1, r1, Some(0)).settled, [r1.id]);
+    assert!(
+        lease(&mut q, 4_999, 1).is_empty(),
+        "the first retry's delay holds"
+    );
+    let r2 = lease(&mut q, 5_000, 1)[0].receipt;
+    assert_eq!(
+        nack(&mut q, 5_000, r1, None).stale,
+        [r1.id],
+        "redelivered since"
+    );
+    assert_eq!(nack(&mut q, 5_001, r2, None).dead_lettered, [r2.id]);
+    assert_eq!(nack(&mut q, 5_002, r2, None).dead_lettered, [r2.id]);
+    assert_eq!(stats(&q, 5_002).dead_letters, 1);
 }
 
 #[test]
