@@ -217,6 +217,7 @@ impl Server {
             public_tls: public_tls.clone(),
             stopping: stop.graceful.clone(),
             peer_listener: peer.is_some(),
+            health_round: Default::default(),
         });
         tasks.push(spawn_listener(
             Listener {

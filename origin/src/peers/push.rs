@@ -23,6 +23,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
 use super::PeerClient;
+use super::http::error_text;
 use crate::metrics::PushLabels;
 use crate::raft::{NodeId, Replica};
 use crate::store::{Blobs, StoredBlob};
@@ -183,7 +184,7 @@ impl PeerClient {
         }
         Err(PushError::Refused {
             status: response.status(),
-            message: response.text().await.unwrap_or_default(),
+            message: error_text(response).await,
         })
     }
 }

@@ -41,7 +41,7 @@ use futures::stream::FuturesUnordered;
 use serde::Deserialize;
 
 use super::NodeId;
-use crate::peers::http::PeerHttp;
+use crate::peers::http::{ANSWER_MAX, AnswerError, PeerHttp, json_answer};
 
 /// How long a peer may take to answer `GET /cluster` during start-up.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
@@ -64,18 +64,14 @@ pub struct RemoteMember {
 }
 
 /// Asks the origin at `addr` for its view of the cluster.
-pub async fn probe(
-    http: &PeerHttp,
-    addr: &str,
-    timeout: Duration,
-) -> Result<Remote, reqwest::Error> {
-    http.get(addr, "/cluster")
+pub async fn probe(http: &PeerHttp, addr: &str, timeout: Duration) -> Result<Remote, AnswerError> {
+    let response = http
+        .get(addr, "/cluster")
         .timeout(timeout)
         .send()
         .await?
-        .error_for_status()?
-        .json()
-        .await
+        .error_for_status()?;
+    json_answer(response, ANSWER_MAX).await
 }
 
 /// A listed peer that already belongs to a cluster.

@@ -40,7 +40,7 @@ use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, RaftMetrics};
 
 use crate::config::RaftTiming;
-use crate::peers::http::{PeerAuth, PeerHttp};
+use crate::peers::http::{ANSWER_MAX, PeerAuth, PeerHttp, json_answer};
 use bootstrap::Probe;
 
 pub use conditions::Conditions;
@@ -65,6 +65,10 @@ pub type Raft = openraft::Raft<TypeConfig>;
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a pristine node that no peer answered asks again.
 const REPROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// Most bytes of a forwarded write's answer read from the leader: a
+/// lease's inline bodies (up to [`queues::LEASE_BYTES`] and one message
+/// past it), which JSON may escape at six bytes per byte, and the rest.
+const OUTCOME_MAX: usize = 6 * (queues::LEASE_BYTES + queues::LOG_INLINE_MAX) + ANSWER_MAX;
 
 /// Why the replica could not start.
 #[derive(Debug, thiserror::Error)]
@@ -366,7 +370,7 @@ impl Replica {
             Err(_) => return Forwarded::Unknown,
         };
         match response.status() {
-            reqwest::StatusCode::OK => match response.json::<Outcome>().await {
+            reqwest::StatusCode::OK => match json_answer::<Outcome>(response, OUTCOME_MAX).await {
                 Ok(outcome) => Forwarded::Done(Box::new(outcome)),
                 Err(_) => Forwarded::Unknown,
             },
@@ -386,8 +390,7 @@ impl Replica {
         if !response.status().is_success() {
             return Err(WriteError::NoReadQuorum(WRITE_TIMEOUT));
         }
-        response
-            .json::<u64>()
+        json_answer::<u64>(response, ANSWER_MAX)
             .await
             .map_err(|_| WriteError::NoLeader(WRITE_TIMEOUT))
     }

@@ -31,7 +31,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{NodeId, TypeConfig};
-use crate::peers::http::PeerHttp;
+use crate::peers::http::{ANSWER_MAX, PeerHttp, error_text, json_answer};
 
 /// Largest Raft request body a region accepts: a batch of log entries or a
 /// snapshot chunk.
@@ -131,12 +131,11 @@ impl Peer {
         }
         if !response.status().is_success() {
             let status = response.status();
-            let text = response.text().await.unwrap_or_default();
+            let text = error_text(response).await;
             let e = std::io::Error::other(format!("peer answered {status}: {text}"));
             return Err(RPCError::Network(NetworkError::new(&e)));
         }
-        let result: Result<Resp, Err> = response
-            .json()
+        let result: Result<Resp, Err> = json_answer(response, ANSWER_MAX)
             .await
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))

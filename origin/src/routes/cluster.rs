@@ -29,6 +29,7 @@ use waypost_api::headers::FORWARDED;
 use super::auth;
 use super::{AppState, body};
 use crate::credentials::Scope;
+use crate::peers::http::{ANSWER_MAX, read_answer};
 use crate::raft::membership::{CATCH_UP_TIMEOUT, MembershipError};
 use crate::response::{self, ResBody};
 
@@ -159,7 +160,17 @@ async fn forward(
     };
     let status = answer.status();
     let content_type = answer.headers().get(header::CONTENT_TYPE).cloned();
-    let bytes = answer.bytes().await.unwrap_or_default();
+    let bytes = match read_answer(answer, ANSWER_MAX).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            return response::text(
+                StatusCode::BAD_GATEWAY,
+                format!(
+                    "the leader at {leader} answered {status}, but {e}; check GET /cluster before retrying"
+                ),
+            );
+        }
+    };
     let mut response = Response::new(response::full(bytes));
     *response.status_mut() = status;
     response.headers_mut().insert(

@@ -4,23 +4,49 @@
 //! cannot ask the members themselves once those links are mutual TLS (the
 //! members' addresses take only the cluster's certificates), and the
 //! answer is what the cluster itself can reach, which is what counts.
+//!
+//! One round of probes serves every caller for [`FRESH_FOR`]: callers
+//! that arrive while a round runs wait for it, so a dashboard refreshing
+//! in many browsers (or a script in a loop) costs the members two
+//! requests a second, not two per call.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::{Response, StatusCode};
 use waypost_api::cluster::{ClusterStatus, Health, MemberHealth};
 
 use super::{AppState, body};
+use crate::peers::http::{ANSWER_MAX, json_answer};
 use crate::raft::NodeId;
 use crate::response::ResBody;
 
 /// How long a member gets to answer; one that takes longer is reported
 /// as not answering.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one round of probes answers later callers.
+const FRESH_FOR: Duration = Duration::from_secs(1);
+
+/// The last round of probes and when it ended.
+#[derive(Debug, Default)]
+pub struct LastRound(tokio::sync::Mutex<Option<(Instant, Vec<MemberHealth>)>>);
 
 pub async fn members(state: &Arc<AppState>) -> Response<ResBody> {
+    let mut last = state.health_round.0.lock().await;
+    let members = match &*last {
+        Some((at, members)) if at.elapsed() < FRESH_FOR => members.clone(),
+        _ => {
+            let members = probe_round(state).await;
+            *last = Some((Instant::now(), members.clone()));
+            members
+        }
+    };
+    drop(last);
+    body::json_response(StatusCode::OK, &members)
+}
+
+async fn probe_round(state: &AppState) -> Vec<MemberHealth> {
     let status = state.replica.status();
     // Replication lag is known to the leader only.
     let leader_view = match (&status.leader_addr, status.is_leader()) {
@@ -50,8 +76,7 @@ pub async fn members(state: &Arc<AppState>) -> Response<ResBody> {
             replication_lag: lags.get(&m.id).copied().flatten(),
         }
     });
-    let members: Vec<MemberHealth> = futures::future::join_all(probes).await;
-    body::json_response(StatusCode::OK, &members)
+    futures::future::join_all(probes).await
 }
 
 /// `path` of the member at `addr` as JSON, whatever its status (`/healthz`
@@ -69,5 +94,5 @@ async fn get<T: serde::de::DeserializeOwned>(
         .send()
         .await
         .ok()?;
-    resp.json().await.ok()
+    json_answer(resp, ANSWER_MAX).await.ok()
 }

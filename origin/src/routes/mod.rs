@@ -53,6 +53,8 @@ pub struct AppState {
     pub peer_tls: Option<Arc<crate::peer_tls::PeerTls>>,
     /// The public listener's certificate, for its expiry gauge.
     pub public_tls: Option<Arc<crate::public_tls::PublicTls>>,
+    /// `GET /cluster/health`'s last round of probes.
+    pub health_round: cluster_health::LastRound,
 }
 
 /// The listener a request arrived on.
