@@ -52,16 +52,89 @@ fn load_geodns(path: &Path) -> geodns::Config {
     config
 }
 
+/// The certificates the configs name, made with the real `waypost cert`
+/// (the command the examples tell operators to run) from one CA: region
+/// `n`'s files in `<dir>/region-n/` under the names the configs use.
+fn issue_certs(dir: &Path) {
+    for n in 1..=3 {
+        let out = Command::new(env!("CARGO_BIN_EXE_waypost"))
+            .args(["cert", "--node", &n.to_string(), "--ip", "127.0.0.1"])
+            .args(["--name", &format!("origin-{n}.waypost.internal")])
+            .arg("--data-dir")
+            .arg(dir.join("ca"))
+            .arg("--out")
+            .arg(dir.join(format!("region-{n}")))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// A copy of `path` in `dir` whose TLS files (`/etc/waypost/tls/` in the
+/// examples, `/etc/waypost-tls/` in Kubernetes) are region `node`'s in
+/// `dir` (see [`issue_certs`]).
+fn with_certs(path: &Path, dir: &Path, node: u64) -> PathBuf {
+    let certs = format!("{}/region-{node}/", dir.display());
+    let text = std::fs::read_to_string(path)
+        .unwrap()
+        .replace("/etc/waypost/tls/", &certs)
+        .replace("/etc/waypost-tls/", &certs);
+    let copy = dir.join(format!("{node}-{}", name(path)));
+    std::fs::write(&copy, text).unwrap();
+    copy
+}
+
+/// An origin config, with its TLS files loaded as the origin loads them
+/// at start (the peer certificate must carry the config's node id).
+fn load_origin(path: &Path, certs: &Path) -> origin::Config {
+    let node = origin::Config::load(path)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .cluster
+        .map_or(1, |c| c.node_id);
+    let config = origin::Config::load(&with_certs(path, certs, node)).unwrap();
+    if let Some(files) = config.tls.clone() {
+        origin::public_tls::PublicTls::load(files)
+            .unwrap_or_else(|e| panic!("{}: [tls]: {e}", path.display()));
+    }
+    if let Some(files) = config.peer.as_ref().and_then(|p| p.tls.clone()) {
+        origin::peer_tls::PeerTls::load(files, node)
+            .unwrap_or_else(|e| panic!("{}: [peer]: {e}", path.display()));
+    }
+    config
+}
+
+fn load_edge(path: &Path, certs: &Path) -> edge_node::Config {
+    edge_node::Config::load(&with_certs(path, certs, 1)).unwrap_or_else(|e| panic!("{e}"))
+}
+
 #[test]
 fn every_example_config_loads() {
+    let certs = scratch("certs");
+    issue_certs(&certs);
     let mut loaded = 0;
     for dir in ["examples", "k8s"] {
         for path in tomls(&deploy_dir().join(dir)) {
             let file = name(&path);
             if file.starts_with("origin") {
-                origin::Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                let config = load_origin(&path, &certs);
+                assert!(config.tls.is_some(), "{}: the API is HTTPS", path.display());
+                if let Some(peer) = config.peer {
+                    assert!(peer.tls.is_some(), "{}: peers on mTLS", path.display());
+                }
             } else if file.starts_with("edge") {
-                edge_node::Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                let config = load_edge(&path, &certs);
+                for pool in &config.pools {
+                    assert!(
+                        pool.origins.iter().all(|o| o.tls),
+                        "{}: pool {} reaches its origins over HTTPS",
+                        path.display(),
+                        pool.name
+                    );
+                }
             } else if file.starts_with("geodns") {
                 load_geodns(&path);
             } else {
@@ -72,14 +145,17 @@ fn every_example_config_loads() {
     }
     // one-region: 3; three-regions: 7; k8s: 3 regions x 2 + geodns.
     assert_eq!(loaded, 17, "a config example was added or lost");
+    std::fs::remove_dir_all(certs).unwrap();
 }
 
 #[test]
 fn three_region_examples_form_one_platform() {
     let dir = deploy_dir().join("examples/three-regions");
+    let certs = scratch("certs-3");
+    issue_certs(&certs);
     let mut members = None;
     for n in 1..=3u64 {
-        let origin = origin::Config::load(&dir.join(format!("origin-{n}.toml"))).unwrap();
+        let origin = load_origin(&dir.join(format!("origin-{n}.toml")), &certs);
         let cluster = origin.cluster.expect("[cluster] section");
         assert_eq!(cluster.node_id, n, "origin-{n}.toml is member {n}");
         assert_eq!(cluster.members.len(), 3);
@@ -90,7 +166,7 @@ fn three_region_examples_form_one_platform() {
         );
         members = Some(cluster.members);
 
-        let edge = edge_node::Config::load(&dir.join(format!("edge-{n}.toml"))).unwrap();
+        let edge = load_edge(&dir.join(format!("edge-{n}.toml")), &certs);
         let names: Vec<&str> = edge.pools[0]
             .regions
             .iter()
@@ -105,6 +181,7 @@ fn three_region_examples_form_one_platform() {
         assert!(edge.feed.is_some(), "edge-{n}.toml follows the change feed");
     }
     assert_eq!(load_geodns(&dir.join("geodns.toml")).regions.len(), 3);
+    std::fs::remove_dir_all(certs).unwrap();
 }
 
 #[test]
@@ -193,6 +270,9 @@ fn kubernetes_regions_build() {
         )
         .unwrap();
     }
+    for f in ["ca.pem", "ca.key"] {
+        std::fs::write(copy.join("k8s/base/ca").join(f), "stand-in").unwrap();
+    }
     for n in 1..=3 {
         let dir = copy.join(format!("k8s/region-{n}"));
         let out = Command::new("kubectl")
@@ -227,6 +307,18 @@ fn kubernetes_regions_build() {
             "the origin keeps a volume"
         );
         assert!(yaml.contains("kind: NetworkPolicy\n"), "region-{n}");
+        // TLS on every hop: cert-manager issues the origin's certificates
+        // from the cluster CA, which the edges trust.
+        assert_eq!(yaml.matches("kind: Certificate\n").count(), 2, "region-{n}");
+        assert!(yaml.contains("kind: Issuer\n"), "region-{n}");
+        assert!(
+            yaml.contains(&format!("- waypost-node://{n}\n")),
+            "region-{n}: the peer certificate carries its node id"
+        );
+        assert!(
+            !yaml.contains("http://origin"),
+            "region-{n}: an origin reached in plaintext"
+        );
         assert_eq!(
             yaml.matches("image: ").count(),
             yaml.matches("limits: { memory: ").count() + yaml.matches("limits:\n").count(),

@@ -56,7 +56,7 @@ impl LocalTls {
         let ca = LocalCa::open(data_dir)?;
         let regions = layout
             .regions()
-            .map(|(n, ip)| ca.issue_region(n as u64, ip))
+            .map(|(n, ip)| ca.issue_region(n as u64, vec![SanType::IpAddress(IpAddr::V4(ip))]))
             .collect::<anyhow::Result<_>>()?;
         Ok(Self {
             ca_file: ca.ca_file(),
@@ -127,22 +127,20 @@ impl LocalCa {
         self.dir.join(CA_FILE)
     }
 
-    /// Issues region `node`'s certificates for its address `ip`.
-    pub fn issue_region(&self, node: u64, ip: Ipv4Addr) -> anyhow::Result<RegionCerts> {
-        let ip = SanType::IpAddress(IpAddr::V4(ip));
+    /// Issues region `node`'s certificates for the addresses and names
+    /// its origin is reached at.
+    pub fn issue_region(&self, node: u64, names: Vec<SanType>) -> anyhow::Result<RegionCerts> {
         let api = self.issue(
             &format!("origin-{node}"),
             &format!("origin {node}"),
-            vec![ip.clone()],
+            names.clone(),
         )?;
         let uri = format!("{NODE_URI_PREFIX}{node}")
             .try_into()
             .context("node id URI")?;
-        let peer = self.issue(
-            &format!("peer-{node}"),
-            &format!("peer {node}"),
-            vec![ip, SanType::URI(uri)],
-        )?;
+        let mut peer_names = names;
+        peer_names.push(SanType::URI(uri));
+        let peer = self.issue(&format!("peer-{node}"), &format!("peer {node}"), peer_names)?;
         Ok(RegionCerts {
             api,
             peer: PeerTlsFiles {
@@ -185,24 +183,50 @@ impl LocalCa {
 
 #[derive(clap::Args)]
 pub struct CertArgs {
-    /// The new region's node id (its `cluster.node_id`).
+    /// The region's node id (its `cluster.node_id`).
     #[arg(long)]
     node: u64,
-    /// The address its origin listens on (clients and peers).
-    #[arg(long)]
-    ip: Ipv4Addr,
+    /// An address its origin is reached at, by clients and peers
+    /// (repeat for several).
+    #[arg(long = "ip", value_name = "IP")]
+    ips: Vec<IpAddr>,
+    /// A DNS name its origin is reached at, as the members' `addr` and
+    /// the edges' pools write it (repeat for several).
+    #[arg(long = "name", value_name = "DNS_NAME")]
+    names: Vec<String>,
     /// The port of its `[peer]` listener.
     #[arg(long, default_value_t = 7071)]
     peer_port: u16,
-    /// The data dir of the `waypost up` whose CA signs (a CA is made there
-    /// if it has none).
+    /// The directory whose `tls/` holds the CA that signs: `waypost up`'s
+    /// data dir, or one kept for production (a CA is made there if it has
+    /// none; keep its `tls/ca.key` off the servers).
     #[arg(long, default_value = super::DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
+    /// Also copy the files into this directory under the names the
+    /// configs in `deploy/` use: ca.pem, origin.pem, origin.key, peer.pem,
+    /// peer.key.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
 }
 
-/// `waypost cert`: one more region's certificates from the local CA, and
-/// the origin config lines that use them.
+/// `waypost cert`: one region's certificates from the CA in `--data-dir`,
+/// and the origin config lines that use them.
 pub fn run_cert(args: CertArgs) -> anyhow::Result<()> {
+    let mut names: Vec<SanType> = args.ips.iter().map(|ip| SanType::IpAddress(*ip)).collect();
+    for name in &args.names {
+        let valid = rustls::pki_types::DnsName::try_from(name.as_str()).is_ok()
+            && name.parse::<IpAddr>().is_err();
+        anyhow::ensure!(
+            valid,
+            "--name {name:?} is not a DNS name (an address goes in --ip)"
+        );
+        let dns = name.clone().try_into().context("DNS name")?;
+        names.push(SanType::DnsName(dns));
+    }
+    anyhow::ensure!(
+        !names.is_empty(),
+        "name the origin: --name <DNS name> and/or --ip <address>, as its clients and peers reach it"
+    );
     if !args.data_dir.join(TLS_DIR).join(CA_KEY_FILE).is_file() {
         eprintln!(
             "no CA in {} yet: making one (trust its {TLS_DIR}/{CA_FILE})",
@@ -212,19 +236,57 @@ pub fn run_cert(args: CertArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize()?;
-    let certs = LocalCa::open(&data_dir)?.issue_region(args.node, args.ip)?;
+    let mut certs = LocalCa::open(&data_dir)?.issue_region(args.node, names)?;
+    if let Some(out) = &args.out {
+        certs = move_out(&certs, out)?;
+    }
+    let listen = match args.ips.as_slice() {
+        [ip] => std::net::SocketAddr::new(*ip, args.peer_port),
+        _ => std::net::SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), args.peer_port),
+    };
     println!(
-        "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n[peer]\nlisten = \"{}:{}\"\n\
+        "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n[peer]\nlisten = \"{listen}\"\n\
          ca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"",
         certs.api.cert_file.display(),
         certs.api.key_file.display(),
-        args.ip,
-        args.peer_port,
         certs.peer.ca_file.display(),
         certs.peer.cert_file.display(),
         certs.peer.key_file.display(),
     );
     Ok(())
+}
+
+/// Moves `certs` into `out` under the names `deploy/` uses (keys stay
+/// readable by this user only; the CA stays where it is, and no server
+/// key is left beside it).
+fn move_out(certs: &RegionCerts, out: &Path) -> anyhow::Result<RegionCerts> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let out = out.canonicalize()?;
+    let put = |from: &Path, name: &str, private: bool, keep: bool| -> anyhow::Result<PathBuf> {
+        let to = out.join(name);
+        let text =
+            std::fs::read_to_string(from).with_context(|| format!("reading {}", from.display()))?;
+        if private {
+            write_private(&to, &text)?;
+        } else {
+            std::fs::write(&to, text).with_context(|| format!("writing {}", to.display()))?;
+        }
+        if !keep {
+            std::fs::remove_file(from).with_context(|| format!("removing {}", from.display()))?;
+        }
+        Ok(to)
+    };
+    Ok(RegionCerts {
+        api: ServerTlsFiles {
+            cert_file: put(&certs.api.cert_file, "origin.pem", false, false)?,
+            key_file: put(&certs.api.key_file, "origin.key", true, false)?,
+        },
+        peer: PeerTlsFiles {
+            ca_file: put(&certs.peer.ca_file, CA_FILE, false, true)?,
+            cert_file: put(&certs.peer.cert_file, "peer.pem", false, false)?,
+            key_file: put(&certs.peer.key_file, "peer.key", true, false)?,
+        },
+    })
 }
 
 /// Writes a key readable by this user only (created so, never widened).
@@ -268,7 +330,8 @@ mod tests {
             ca_pem,
             "the CA file is kept"
         );
-        let certs = again.issue_region(2, Ipv4Addr::new(127, 0, 2, 1)).unwrap();
+        let ip = SanType::IpAddress(IpAddr::V4(Ipv4Addr::new(127, 0, 2, 1)));
+        let certs = again.issue_region(2, vec![ip]).unwrap();
         let leaf = std::fs::read(&certs.peer.cert_file).unwrap();
         let leaf = CertificateDer::from_pem_slice(&leaf).unwrap();
         let root = CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap();
