@@ -16,6 +16,11 @@
 //! refused before sending with `PayloadTooLarge` and a hint of how many
 //! entries fit, which makes openraft resend a shorter one at once; a
 //! follower's 413 is mapped the same way.
+//!
+//! A batch that still takes longer than one attempt to cross the link goes
+//! as a transfer that outlives the attempt ([`transfer`]).
+
+mod transfer;
 
 use openraft::BasicNode;
 use openraft::error::{
@@ -59,24 +64,38 @@ impl Network {
 /// The connection to one peer.
 #[derive(Debug)]
 pub struct Peer {
+    link: Link,
+    /// The large batch being sent, if any.
+    transfer: Option<transfer::Transfer<AppendAnswer>>,
+}
+
+/// Where one peer is and how to reach it.
+#[derive(Debug, Clone)]
+struct Link {
     http: PeerHttp,
     target: NodeId,
     addr: String,
 }
+
+type AppendAnswer =
+    Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>>;
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
         Peer {
-            http: self.http.clone(),
-            target,
-            addr: node.addr.clone(),
+            link: Link {
+                http: self.http.clone(),
+                target,
+                addr: node.addr.clone(),
+            },
+            transfer: None,
         }
     }
 }
 
-impl Peer {
+impl Link {
     /// Sends one RPC; `too_large` says what to report when the peer refuses
     /// the body as too large (`None`: that is just a failed RPC).
     async fn call<Req, Resp, Err>(
@@ -90,13 +109,26 @@ impl Peer {
         Resp: DeserializeOwned,
         Err: std::error::Error + DeserializeOwned,
     {
+        self.send(rpc, encode(req).map_err(RPCError::Network)?, too_large)
+            .await
+    }
+
+    /// Sends one RPC whose request is already encoded.
+    async fn send<Resp, Err>(
+        &self,
+        rpc: &str,
+        body: Vec<u8>,
+        too_large: Option<PayloadTooLarge>,
+    ) -> Result<Resp, RPCError<NodeId, BasicNode, Err>>
+    where
+        Resp: DeserializeOwned,
+        Err: std::error::Error + DeserializeOwned,
+    {
         let path = format!("/internal/raft/{rpc}");
         // No client-side timeout: openraft wraps every RPC in its own and
         // reports a `Timeout`, which it retries at once. Only a peer that
         // cannot be connected to is `Unreachable`, which makes openraft back
         // off from it; a slow answer (a follower's slow fsync) must not.
-        let body = super::wire::encode(req)
-            .map_err(|e| RPCError::Network(NetworkError::new(&std::io::Error::other(e))))?;
         let response = self
             .http
             .post(&self.addr, &path)
@@ -142,6 +174,78 @@ impl Peer {
     }
 }
 
+impl Peer {
+    /// Sends a batch over [`transfer::DETACH_BYTES`] as a transfer (or
+    /// waits for the one already sending it), with a heartbeat beside it:
+    /// while the transfer runs, openraft retries these entries instead of
+    /// sending heartbeats, and the peer must not start an election for
+    /// want of them.
+    async fn append_large(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        body: Vec<u8>,
+        halved: Option<PayloadTooLarge>,
+    ) -> AppendAnswer {
+        let key = transfer::Key::of(&rpc);
+        let last = rpc.entries.last().map(|e| e.log_id);
+        if !self.transfer.as_ref().is_some_and(|t| t.key() == &key) {
+            let link = self.link.clone();
+            self.transfer = Some(transfer::Transfer::start(key, last, async move {
+                link.transfer(body, halved).await
+            }));
+        }
+        let heartbeat = AppendEntriesRequest::<TypeConfig> {
+            entries: Vec::new(),
+            ..rpc
+        };
+        let heartbeat = self
+            .link
+            .call::<_, AppendEntriesResponse<NodeId>, RaftError<NodeId>>(
+                "append", &heartbeat, None,
+            );
+        // Cancel-safe: when openraft gives up on this attempt, the transfer
+        // goes on and the next attempt for these entries waits for it.
+        let answer = tokio::select! {
+            answer = self.transfer.as_mut().expect("just set").finish() => answer,
+            // A newer leader answered: say so now, not after the transfer.
+            Ok(AppendEntriesResponse::HigherVote(vote)) = heartbeat => {
+                return Ok(AppendEntriesResponse::HigherVote(vote));
+            }
+        };
+        let sent = self.transfer.take().expect("just awaited").last();
+        let answer = answer.map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        match answer? {
+            // The transfer may have carried fewer entries than this attempt
+            // (openraft added some since): the peer holds up to its last.
+            AppendEntriesResponse::Success if sent < last => {
+                Ok(AppendEntriesResponse::PartialSuccess(sent))
+            }
+            other => Ok(other),
+        }
+    }
+}
+
+impl Link {
+    /// Sends one large AppendEntries body within its size's deadline.
+    async fn transfer(&self, body: Vec<u8>, halved: Option<PayloadTooLarge>) -> AppendAnswer {
+        let deadline = transfer::deadline(body.len());
+        let bytes = body.len();
+        let sent = tokio::time::timeout(deadline, self.send("append", body, halved)).await;
+        let Ok(answer) = sent else {
+            let e = std::io::Error::other(format!(
+                "sending {bytes} bytes of log entries to node {} at {} took over {deadline:?} \
+                 (a link slower than the {} KiB/s a batch is given time for); sending them again",
+                self.target,
+                self.addr,
+                transfer::SLOWEST_RATE / 1024
+            ));
+            tracing::warn!(error = %e, "raft transfer");
+            return Err(RPCError::Network(NetworkError::new(&e)));
+        };
+        answer
+    }
+}
+
 impl RaftNetwork<TypeConfig> for Peer {
     async fn append_entries(
         &mut self,
@@ -155,7 +259,11 @@ impl RaftNetwork<TypeConfig> for Peer {
         }
         // The peer refused even a batch within our budget: halve it.
         let halved = (sending > 1).then(|| PayloadTooLarge::new_entries_hint(sending as u64 / 2));
-        self.call("append", &rpc, halved).await
+        let body = encode(&rpc).map_err(RPCError::Network)?;
+        if body.len() <= transfer::DETACH_BYTES {
+            return self.link.send("append", body, halved).await;
+        }
+        self.append_large(rpc, body, halved).await
     }
 
     async fn install_snapshot(
@@ -166,7 +274,7 @@ impl RaftNetwork<TypeConfig> for Peer {
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        self.call("snapshot", &rpc, None).await
+        self.link.call("snapshot", &rpc, None).await
     }
 
     async fn vote(
@@ -174,8 +282,13 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: VoteRequest<NodeId>,
         _option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call("vote", &rpc, None).await
+        self.link.call("vote", &rpc, None).await
     }
+}
+
+/// `req` in CBOR, or the error openraft gets when that fails.
+fn encode<Req: Serialize>(req: &Req) -> Result<Vec<u8>, NetworkError> {
+    super::wire::encode(req).map_err(|e| NetworkError::new(&std::io::Error::other(e)))
 }
 
 /// How many leading `entries` fit in `budget` bytes of JSON; at least one,
@@ -224,10 +337,13 @@ mod tests {
             }
         });
         Peer {
-            http: crate::peers::http::PeerAuth::Token("t".into())
-                .client(reqwest::Client::builder()),
-            target: 2,
-            addr: addr.to_string(),
+            link: Link {
+                http: crate::peers::http::PeerAuth::Token("t".into())
+                    .client(reqwest::Client::builder()),
+                target: 2,
+                addr: addr.to_string(),
+            },
+            transfer: None,
         }
     }
 
