@@ -9,6 +9,9 @@
 #   1k / 100k   cache hits over HTTP/1.1 keep-alive       (all four servers)
 #   tls_1k      1 KiB cache hits over TLS                 (edge-node, nginx)
 #   miss_1k     cache misses: a unique query string per request (all four)
+#   miss_tls    the same, to an origin that speaks only HTTPS (certificate
+#               checked against a private CA, sessions resumed; edge-node
+#               and nginx with proxy_ssl_session_reuse)
 # plus the memory each cached 1 KiB object costs (RSS delta over MEM_OBJECTS
 # distinct cache keys) for edge-node, Varnish and ATS.
 #
@@ -20,7 +23,10 @@
 # Ends with one line:
 #   ratio nginx_1k=… varnish_1k=… ats_1k=… nginx_1k_cpu=… varnish_1k_cpu=… ats_1k_cpu=…
 #         nginx_100k=… varnish_100k=… ats_100k=… nginx_tls_1k=…
-# plain names: edge req/s ÷ peer req/s; _cpu names: peer CPU-µs/req ÷ edge's.
+#         nginx_miss_cpu=… varnish_miss_cpu=… ats_miss_cpu=… nginx_miss_tls=…
+#         nginx_miss_tls_cpu=… varnish_mem=… ats_mem=…
+# plain names: edge req/s ÷ peer req/s; _cpu names: peer CPU-µs/req ÷ edge's;
+# _mem names: peer bytes per cached object ÷ edge's.
 # Above 1 means edge-node does better.
 #
 # Knobs (environment): REPS=5 DURATION=5s CONNS=32 THREADS=1 MISS_REPS=3 MISS_CONNS=128
@@ -54,7 +60,7 @@ CLK_TCK=$(getconf CLK_TCK)
 RUN_USER=$(id -un) RUN_GROUP=$(id -gn)
 
 # Every port on loopback, offset from PORT_BASE.
-ORIGIN=$((PORT_BASE + 70))
+ORIGIN=$((PORT_BASE + 70)) ORIGIN_TLS=$((PORT_BASE + 71))
 EDGE_HTTP=$((PORT_BASE + 81)) EDGE_HTTPS=$((PORT_BASE + 441)) EDGE_ADMIN=$((PORT_BASE + 91))
 NGINX_HTTP=$((PORT_BASE + 82)) NGINX_HTTPS=$((PORT_BASE + 442))
 VARNISH_HTTP=$((PORT_BASE + 83)) VARNISH_ADMIN=$((PORT_BASE + 93))
@@ -103,7 +109,7 @@ WATCHDOG=$!
 render() {
     local tpl=$1 out=$2 var
     cp "$tpl" "$out"
-    for var in WORK ORIGIN EDGE_HTTP EDGE_HTTPS EDGE_ADMIN NGINX_HTTP NGINX_HTTPS \
+    for var in WORK ORIGIN ORIGIN_TLS EDGE_HTTP EDGE_HTTPS EDGE_ADMIN NGINX_HTTP NGINX_HTTPS \
                VARNISH_HTTP ATS_HTTP RUN_USER RUN_GROUP; do
         sed -i "s|@${var}@|${!var}|g" "$out"
     done
@@ -148,7 +154,7 @@ install_deps() {
 
 check_ports() {
     local p
-    for p in $ORIGIN $EDGE_HTTP $EDGE_HTTPS $EDGE_ADMIN $NGINX_HTTP $NGINX_HTTPS \
+    for p in $ORIGIN $ORIGIN_TLS $EDGE_HTTP $EDGE_HTTPS $EDGE_ADMIN $NGINX_HTTP $NGINX_HTTPS \
              $VARNISH_HTTP $VARNISH_ADMIN $ATS_HTTP; do
         port_free "$p" || die "port $p is in use (set PORT_BASE to move every port)"
     done
@@ -170,6 +176,14 @@ make_cert() {
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
         -subj /CN=localhost -addext 'subjectAltName=DNS:localhost,IP:127.0.0.1' \
         -keyout "$WORK/tls/key.pem" -out "$WORK/tls/cert.pem" 2>/dev/null
+    # The HTTPS origin's: a private CA the proxies trust, and a leaf from it.
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj '/CN=bench origin CA' -keyout "$WORK/tls/ca.key" -out "$WORK/tls/ca.pem" 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=localhost \
+        -keyout "$WORK/tls/origin.key" -out "$WORK/tls/origin.csr" 2>/dev/null
+    openssl x509 -req -in "$WORK/tls/origin.csr" -CA "$WORK/tls/ca.pem" -CAkey "$WORK/tls/ca.key" \
+        -days 2 -out "$WORK/tls/origin.pem" \
+        -extfile <(printf 'subjectAltName=DNS:localhost,IP:127.0.0.1') 2>/dev/null
 }
 
 # --- the servers --------------------------------------------------------------
@@ -188,6 +202,25 @@ start_origin() {
             --data-binary "@$WORK/$name.bin" "http://127.0.0.1:$ORIGIN/assets/$name.bin"
     done
     log "origin up on :$ORIGIN with 1k.bin and 100k.bin"
+
+    # The same asset on an origin that speaks only HTTPS.
+    mkdir -p "$WORK/origin-tls-data"
+    printf 'listen = "127.0.0.1:%s"\ndata_dir = "%s"\ntoken = "%s"\n[tls]\ncert_file = "%s"\nkey_file = "%s"\n' \
+        "$ORIGIN_TLS" "$WORK/origin-tls-data" "$TOKEN" "$WORK/tls/origin.pem" "$WORK/tls/origin.key" \
+        >"$WORK/origin-tls.toml"
+    "$ORIGIN_BIN" --config "$WORK/origin-tls.toml" >"$WORK/origin-tls.out" 2>"$WORK/origin-tls.err" &
+    PID[origin_tls]=$!
+    local t0=$SECONDS
+    until curl -fsS -o /dev/null --max-time 2 --cacert "$WORK/tls/ca.pem" \
+        "https://127.0.0.1:$ORIGIN_TLS/healthz" 2>/dev/null; do
+        kill -0 "${PID[origin_tls]}" 2>/dev/null || { tail -20 "$WORK/origin-tls.err" >&2; die "the HTTPS origin exited"; }
+        (( SECONDS - t0 < 60 )) || die "the HTTPS origin is not ready after 60s"
+        sleep 0.2
+    done
+    curl -fsS -o /dev/null -X PUT -H "Authorization: Bearer $TOKEN" --cacert "$WORK/tls/ca.pem" \
+        -H 'Cache-Control: public, max-age=86400' \
+        --data-binary "@$WORK/1k.bin" "https://127.0.0.1:$ORIGIN_TLS/assets/1k.bin"
+    log "HTTPS origin up on :$ORIGIN_TLS with 1k.bin"
 }
 
 start_edge() {
@@ -278,7 +311,7 @@ measure() {
 
 origin_requests() {
     # Sum of the origin's request counters (to prove hits never reach it).
-    curl -fsS "http://127.0.0.1:$ORIGIN/metrics" | awk '/^[a-z_]*requests[a-z_]*_total[{ ]/ && /route="assets"/ {s += $NF} END {print s + 0}'
+    curl -fsS -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$ORIGIN/metrics" | awk '/^[a-z_]*requests[a-z_]*_total[{ ]/ && /route="assets"/ {s += $NF} END {print s + 0}'
 }
 
 run_hits() {
@@ -309,6 +342,12 @@ run_misses() {
         for name in "${servers[@]}"; do
             UNIQ_PREFIX="miss$rep" CONNS=$MISS_CONNS measure miss_1k "$name" "$rep" "${HTTP[$name]}/assets/1k.bin" \
                 -s "$TPL/unique.lua"
+        done
+        # To the HTTPS origin: the site for Host tls.bench (edge-node and nginx).
+        for name in edge nginx; do
+            [ -n "${PID[$name]:-}" ] || continue
+            UNIQ_PREFIX="tls$rep" CONNS=$MISS_CONNS measure miss_tls "$name" "$rep" "${HTTP[$name]}/assets/1k.bin" \
+                -s "$TPL/unique.lua" -H 'Host: tls.bench'
         done
     done
 }
@@ -362,6 +401,12 @@ main() {
     done
     warm "https://127.0.0.1:$EDGE_HTTPS/assets/1k.bin" -k
     if [ -n "${PID[nginx]:-}" ]; then warm "https://127.0.0.1:$NGINX_HTTPS/assets/1k.bin" -k; fi
+    # The HTTPS origin answers through both proxies (a wrong setup fails here).
+    for name in edge nginx; do
+        [ -n "${PID[$name]:-}" ] || continue
+        curl -fsS -o /dev/null -H 'Host: tls.bench' "${HTTP[$name]}/assets/1k.bin?check" \
+            || die "$name cannot fetch from the HTTPS origin"
+    done
     log "warmed; measuring hits"
     run_hits
 
@@ -385,7 +430,7 @@ main() {
     echo
     cp "$RESULTS" /tmp/waypost-bench-last-results.tsv
     echo "== per-run rows: /tmp/waypost-bench-last-results.tsv; medians: =="
-    $STATS summary "$RESULTS"
+    $STATS summary "$RESULTS" "$WORK/memory.tsv"
 }
 
 main "$@"

@@ -7,7 +7,8 @@
   stats.py tree PID...       the PIDs of those trees, one per line
   stats.py busy SECONDS      % of all CPUs busy (not idle/iowait) over SECONDS
   stats.py wrk FILE          parse wrk --latency output: "requests rps p99_ms errors"
-  stats.py summary TSV       median table + the `ratio ...` line
+  stats.py summary TSV [MEM] median table + the `ratio ...` line (with MEM,
+                             the memory TSV: `<peer>_mem` ratios)
 """
 import os
 import statistics
@@ -114,10 +115,10 @@ def parse_wrk(path):
 
 PEERS = ("nginx", "varnish", "ats")
 SERVERS = ("edge",) + PEERS
-TESTS = ("1k", "100k", "tls_1k", "miss_1k")
+TESTS = ("1k", "100k", "tls_1k", "miss_1k", "miss_tls")
 
 
-def summary(path):
+def summary(path, memory_path=None):
     rows = {}
     with open(path) as f:
         for line in f:
@@ -155,8 +156,29 @@ def summary(path):
     parts += [f"{p}_1k_cpu={ratio('1k', p, cpu=True)}" for p in PEERS]
     parts += [f"{p}_100k={ratio('100k', p)}" for p in PEERS]
     parts += [f"nginx_tls_1k={ratio('tls_1k', 'nginx')}"]
+    parts += [f"{p}_miss_cpu={ratio('miss_1k', p, cpu=True)}" for p in PEERS]
+    parts += [f"nginx_miss_tls={ratio('miss_tls', 'nginx')}"]
+    parts += [f"nginx_miss_tls_cpu={ratio('miss_tls', 'nginx', cpu=True)}"]
+    if memory_path:
+        parts += memory_ratios(memory_path)
     print()
     print("ratio " + " ".join(parts))
+
+
+def memory_ratios(path):
+    """`<peer>_mem`: the peer's bytes per cached object ÷ the edge's."""
+    per_object = {}
+    with open(path) as f:
+        for line in f:
+            if line.startswith("#") or not line.strip():
+                continue
+            server, _objects, _before, _after, bytes_per_object = line.split("\t")
+            per_object[server] = float(bytes_per_object)
+    edge = per_object.get("edge")
+    return [
+        f"{p}_mem={per_object[p] / edge:.2f}" if edge and p in per_object else f"{p}_mem=n/a"
+        for p in ("varnish", "ats")
+    ]
 
 
 def main():
@@ -172,7 +194,7 @@ def main():
     elif cmd == "wrk":
         parse_wrk(args[0])
     elif cmd == "summary":
-        summary(args[0])
+        summary(*args)
     else:
         sys.exit(__doc__)
 
