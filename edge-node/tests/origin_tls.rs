@@ -350,3 +350,72 @@ async fn h2_is_negotiated_when_the_origin_offers_it() {
         edge.shutdown().await;
     }
 }
+
+/// Responses passed through (not stored) leave the client side once their
+/// promised length is written, and over HTTP/2 the origin's end of stream
+/// may come after. Abandoning the stream there reset it (RST_STREAM), and
+/// the frames already in flight for it count against h2's limit of 1,024
+/// resets per connection, after which the connection to the origin was
+/// torn down with every request on it (502s in `bench/cache_hit.sh`'s
+/// `miss_tls`). The edge reads those ends instead: every stream ends
+/// normally, none is reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passed_responses_do_not_wear_out_the_h2_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new();
+    let leaf = pki.issue(dir.path(), "origin", &["localhost"]);
+    let ca = write_ca(&pki, dir.path(), "ca.pem");
+    let origin = TlsOrigin::start(OriginTlsSetup {
+        cert: &leaf.spec.cert,
+        key: &leaf.spec.key,
+        alpn: BOTH,
+        client_ca: None,
+    })
+    .await;
+    let d = tempfile::tempdir().unwrap();
+    let toml = toml_for(
+        d.path(),
+        &format!("https://localhost:{}", origin.addr.port()),
+        &format!("ca_file = \"{ca}\""),
+    );
+    let edge = start_edge_with(&toml, d.path()).await;
+    let http = client();
+    let workers: Vec<_> = (0..16)
+        .map(|_| {
+            let (http, target) = (http.clone(), url(&edge, "/pass"));
+            tokio::spawn(async move {
+                let mut failed = Vec::new();
+                for _ in 0..40 {
+                    let r = http.get(&target).send().await.unwrap();
+                    let status = r.status();
+                    let body = r.text().await.unwrap();
+                    if status != 200 || body != "passed" {
+                        failed.push(format!("{status} {body}"));
+                    }
+                }
+                failed
+            })
+        })
+        .collect();
+    let mut failed = Vec::new();
+    for w in workers {
+        failed.extend(w.await.unwrap());
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of 640 passed requests failed, e.g. {:?}",
+        failed.len(),
+        &failed[..failed.len().min(3)]
+    );
+    assert_eq!(origin.hits("/pass"), 640);
+    // The drains finish within LATE_END of the last answer.
+    eventually("every /pass stream to end normally", || {
+        origin.pass_ends() == 640
+    })
+    .await;
+    // The pool's connection (and the health checks', if apart) carried
+    // them all: none was torn down and opened again.
+    let handshakes = origin.handshakes().len();
+    assert!(handshakes <= 2, "{handshakes} TLS handshakes");
+    edge.shutdown().await;
+}

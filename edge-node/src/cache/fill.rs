@@ -222,7 +222,11 @@ impl FillWriter {
                 *mem = None;
             } else if let Some(c) = mem.as_mut() {
                 c.starts.push(start);
-                c.data.push(chunk);
+                // A copy the size of the chunk: the chunk itself is often a
+                // slice of the connection's read buffer (8 KiB and up), and
+                // keeping it would keep that whole buffer for as long as the
+                // object stays cached.
+                c.data.push(Bytes::copy_from_slice(&chunk));
             }
         }
         let in_memory = self.fill.in_memory();

@@ -124,7 +124,7 @@ impl Fetcher {
                     respond::cache_status("fwd=uri-miss; detail=fills-busy"),
                 );
                 (
-                    Response::from_parts(rparts, body::boxed(rbody)),
+                    Response::from_parts(rparts, body::from_origin(rbody)),
                     CacheResult::Pass,
                 )
             }
@@ -205,7 +205,7 @@ impl Fetcher {
                 let body = if creq.parts.method == Method::HEAD {
                     body::empty()
                 } else {
-                    body::boxed(rbody)
+                    body::from_origin(rbody)
                 };
                 (Response::from_parts(rparts, body), CacheResult::Miss)
             }

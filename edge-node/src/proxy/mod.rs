@@ -251,7 +251,7 @@ impl Proxy {
                     .headers
                     .append("cache-status", respond::cache_status(why));
                 (
-                    Response::from_parts(rparts, body::boxed(rbody)),
+                    Response::from_parts(rparts, body::from_origin(rbody)),
                     CacheResult::Pass,
                 )
             }

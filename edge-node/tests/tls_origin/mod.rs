@@ -9,8 +9,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use futures::StreamExt;
 use http::{Request, Response};
-use http_body_util::Full;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -40,6 +42,9 @@ pub struct Log {
     pub handshakes: Vec<Handshake>,
     pub failed_handshakes: Vec<String>,
     pub requests: Vec<Served>,
+    /// `/pass` answers whose stream reached its end (not reset by the
+    /// client first).
+    pub pass_ends: usize,
 }
 
 pub struct TlsOrigin {
@@ -98,6 +103,8 @@ impl TlsOrigin {
                 let Ok((tcp, _)) = listener.accept().await else {
                     break;
                 };
+                // As servers do: no Nagle delay on the small frames.
+                tcp.set_nodelay(true).unwrap();
                 let (acceptor, log) = (acceptor.clone(), shared.clone());
                 conns.spawn(async move {
                     let tls = match acceptor.accept(tcp).await {
@@ -141,6 +148,10 @@ impl TlsOrigin {
         self.log.lock().unwrap().handshakes.clone()
     }
 
+    pub fn pass_ends(&self) -> usize {
+        self.log.lock().unwrap().pass_ends
+    }
+
     pub fn failed_handshakes(&self) -> Vec<String> {
         self.log.lock().unwrap().failed_handshakes.clone()
     }
@@ -152,13 +163,34 @@ impl Drop for TlsOrigin {
     }
 }
 
-/// `/healthz` is ok, `/asset.txt` a cacheable asset, anything else 404.
-fn answer(log: &Mutex<Log>, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+/// `/healthz` is ok, `/asset.txt` a cacheable asset, `/pass` an
+/// uncacheable answer whose end of stream comes [`LATE_END`] after its
+/// bytes (what a streaming origin does; over HTTP/2 a separate frame),
+/// anything else 404.
+fn answer(log: &Arc<Mutex<Log>>, req: &Request<Incoming>) -> Response<BoxBody<Bytes, Infallible>> {
     let path = req.uri().path().to_string();
     log.lock().unwrap().requests.push(Served {
         path: path.clone(),
         version: req.version(),
     });
+    if path == "/pass" {
+        let frames = futures::stream::once(async {
+            Ok::<_, Infallible>(http_body::Frame::data(Bytes::from_static(b"passed")))
+        })
+        .chain({
+            let log = log.clone();
+            futures::stream::once(async move {
+                tokio::time::sleep(LATE_END).await;
+                log.lock().unwrap().pass_ends += 1;
+            })
+            .filter_map(|()| async { None })
+        });
+        return Response::builder()
+            .header("cache-control", "no-store")
+            .header("content-length", "6")
+            .body(BodyExt::boxed(StreamBody::new(frames)))
+            .unwrap();
+    }
     let (status, body, cache) = match path.as_str() {
         "/healthz" => (200, "ok", "no-store"),
         "/asset.txt" => (200, "asset over tls", "max-age=300"),
@@ -167,6 +199,11 @@ fn answer(log: &Mutex<Log>, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     Response::builder()
         .status(status)
         .header("cache-control", cache)
-        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .body(BodyExt::boxed(Full::new(Bytes::from_static(
+            body.as_bytes(),
+        ))))
         .unwrap()
 }
+
+/// How long after its bytes `/pass` ends its stream.
+const LATE_END: std::time::Duration = std::time::Duration::from_millis(5);
