@@ -59,8 +59,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Ok(token) = std::env::var("EDGE_ADMIN_TOKEN") {
         anyhow::ensure!(!token.is_empty(), "EDGE_ADMIN_TOKEN is set but empty");
         if !config.admin.allow_insecure {
-            edge_node::config::check_admin_exposure(config.admin.listen, Some(&token))
-                .map_err(|e| anyhow::anyhow!("EDGE_ADMIN_TOKEN: {}: {}", e.field, e.reason))?;
+            edge_node::config::check_admin_exposure(
+                config.admin.listen,
+                config.admin.tls,
+                Some(&token),
+            )
+            .map_err(|e| anyhow::anyhow!("EDGE_ADMIN_TOKEN: {}: {}", e.field, e.reason))?;
         }
         config.admin.token = Some(token);
     }

@@ -180,7 +180,7 @@ impl Server {
             .expect("bound socket has an address");
 
         let mut tasks = JoinSet::new();
-        for (listener, tls) in [(http, None), (https, tls)] {
+        for (listener, tls) in [(http, None), (https, tls.clone())] {
             let Some(listener) = listener else { continue };
             let proxy = proxy.clone();
             let make = move |conn: ConnInfo| {
@@ -214,7 +214,7 @@ impl Server {
         };
         tasks.spawn(listen::serve(
             admin_listener,
-            None,
+            tls.clone().filter(|_| config.admin.tls),
             Arc::new(Limits::default()),
             listener_metrics.clone(),
             make_admin,

@@ -419,3 +419,62 @@ async fn passed_responses_do_not_wear_out_the_h2_connection() {
     assert!(handshakes <= 2, "{handshakes} TLS handshakes");
     edge.shutdown().await;
 }
+
+/// `admin.tls = true` serves the admin API (purges and their token) over
+/// TLS with the `[tls]` certificates, so it may listen off loopback
+/// without `allow_insecure`; plaintext is not answered there.
+#[tokio::test]
+async fn the_admin_api_is_served_over_tls_and_may_listen_off_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new();
+    let leaf = pki.issue(dir.path(), "admin", &["admin.test"]);
+    let base = edge_toml(&["127.0.0.1:9".parse().unwrap()], dir.path(), "");
+    let tls_section = format!(
+        "[tls]\ncertificates = [{{ cert = \"{}\", key = \"{}\" }}]\n",
+        leaf.spec.cert.display(),
+        leaf.spec.key.display()
+    );
+    let toml = format!(
+        "{}{tls_section}",
+        base.replace("[admin]\n", "[admin]\ntls = true\n")
+    );
+    let edge = start_edge_with(&toml, dir.path()).await;
+    let admin = edge.admin_addr();
+    let https = reqwest::Client::builder()
+        .use_rustls_tls()
+        .add_root_certificate(reqwest::Certificate::from_der(&pki.ca_der).unwrap())
+        .resolve("admin.test", admin)
+        .build()
+        .unwrap();
+    let r = https
+        .get(format!("https://admin.test:{}/healthz", admin.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let plain = client().get(format!("http://{admin}/healthz")).send().await;
+    assert!(
+        plain.is_err() || plain.is_ok_and(|r| r.status() != 200),
+        "plaintext is not served on a TLS admin listener"
+    );
+    edge.shutdown().await;
+
+    let load = |toml: &str| edge_node::Config::from_toml(&dir.path().join("edge.toml"), toml);
+    let anywhere = toml.replace(
+        "[admin]\ntls = true\nlisten = \"127.0.0.1:0\"",
+        "[admin]\ntls = true\nlisten = \"0.0.0.0:0\"",
+    );
+    assert_ne!(anywhere, toml);
+    assert!(load(&anywhere).is_ok(), "off loopback with TLS is fine");
+    let err = load(&anywhere.replace("[admin]\ntls = true\n", "[admin]\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("admin.tls"), "{err}");
+    let err = load(&base.replace("[admin]\n", "[admin]\ntls = true\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`admin.tls` is set but there is no [tls]"),
+        "{err}"
+    );
+}

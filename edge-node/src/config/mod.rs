@@ -4,6 +4,7 @@
 //! any socket is bound.
 
 mod consumers;
+mod listeners;
 mod origin_tls;
 mod plugins;
 mod raw;
@@ -14,8 +15,9 @@ use std::time::Duration;
 
 use service_base::config_file::{self, ConfigError, FieldError};
 
-use crate::listen::{CertSpec, Limits, TlsSettings};
+use crate::listen::{Limits, TlsSettings};
 pub use consumers::{ConsumerConfig, MAX_CONSUMER_CONCURRENCY};
+pub use listeners::{AdminConfig, check_admin_exposure};
 pub use origin_tls::{OriginAddr, OriginTls};
 pub use plugins::{Grants, MAX_TOTAL_CONCURRENCY, PluginConfig};
 pub use service_base::byte_size::ByteSize;
@@ -48,17 +50,6 @@ pub struct PluginRuntimeConfig {
     pub kv_token: Option<String>,
     pub kv_cache_ttl: Duration,
     pub reload_interval: Duration,
-}
-
-/// The admin listener: health, metrics and purge.
-#[derive(Debug, Clone)]
-pub struct AdminConfig {
-    pub listen: SocketAddr,
-    /// Bearer token required for purges; purge is refused when unset.
-    pub token: Option<String>,
-    /// `admin.allow_insecure`: a plaintext listener off loopback and a
-    /// placeholder token were explicitly allowed.
-    pub allow_insecure: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -182,40 +173,7 @@ fn validate(raw: raw::RawConfig, base: &Path) -> Result<Config, FieldError> {
     if raw.listen.http.is_none() && raw.listen.https.is_none() {
         return Err(FieldError::new("listen", "set `http` or `https` (or both)"));
     }
-    let tls = match (&raw.listen.https, raw.tls) {
-        (Some(_), None) => {
-            return Err(FieldError::new(
-                "tls",
-                "`listen.https` is set but there is no [tls] section with certificates",
-            ));
-        }
-        (None, Some(_)) => {
-            return Err(FieldError::new(
-                "listen.https",
-                "[tls] is configured but `listen.https` is not set",
-            ));
-        }
-        (None, None) => None,
-        (Some(_), Some(tls)) => {
-            if tls.certificates.is_empty() {
-                return Err(FieldError::new(
-                    "tls.certificates",
-                    "at least one certificate is needed",
-                ));
-            }
-            Some(TlsSettings {
-                certificates: tls
-                    .certificates
-                    .into_iter()
-                    .map(|c| CertSpec {
-                        cert: resolve(c.cert),
-                        key: resolve(c.key),
-                    })
-                    .collect(),
-                reload_interval: tls.reload_interval,
-            })
-        }
-    };
+    let tls = listeners::tls(raw.listen.https, raw.admin.tls, raw.tls, &resolve)?;
     let l = raw.limits;
     let limits = Limits {
         max_header_bytes: l.max_header_bytes.0 as usize,
@@ -451,23 +409,11 @@ fn validate(raw: raw::RawConfig, base: &Path) -> Result<Config, FieldError> {
             format!("{} does not exist", db.display()),
         ));
     }
-    if raw.admin.token.as_deref() == Some("") {
-        return Err(FieldError::new(
-            "admin.token",
-            "must not be empty; remove it to disable purge",
-        ));
-    }
-    if !raw.admin.allow_insecure {
-        check_admin_exposure(raw.admin.listen, raw.admin.token.as_deref())?;
-    }
+    let admin = listeners::admin(raw.admin)?;
     Ok(Config {
         listen_http: raw.listen.http,
         listen_https: raw.listen.https,
-        admin: AdminConfig {
-            listen: raw.admin.listen,
-            token: raw.admin.token,
-            allow_insecure: raw.admin.allow_insecure,
-        },
+        admin,
         limits,
         max_body_bytes: l.max_body_bytes.0,
         tls,
@@ -543,27 +489,6 @@ fn pool_regions(
         });
     }
     Ok((origins, regions))
-}
-
-/// The admin API answers purges and plugin uploads in plaintext: off
-/// loopback it would carry its token across the network in clear, and a
-/// token copied from the docs opens it to everyone who read them. Both
-/// need `admin.allow_insecure = true`.
-pub fn check_admin_exposure(listen: SocketAddr, token: Option<&str>) -> Result<(), FieldError> {
-    if !listen.ip().is_loopback() {
-        return Err(FieldError::new(
-            "admin.listen",
-            format!(
-                "{listen} is not a loopback address and the admin API has no TLS; \
-                 bind 127.0.0.1, or set `admin.allow_insecure = true` if only a private, \
-                 firewalled network reaches it"
-            ),
-        ));
-    }
-    if let Some(reason) = token.and_then(service_base::secrets::weakness) {
-        return Err(FieldError::new("admin.token", reason));
-    }
-    Ok(())
 }
 
 /// `cache.targeted_fields`: header names, each once.

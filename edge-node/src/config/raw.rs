@@ -125,9 +125,14 @@ pub struct RawAdmin {
     /// Bearer token for purges and plugin uploads; the `EDGE_ADMIN_TOKEN`
     /// environment variable overrides it (keep it out of the file).
     pub token: Option<String>,
-    /// Allow what is refused by default: a listener on a non-loopback
-    /// address (the admin API has no TLS; only on a private network behind
-    /// a firewall) and a placeholder token such as `change-me`.
+    /// Serve the admin API over TLS with the certificates of `[tls]`
+    /// (chosen by SNI as on the public HTTPS listener); then it may listen
+    /// off loopback.
+    #[serde(default)]
+    pub tls: bool,
+    /// Allow what is refused by default: a plaintext listener on a
+    /// non-loopback address (only on a private network behind a firewall)
+    /// and a placeholder token such as `change-me`.
     #[serde(default)]
     pub allow_insecure: bool,
 }
@@ -141,6 +146,7 @@ impl Default for RawAdmin {
         Self {
             listen: default_admin(),
             token: None,
+            tls: false,
             allow_insecure: false,
         }
     }

@@ -80,6 +80,24 @@ pub struct ConnInfo {
     pub tls: bool,
     /// The server name the client sent in its TLS ClientHello.
     pub sni: Option<String>,
+    /// The client's IP as a header value, rendered once per connection:
+    /// every request on it sends it to the origin (X-Forwarded-For and
+    /// the client-IP field).
+    pub peer_ip: http::HeaderValue,
+}
+
+impl ConnInfo {
+    pub fn new(peer: SocketAddr, local: SocketAddr, tls: bool, sni: Option<String>) -> Self {
+        let peer_ip = http::HeaderValue::from_str(&peer.ip().to_string())
+            .expect("an IP address is a valid header value");
+        Self {
+            peer,
+            local,
+            tls,
+            sni,
+            peer_ip,
+        }
+    }
 }
 
 /// Accepts connections from `listener` and serves each with the service
@@ -253,12 +271,7 @@ impl<F> Shared<F> {
                 return;
             }
         };
-        let service = (self.make_service)(ConnInfo {
-            peer,
-            local,
-            tls: false,
-            sni: None,
-        });
+        let service = (self.make_service)(ConnInfo::new(peer, local, false, None));
         let tracker = ConnTracker::new(false);
         let io = TrackedIo::new(
             stream,
@@ -332,12 +345,7 @@ impl<F> Shared<F> {
             Some(_) => (&self.builders.http1, false, true),
             None => (&self.builders.auto, false, false),
         };
-        let service = (self.make_service)(ConnInfo {
-            peer,
-            local,
-            tls: true,
-            sni,
-        });
+        let service = (self.make_service)(ConnInfo::new(peer, local, true, sni));
         let tracker = ConnTracker::new(h2);
         let io = TrackedIo::new(
             stream,

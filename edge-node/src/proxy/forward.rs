@@ -102,18 +102,18 @@ pub fn drop_untrusted(headers: &mut HeaderMap) {
 /// the edge, `Accept-Encoding` normalized.
 pub fn to_origin(h: &mut HeaderMap, conn: &ConnInfo, host: &str) {
     cache::strip_hop_by_hop(h);
-    let peer = conn.peer.ip().to_string();
+    let peer = &conn.peer_ip;
     let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {peer}"),
-        None => peer.clone(),
+        Some(prev) => {
+            let ip = peer.to_str().expect("an IP address is ASCII");
+            HeaderValue::from_str(&format!("{prev}, {ip}")).ok()
+        }
+        None => Some(peer.clone()),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = xff {
         h.insert(X_FORWARDED_FOR, v);
     }
-    h.insert(
-        CLIENT_IP,
-        HeaderValue::from_str(&peer).expect("an IP is a valid header value"),
-    );
+    h.insert(CLIENT_IP, peer.clone());
     h.insert(
         X_FORWARDED_PROTO,
         HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
