@@ -29,7 +29,12 @@
 # Ends with one line:
 #   figures failover_s=<max of KILLS> lost_acked_writes=<n> p99_commit_ms=<3 regions, CONNS> read_qps=<n> …
 #
-# Knobs (environment): DURATION=10 CONNS=16 READ_CONNS=32 LAG_SAMPLES=300 KILLS=5 CHURN_CONNS=4
+# The three regions reach each other on their [peer] listeners over mutual
+# TLS (certificates from `waypost cert`, as a deployment would); PEER_TLS=0
+# runs them plaintext with the cluster token instead. The client API stays
+# plaintext (what is measured is replication, not the client's TLS).
+#
+# Knobs (environment): PEER_TLS=1 DURATION=10 CONNS=16 READ_CONNS=32 LAG_SAMPLES=300 KILLS=5 CHURN_CONNS=4
 # PORT_BASE=18700 QUIET_WAIT=20 QUIET_BUSY=30 TIME_LIMIT=420 SKIP_BUILD=0 KEEP_WORK=0
 # DATA_ROOT=<dir> (where the data dirs go; default the work dir under /tmp, on disk)
 # ORIGIN_BIN=… LOAD_BIN=… (prebuilt binaries; default target/release/{origin,examples/origin_load})
@@ -49,7 +54,9 @@ PORT_BASE=${PORT_BASE:-18700}
 QUIET_WAIT=${QUIET_WAIT:-20}
 QUIET_BUSY=${QUIET_BUSY:-30}
 TIME_LIMIT=${TIME_LIMIT:-420}
+PEER_TLS=${PEER_TLS:-1}
 export ORIGIN_TOKEN=bench-token
+AUTH="Authorization: Bearer $ORIGIN_TOKEN"
 NS=bench
 
 # Node "s1" is the one-region origin; n1..n3 form the three-region group.
@@ -58,6 +65,12 @@ declare -A ADDR=(
     [n1]=127.0.1.1:$((PORT_BASE + 1))
     [n2]=127.0.2.1:$((PORT_BASE + 2))
     [n3]=127.0.3.1:$((PORT_BASE + 3))
+)
+# Their [peer] listeners: the members' addresses.
+declare -A PEER=(
+    [n1]=127.0.1.1:$((PORT_BASE + 11))
+    [n2]=127.0.2.1:$((PORT_BASE + 12))
+    [n3]=127.0.3.1:$((PORT_BASE + 13))
 )
 declare -A PID=()   # process name -> pid of the process we started
 
@@ -131,6 +144,9 @@ check_ports() {
     for name in "${!ADDR[@]}"; do
         ! ss -ltnH src "${ADDR[$name]}" | grep -q . || die "${ADDR[$name]} is in use (set PORT_BASE)"
     done
+    for name in "${!PEER[@]}"; do
+        ! ss -ltnH src "${PEER[$name]}" | grep -q . || die "${PEER[$name]} is in use (set PORT_BASE)"
+    done
 }
 
 build() {
@@ -143,6 +159,10 @@ build() {
     ORIGIN_BIN=${ORIGIN_BIN:-$target/release/origin}
     LOAD_BIN=${LOAD_BIN:-$target/release/examples/origin_load}
     [ -x "$ORIGIN_BIN" ] && [ -x "$LOAD_BIN" ] || die "binaries not found: $ORIGIN_BIN $LOAD_BIN"
+    # Only issues the peer certificates: any build will do.
+    WAYPOST_BIN=${WAYPOST_BIN:-$(ls "$target"/release/waypost "$target"/debug/waypost 2>/dev/null | head -1)}
+    [ "$PEER_TLS" = 0 ] || [ -x "$WAYPOST_BIN" ] \
+        || die "PEER_TLS=1 needs the waypost CLI (cargo build -p waypost, or WAYPOST_BIN=...)"
 }
 
 # Wait (bounded) until the machine is quiet; log how busy it was.
@@ -170,10 +190,20 @@ write_config() {
         echo "data_dir = \"$DATA/$name\""
         echo "token = \"$ORIGIN_TOKEN\""
         if [ $# -gt 0 ]; then
+            echo "[peer]"
+            echo "listen = \"${PEER[$name]}\""
+            if [ "$PEER_TLS" != 0 ]; then
+                "$WAYPOST_BIN" cert --node "${name#n}" --ip "${PEER[$name]%:*}" \
+                    --data-dir "$WORK/ca" --out "$WORK/$name/tls" >/dev/null 2>>"$WORK/cert.err" \
+                    || die "waypost cert failed: $(cat "$WORK/cert.err")"
+                echo "ca_file = \"$WORK/$name/tls/ca.pem\""
+                echo "cert_file = \"$WORK/$name/tls/peer.pem\""
+                echo "key_file = \"$WORK/$name/tls/peer.key\""
+            fi
             echo "[cluster]"
             echo "node_id = ${name#n}"
             echo "members = ["
-            for m in "$@"; do echo "  { id = ${m#n}, addr = \"${ADDR[$m]}\" },"; done
+            for m in "$@"; do echo "  { id = ${m#n}, addr = \"${PEER[$m]}\" },"; done
             echo "]"
         fi
     } >"$WORK/$name/origin.toml"
@@ -204,7 +234,7 @@ wait_healthy() {
 leader_of() {
     local name id seen=""
     for name in "$@"; do
-        id=$(curl -fsS --max-time 1 "$(url "$name")/cluster" 2>/dev/null | jq -r '.leader // empty') || return 0
+        id=$(curl -fsS --max-time 1 -H "$AUTH" "$(url "$name")/cluster" 2>/dev/null | jq -r '.leader // empty') || return 0
         [ -n "$id" ] || return 0
         [ -z "$seen" ] || [ "$seen" = "$id" ] || return 0
         seen=$id
@@ -225,7 +255,7 @@ wait_leader() {
     done
 }
 
-last_log_index() { curl -fsS --max-time 1 "$(url "$1")/cluster" 2>/dev/null | jq -r '.last_log_index' || echo 0; }
+last_log_index() { curl -fsS --max-time 1 -H "$AUTH" "$(url "$1")/cluster" 2>/dev/null | jq -r '.last_log_index' || echo 0; }
 
 # wait_progress NAME N TIMEOUT: wait until NAME's Raft log grows by N entries
 # (writes are flowing through it).
@@ -246,10 +276,10 @@ wait_progress() {
 write_run() {
     local label=$1 name=$2 conns=$3
     wait_quiet "$label"
-    curl -fsS "$(url "$name")/metrics" >"$WORK/$label.before"
+    curl -fsS -H "$AUTH" "$(url "$name")/metrics" >"$WORK/$label.before"
     REPLY=$("$LOAD_BIN" write --url "$(url "$name")" --conns "$conns" --seconds "$DURATION" \
         --ns "$NS" --prefix "$label" 2>>"$WORK/load.err")
-    curl -fsS "$(url "$name")/metrics" >"$WORK/$label.after"
+    curl -fsS -H "$AUTH" "$(url "$name")/metrics" >"$WORK/$label.after"
     log "$label ($name, $conns clients): $REPLY server_p99_bucket_ms=$($PY hist-p99 "$WORK/$label.before" "$WORK/$label.after")"
     [ "$(field errors "$REPLY")" = 0 ] || log "WARNING: $label had write errors (see $WORK/load.err)"
 }
@@ -284,7 +314,7 @@ three_regions() {
 
     # Sample the leader's per-peer lag gauge while the loaded run writes.
     : >"$WORK/lag-samples"
-    ( while :; do curl -fsS --max-time 1 "$(url "$leader")/metrics" >>"$WORK/lag-samples" 2>/dev/null || true; sleep 0.2; done ) &
+    ( while :; do curl -fsS --max-time 1 -H "$AUTH" "$(url "$leader")/metrics" >>"$WORK/lag-samples" 2>/dev/null || true; sleep 0.2; done ) &
     PID[lagsampler]=$!
     write_run w3r "$leader" "$CONNS"
     stop_proc lagsampler
@@ -305,9 +335,9 @@ three_regions() {
 
     curl -fsS -X PUT -H "Authorization: Bearer $ORIGIN_TOKEN" --data-binary 'hello from the origin bench' \
         "$(url "$leader")/kv/$NS/read-key" >/dev/null
-    until curl -fsS -o /dev/null "$(url "$follower")/kv/$NS/read-key"; do sleep 0.05; done
+    until curl -fsS -o /dev/null -H "$AUTH" "$(url "$follower")/kv/$NS/read-key"; do sleep 0.05; done
     wait_quiet read
-    wrk -t1 -c"$READ_CONNS" -d"${DURATION}s" --latency "$(url "$follower")/kv/$NS/read-key" >"$WORK/wrk-read.txt"
+    wrk -t1 -c"$READ_CONNS" -d"${DURATION}s" --latency -H "$AUTH" "$(url "$follower")/kv/$NS/read-key" >"$WORK/wrk-read.txt"
     grep -q 'Non-2xx' "$WORK/wrk-read.txt" && log "WARNING: non-2xx reads: $(grep Non-2xx "$WORK/wrk-read.txt")"
     fig read_qps "$(awk '/^Requests\/sec/ {printf "%.0f", $2}' "$WORK/wrk-read.txt")"
     fig read_p99_ms "$(awk '$1 == "99%" { v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v)
@@ -373,7 +403,7 @@ main() {
     install_deps
     check_ports
     build
-    log "work dir $WORK; DURATION=${DURATION}s CONNS=$CONNS READ_CONNS=$READ_CONNS KILLS=$KILLS; $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)"
+    log "work dir $WORK; PEER_TLS=$PEER_TLS DURATION=${DURATION}s CONNS=$CONNS READ_CONNS=$READ_CONNS KILLS=$KILLS; $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)"
     : >"$FIG"
     # Context, not a figure of the origin: what one fsynced append costs on
     # this disk right now (the Raft log fsyncs every append).
@@ -392,7 +422,7 @@ main() {
         "p99_commit_ms_1r=$(get p99_commit_ms_1r) p99_commit_ms_c1=$(get p99_commit_ms_c1) p99_commit_ms_1r_c1=$(get p99_commit_ms_1r_c1)" \
         "p99_commit_ms_server=$(get p99_commit_ms_server) p99_commit_ms_1r_server=$(get p99_commit_ms_1r_server)" \
         "repl_lag_ms=$(get repl_lag_ms) repl_lag_p50_ms=$(get repl_lag_p50_ms) repl_lag_entries_max=$(get repl_lag_entries_max)" \
-        "read_p99_ms=$(get read_p99_ms) fsync_p99_ms=$(get fsync_p99_ms)"
+        "read_p99_ms=$(get read_p99_ms) fsync_p99_ms=$(get fsync_p99_ms) peer_tls=$PEER_TLS"
 }
 
 main "$@"

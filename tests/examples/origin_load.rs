@@ -218,7 +218,11 @@ async fn lag(args: &Args) -> anyhow::Result<()> {
         let acked = Instant::now();
         loop {
             polls_total += 1;
-            let r = client.get(format!("{follower}{path}")).send().await?;
+            let r = client
+                .get(format!("{follower}{path}"))
+                .bearer_auth(&token)
+                .send()
+                .await?;
             if r.status().is_success() {
                 lags.push(acked.elapsed().as_micros() as u64);
                 break;
@@ -422,6 +426,7 @@ async fn verify(args: &Args) -> anyhow::Result<()> {
         .map(|a| a.key)
         .collect();
     let client = client();
+    let token = token();
     let mut lost = BTreeSet::new();
     let mut per_node = Vec::new();
     for url in args.all("url") {
@@ -430,6 +435,7 @@ async fn verify(args: &Args) -> anyhow::Result<()> {
         loop {
             let page: serde_json::Value = client
                 .get(format!("{url}/kv/{ns}?prefix=c-&after={after}"))
+                .bearer_auth(&token)
                 .send()
                 .await?
                 .error_for_status()?
