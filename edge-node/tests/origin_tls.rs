@@ -39,6 +39,33 @@ fn write_ca(pki: &Pki, dir: &Path, name: &str) -> String {
     path.display().to_string()
 }
 
+/// An HTTPS origin for `localhost` offering `alpn`, with a certificate
+/// from `pki` (files in `dir`), and an edge (its files in `edge_dir`) that
+/// fronts it, trusting `pki`'s CA.
+async fn fronted(
+    pki: &Pki,
+    dir: &Path,
+    edge_dir: &Path,
+    alpn: &[&[u8]],
+) -> (TlsOrigin, edge_node::RunningServer) {
+    let leaf = pki.issue(dir, "origin", &["localhost"]);
+    let ca = write_ca(pki, dir, "ca.pem");
+    let origin = TlsOrigin::start(OriginTlsSetup {
+        cert: &leaf.spec.cert,
+        key: &leaf.spec.key,
+        alpn,
+        client_ca: None,
+    })
+    .await;
+    let toml = toml_for(
+        edge_dir,
+        &format!("https://localhost:{}", origin.addr.port()),
+        &format!("ca_file = \"{ca}\""),
+    );
+    let edge = start_edge_with(&toml, edge_dir).await;
+    (origin, edge)
+}
+
 async fn metrics(edge: &edge_node::RunningServer) -> String {
     client()
         .get(format!("http://{}/metrics", edge.admin_addr()))
@@ -85,21 +112,7 @@ impl Write for Captured {
 async fn an_https_only_origin_is_fronted_and_its_asset_cached() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new();
-    let leaf = pki.issue(dir.path(), "origin", &["localhost"]);
-    let origin = TlsOrigin::start(OriginTlsSetup {
-        cert: &leaf.spec.cert,
-        key: &leaf.spec.key,
-        alpn: BOTH,
-        client_ca: None,
-    })
-    .await;
-    let ca = write_ca(&pki, dir.path(), "ca.pem");
-    let toml = toml_for(
-        dir.path(),
-        &format!("https://localhost:{}", origin.addr.port()),
-        &format!("ca_file = \"{ca}\""),
-    );
-    let edge = start_edge_with(&toml, dir.path()).await;
+    let (origin, edge) = fronted(&pki, dir.path(), dir.path(), BOTH).await;
     let c = client();
     let first = c.get(url(&edge, "/asset.txt")).send().await.unwrap();
     assert_eq!(first.status(), 200);
@@ -314,26 +327,12 @@ async fn mtls_origins_accept_the_edge_only_with_its_client_certificate() {
 async fn h2_is_negotiated_when_the_origin_offers_it() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new();
-    let leaf = pki.issue(dir.path(), "origin", &["localhost"]);
-    let ca = write_ca(&pki, dir.path(), "ca.pem");
     for (offered, want_alpn, want_version) in [
         (BOTH, b"h2".as_slice(), http::Version::HTTP_2),
         (HTTP1, b"http/1.1".as_slice(), http::Version::HTTP_11),
     ] {
-        let origin = TlsOrigin::start(OriginTlsSetup {
-            cert: &leaf.spec.cert,
-            key: &leaf.spec.key,
-            alpn: offered,
-            client_ca: None,
-        })
-        .await;
         let d = tempfile::tempdir().unwrap();
-        let toml = toml_for(
-            d.path(),
-            &format!("https://localhost:{}", origin.addr.port()),
-            &format!("ca_file = \"{ca}\""),
-        );
-        let edge = start_edge_with(&toml, d.path()).await;
+        let (origin, edge) = fronted(&pki, dir.path(), d.path(), offered).await;
         let r = client().get(url(&edge, "/asset.txt")).send().await.unwrap();
         assert_eq!(r.status(), 200);
         let handshakes = origin.handshakes();
@@ -363,22 +362,7 @@ async fn h2_is_negotiated_when_the_origin_offers_it() {
 async fn passed_responses_do_not_wear_out_the_h2_connection() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new();
-    let leaf = pki.issue(dir.path(), "origin", &["localhost"]);
-    let ca = write_ca(&pki, dir.path(), "ca.pem");
-    let origin = TlsOrigin::start(OriginTlsSetup {
-        cert: &leaf.spec.cert,
-        key: &leaf.spec.key,
-        alpn: BOTH,
-        client_ca: None,
-    })
-    .await;
-    let d = tempfile::tempdir().unwrap();
-    let toml = toml_for(
-        d.path(),
-        &format!("https://localhost:{}", origin.addr.port()),
-        &format!("ca_file = \"{ca}\""),
-    );
-    let edge = start_edge_with(&toml, d.path()).await;
+    let (origin, edge) = fronted(&pki, dir.path(), dir.path(), BOTH).await;
     let http = client();
     let workers: Vec<_> = (0..16)
         .map(|_| {
