@@ -160,7 +160,10 @@ build() {
     LOAD_BIN=${LOAD_BIN:-$target/release/examples/origin_load}
     [ -x "$ORIGIN_BIN" ] && [ -x "$LOAD_BIN" ] || die "binaries not found: $ORIGIN_BIN $LOAD_BIN"
     # Only issues the peer certificates: any build will do.
-    WAYPOST_BIN=${WAYPOST_BIN:-$(ls "$target"/release/waypost "$target"/debug/waypost 2>/dev/null | head -1)}
+    if [ -z "${WAYPOST_BIN:-}" ]; then
+        WAYPOST_BIN=$target/release/waypost
+        [ -x "$WAYPOST_BIN" ] || WAYPOST_BIN=$target/debug/waypost
+    fi
     [ "$PEER_TLS" = 0 ] || [ -x "$WAYPOST_BIN" ] \
         || die "PEER_TLS=1 needs the waypost CLI (cargo build -p waypost, or WAYPOST_BIN=...)"
 }

@@ -50,6 +50,14 @@ fn promtool_accepts_the_config_and_the_rules() {
     std::fs::write(&token, READ_TOKEN).unwrap();
     let config = std::fs::read_to_string(monitoring_dir().join("prometheus.yml")).unwrap();
     assert!(config.contains("/etc/prometheus/waypost-read-token"));
+    // The token goes to the origins over HTTPS only, checked against the
+    // cluster's CA (`waypost up` and the shipped configs serve [tls]).
+    assert!(
+        config.contains(
+            "scheme: https\n    tls_config:\n      ca_file: /etc/prometheus/waypost-ca.pem"
+        ),
+        "the origin job scrapes over HTTPS with the cluster CA"
+    );
     let config = config.replace(
         "/etc/prometheus/waypost-read-token",
         token.to_str().unwrap(),
